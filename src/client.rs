@@ -1,0 +1,257 @@
+//! The request side of one PHP process: dispatch, flush, status and the log queries, over a
+//! per-process registry of open outboxes and their senders. No PHP types: the PHP layer copies
+//! INI values into [`IniValues`] and converts the results.
+//!
+//! The registry is keyed by PID. After a fork the child finds a foreign PID and forgets (never
+//! closes, never reuses) the parent's SQLite connections and thread handles, then starts fresh.
+//! Only the PHP thread touches the registry, so its mutex is never held by another thread at fork.
+
+use crate::config::{self, DefaultEndpoint, IniValues};
+use crate::error::{Error, Result};
+use crate::outbox::{EventDetail, EventFilter, EventSummary, NewEvent, Outbox, Role, Status};
+use crate::worker::{self, Sender, SenderOptions, Waker, WorkerState};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+struct Entry {
+    outbox: Option<Outbox>,
+    sender: Option<Sender>,
+    sender_started: Option<Instant>,
+    waker: Option<Waker>,
+    recorded: Option<DefaultEndpoint>,
+}
+
+struct ProcessState {
+    pid: u32,
+    entries: HashMap<PathBuf, Entry>,
+}
+
+static STATE: Mutex<Option<ProcessState>> = Mutex::new(None);
+
+fn with_state<T>(f: impl FnOnce(&mut ProcessState) -> T) -> T {
+    let mut guard = STATE.lock().unwrap_or_else(|p| p.into_inner());
+    let pid = std::process::id();
+    if guard.as_ref().is_some_and(|s| s.pid != pid) {
+        // Forked child: the parent's connections and threads are not ours. Never drop them.
+        if let Some(old) = guard.take() {
+            std::mem::forget(old);
+        }
+    }
+    let state = guard.get_or_insert_with(|| ProcessState { pid, entries: HashMap::new() });
+    f(state)
+}
+
+fn entry<'a>(state: &'a mut ProcessState, path: &Path) -> &'a mut Entry {
+    state.entries.entry(path.to_path_buf()).or_insert_with(|| Entry {
+        outbox: None,
+        sender: None,
+        sender_started: None,
+        waker: None,
+        recorded: None,
+    })
+}
+
+impl Entry {
+    fn outbox(&mut self, path: &Path) -> Result<&mut Outbox> {
+        if self.outbox.is_none() {
+            self.outbox = Some(Outbox::open(path, Role::Request)?);
+        }
+        self.outbox.as_mut().ok_or_else(|| Error::storage("outbox not open"))
+    }
+
+    /// Starts (or restarts after a failure, at most once a second) this process's sender thread.
+    fn ensure_sender(&mut self, path: &Path, concurrency: usize) {
+        let stopped = self.sender.as_ref().is_none_or(|s| s.state() == WorkerState::Stopped);
+        let recently = self.sender_started.is_some_and(|t| t.elapsed() < Duration::from_secs(1));
+        if stopped && !recently {
+            self.sender_started = Some(Instant::now());
+            if let Ok(s) = Sender::start(SenderOptions { database: path.to_path_buf(), concurrency }) {
+                self.sender = Some(s);
+            }
+        }
+    }
+
+    fn wake(&mut self, path: &Path) {
+        if self.sender.as_ref().is_some_and(|s| s.wake_local()) {
+            return;
+        }
+        self.waker.get_or_insert_with(|| Waker::new(path)).wake();
+    }
+
+    fn record_default(&mut self, path: &Path, d: &DefaultEndpoint) -> Result<()> {
+        if self.recorded.as_ref() != Some(d) {
+            self.outbox(path)?.record_default_endpoint(d)?;
+            self.recorded = Some(d.clone());
+        }
+        Ok(())
+    }
+}
+
+/// Dispatch options already converted from PHP.
+#[derive(Debug, Clone, Default)]
+pub struct DispatchOptions {
+    pub key: Option<String>,
+    pub coalesce: bool,
+    pub endpoints: Option<Vec<String>>,
+}
+
+/// Validates, stores durably, wakes the sender; returns the event id.
+pub fn dispatch(ini: &IniValues, topic: &str, data_json: &str, opts: &DispatchOptions) -> Result<String> {
+    crate::event::validate_topic(topic)?;
+    if let Some(k) = &opts.key {
+        crate::event::validate_key(k)?;
+    }
+    if opts.coalesce && opts.key.is_none() {
+        return Err(Error::input("option \"coalesce\" needs a \"key\": events are coalesced per key, topic and endpoint"));
+    }
+    let default = DefaultEndpoint::from_ini(ini)?;
+    let max = config::max_payload_bytes(&ini.max_payload_bytes)?;
+    let concurrency = config::concurrency(&ini.concurrency)?;
+    let path = config::database_path(&ini.database);
+    with_state(|st| {
+        let e = entry(st, &path);
+        e.record_default(&path, &default)?;
+        let id = e.outbox(&path)?.enqueue(&NewEvent {
+            topic,
+            key: opts.key.as_deref(),
+            coalesce: opts.coalesce,
+            endpoints: opts.endpoints.clone(),
+            data: data_json,
+            max_body_bytes: max,
+        })?;
+        e.ensure_sender(&path, concurrency);
+        e.wake(&path);
+        Ok(id)
+    })
+}
+
+/// Waits until nothing is pending in the outbox (any process's events) or the timeout passes.
+pub fn flush(ini: &IniValues, timeout: f64) -> Result<bool> {
+    let default = DefaultEndpoint::from_ini(ini)?;
+    let concurrency = config::concurrency(&ini.concurrency)?;
+    let path = config::database_path(&ini.database);
+    let deadline = Instant::now() + Duration::from_secs_f64(timeout.clamp(0.0, 86_400.0));
+    let mut pause = Duration::from_micros(200);
+    loop {
+        let pending = with_state(|st| {
+            let e = entry(st, &path);
+            e.record_default(&path, &default)?;
+            e.ensure_sender(&path, concurrency);
+            let n = e.outbox(&path)?.pending()?;
+            if n > 0 {
+                e.wake(&path);
+            }
+            Ok::<i64, Error>(n)
+        })?;
+        if pending == 0 {
+            return Ok(true);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(10));
+    }
+}
+
+/// Status of the outbox plus this process's worker state.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub database: PathBuf,
+    pub status: Status,
+    pub worker: WorkerState,
+    pub worker_error: Option<String>,
+    pub sender_pid: Option<u32>,
+}
+
+pub fn status(ini: &IniValues) -> Result<Report> {
+    let path = config::database_path(&ini.database);
+    let concurrency = config::concurrency(&ini.concurrency).unwrap_or(4);
+    with_state(|st| {
+        let e = entry(st, &path);
+        let status = e.outbox(&path)?.status()?;
+        e.ensure_sender(&path, concurrency);
+        let worker = e.sender.as_ref().map_or(WorkerState::Stopped, |s| s.state());
+        let worker_error = e.sender.as_ref().and_then(|s| s.error());
+        Ok(Report { database: path.clone(), status, worker, worker_error, sender_pid: worker::sender_pid(&path) })
+    })
+}
+
+/// Requeues a dead or delivered event (replay) or routes an unrouted one.
+pub fn retry(ini: &IniValues, event_id: &str) -> Result<bool> {
+    if !crate::event::is_event_id(event_id) {
+        return Err(Error::input(format!("{event_id:?} is not an event id (expected evt_ followed by 26 ULID characters)")));
+    }
+    let default = DefaultEndpoint::from_ini(ini)?;
+    let concurrency = config::concurrency(&ini.concurrency)?;
+    let path = config::database_path(&ini.database);
+    with_state(|st| {
+        let e = entry(st, &path);
+        e.record_default(&path, &default)?;
+        let r = e.outbox(&path)?.retry_event(event_id)?;
+        e.ensure_sender(&path, concurrency);
+        e.wake(&path);
+        Ok(r == Some(true))
+    })
+}
+
+/// Requeues every dead delivery (optionally of one endpoint).
+pub fn retry_dead(ini: &IniValues, endpoint: Option<&str>) -> Result<usize> {
+    let concurrency = config::concurrency(&ini.concurrency)?;
+    let path = config::database_path(&ini.database);
+    with_state(|st| {
+        let e = entry(st, &path);
+        let n = e.outbox(&path)?.retry_dead(endpoint)?;
+        e.ensure_sender(&path, concurrency);
+        e.wake(&path);
+        Ok(n)
+    })
+}
+
+pub fn event(ini: &IniValues, event_id: &str) -> Result<Option<EventDetail>> {
+    let path = config::database_path(&ini.database);
+    with_state(|st| entry(st, &path).outbox(&path)?.event(event_id))
+}
+
+pub fn events(ini: &IniValues, filter: &EventFilter) -> Result<Vec<EventSummary>> {
+    let path = config::database_path(&ini.database);
+    with_state(|st| entry(st, &path).outbox(&path)?.events(filter))
+}
+
+/// At a request's start: the first request of a process starts the sender thread when the outbox
+/// exists, so retries and other processes' abandoned events are delivered by any live process.
+/// Opens nothing on the PHP thread.
+pub fn request_started(ini: &IniValues) {
+    let path = config::database_path(&ini.database);
+    if !path.exists() {
+        return;
+    }
+    let concurrency = config::concurrency(&ini.concurrency).unwrap_or(4);
+    with_state(|st| {
+        let e = entry(st, &path);
+        if e.sender.is_none() {
+            e.ensure_sender(&path, concurrency);
+        }
+    });
+}
+
+/// Module shutdown: each sender finishes due work within the grace, then its threads are abandoned.
+pub fn shutdown(grace: f64) {
+    let deadline = Instant::now() + Duration::from_secs_f64(grace.max(0.0));
+    with_state(|st| {
+        for e in st.entries.values() {
+            if let Some(s) = &e.sender {
+                let left = deadline.saturating_duration_since(Instant::now()).as_secs_f64();
+                s.shutdown(left);
+            }
+        }
+        // Thread handles and connections of this process stay as they are until exit: joining or
+        // closing them here could wait on the network.
+        for (_, e) in st.entries.drain() {
+            std::mem::forget(e);
+        }
+    });
+}

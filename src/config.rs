@@ -1,0 +1,240 @@
+//! Settings as plain Rust values. The PHP layer copies INI strings into [`IniValues`] on the
+//! PHP thread; everything here is validated when used, never at module start-up, so a bad
+//! value makes `woosync_dispatch` raise instead of breaking PHP.
+
+use crate::error::{Error, Result};
+use crate::retry::RetrySchedule;
+use crate::signer::Secret;
+use std::path::PathBuf;
+
+/// Name of the endpoint configured through INI.
+pub const DEFAULT_ENDPOINT: &str = "default";
+
+/// Raw INI strings, copied on the PHP thread.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct IniValues {
+    pub database: String,
+    pub endpoint: String,
+    pub secret: String,
+    pub retry_delays: String,
+    pub timeout: String,
+    pub concurrency: String,
+    pub max_payload_bytes: String,
+    pub source: String,
+    pub shutdown_grace: String,
+}
+
+/// The outbox path: the INI value, or `<temp dir>/woosync/outbox.sqlite` when empty.
+pub fn database_path(ini: &str) -> PathBuf {
+    let ini = ini.trim();
+    if ini.is_empty() {
+        std::env::temp_dir().join("woosync").join("outbox.sqlite")
+    } else {
+        PathBuf::from(ini)
+    }
+}
+
+fn parse_num(name: &str, text: &str, min: f64, max: f64, default: f64) -> Result<f64> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Ok(default);
+    }
+    match t.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= min && v <= max => Ok(v),
+        _ => Err(Error::config(format!("{name}={t:?} is invalid: use a number from {min} to {max}"))),
+    }
+}
+
+/// Seconds for one HTTP attempt (connect + response).
+pub fn timeout(text: &str) -> Result<f64> {
+    parse_num("woosync.timeout", text, 0.1, 3600.0, 15.0)
+}
+/// Concurrent deliveries per outbox.
+pub fn concurrency(text: &str) -> Result<usize> {
+    Ok(parse_num("woosync.concurrency", text, 1.0, 64.0, 4.0)? as usize)
+}
+/// Largest encoded body accepted by dispatch.
+pub fn max_payload_bytes(text: &str) -> Result<usize> {
+    Ok(parse_num("woosync.max_payload_bytes", text, 256.0, 64.0 * 1024.0 * 1024.0, 1_048_576.0)? as usize)
+}
+/// Seconds module shutdown waits for in-flight attempts.
+pub fn shutdown_grace(text: &str) -> Result<f64> {
+    parse_num("woosync.shutdown_grace", text, 0.0, 60.0, 1.0)
+}
+
+/// Checks an endpoint URL: http or https with a host, no whitespace.
+pub fn validate_url(url: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Error::config(format!(
+            "malformed endpoint URL {url:?} ({why}); use an absolute http:// or https:// URL such as https://crm.example.com/webhooks/woo"
+        ))
+    };
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| bad("it must start with http:// or https://"))?;
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("it contains whitespace"));
+    }
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = host.rsplit('@').next().unwrap_or("");
+    if host.is_empty() || host.starts_with(':') {
+        return Err(bad("it has no host"));
+    }
+    match url.parse::<ureq::http::Uri>() {
+        Ok(_) => Ok(()),
+        Err(e) => Err(bad(&e.to_string())),
+    }
+}
+
+/// Body format of an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// The woosync envelope (`id`, `type`, `timestamp`, `key`, `sequence`, `data`).
+    Standard,
+    /// The bare payload, as WooCommerce's own webhooks send their REST object.
+    WooCommerce,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> Result<Format> {
+        match s.trim() {
+            "" | "standard" => Ok(Format::Standard),
+            "woocommerce" => Ok(Format::WooCommerce),
+            other => Err(Error::config(format!("unknown format {other:?}: use \"standard\" or \"woocommerce\""))),
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Standard => "standard",
+            Format::WooCommerce => "woocommerce",
+        }
+    }
+}
+
+/// The `default` endpoint as the process's INI describes it, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DefaultEndpoint {
+    /// Empty when no endpoint is configured.
+    pub url: String,
+    pub secret: String,
+    pub retry_delays: String,
+    pub timeout: f64,
+    pub source: String,
+}
+
+impl DefaultEndpoint {
+    /// Validates the INI values that describe the `default` endpoint.
+    pub fn from_ini(ini: &IniValues) -> Result<DefaultEndpoint> {
+        let url = ini.endpoint.trim().to_string();
+        if !url.is_empty() {
+            validate_url(&url)?;
+        }
+        let secret = ini.secret.trim().to_string();
+        if !secret.is_empty() {
+            Secret::parse(&secret)?;
+        }
+        let retry_delays = if ini.retry_delays.trim().is_empty() {
+            crate::retry::DEFAULT_DELAYS.to_string()
+        } else {
+            ini.retry_delays.trim().to_string()
+        };
+        RetrySchedule::parse(&retry_delays)?;
+        Ok(DefaultEndpoint {
+            url,
+            secret,
+            retry_delays,
+            timeout: timeout(&ini.timeout)?,
+            source: ini.source.trim().to_string(),
+        })
+    }
+}
+
+/// Matches a topic against a filter list such as `order.*, product.stock_updated`;
+/// an empty list or `*` matches everything. `*` matches one or more dotted words at the end
+/// (`order.*`) or any one word in the middle (`*.created`).
+pub fn topic_matches(filters: &[String], topic: &str) -> bool {
+    if filters.is_empty() {
+        return true;
+    }
+    filters.iter().any(|f| pattern_matches(f, topic))
+}
+
+fn pattern_matches(pattern: &str, topic: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    let pp: Vec<&str> = pattern.split('.').collect();
+    let tp: Vec<&str> = topic.split('.').collect();
+    for (i, p) in pp.iter().enumerate() {
+        let last = i == pp.len() - 1;
+        match tp.get(i) {
+            None => return false,
+            Some(t) => {
+                if *p == "*" {
+                    if last {
+                        return true;
+                    }
+                } else if p != t {
+                    return false;
+                }
+            }
+        }
+    }
+    pp.len() == tp.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert!(validate_url("http://127.0.0.1:8080/hook").is_ok());
+        assert!(validate_url("https://crm.example.com").is_ok());
+        for bad in ["ftp://x", "http://", "127.0.0.1:80", "http:// x", "https://:80/"] {
+            assert!(validate_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(timeout("").unwrap(), 15.0);
+        assert_eq!(timeout("2.5").unwrap(), 2.5);
+        assert!(timeout("abc").is_err());
+        assert!(concurrency("0").is_err());
+        assert_eq!(concurrency("16").unwrap(), 16);
+        assert!(shutdown_grace("-1").is_err());
+    }
+
+    #[test]
+    fn default_endpoint() {
+        let mut ini = IniValues { endpoint: "http://127.0.0.1:1/x".into(), ..Default::default() };
+        let d = DefaultEndpoint::from_ini(&ini).unwrap();
+        assert_eq!(d.retry_delays, crate::retry::DEFAULT_DELAYS);
+        ini.secret = "whsec_bad".into();
+        assert!(DefaultEndpoint::from_ini(&ini).is_err());
+        ini.secret = String::new();
+        ini.retry_delays = "1,x".into();
+        assert!(DefaultEndpoint::from_ini(&ini).is_err());
+    }
+
+    #[test]
+    fn topic_filters() {
+        let f = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert!(topic_matches(&[], "a.b"));
+        assert!(topic_matches(&f(&["order.*"]), "order.created"));
+        assert!(topic_matches(&f(&["order.*"]), "order.status.changed"));
+        assert!(!topic_matches(&f(&["order.*"]), "product.stock_updated"));
+        assert!(topic_matches(&f(&["*.created"]), "customer.created"));
+        assert!(!topic_matches(&f(&["*.created"]), "customer.updated"));
+        assert!(topic_matches(&f(&["product.stock_updated"]), "product.stock_updated"));
+        assert!(!topic_matches(&f(&["product"]), "product.stock_updated"));
+    }
+
+    #[test]
+    fn default_database_is_under_temp() {
+        assert!(database_path("").ends_with("woosync/outbox.sqlite"));
+        assert_eq!(database_path("/x/y.sqlite"), PathBuf::from("/x/y.sqlite"));
+    }
+}

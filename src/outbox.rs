@@ -1,0 +1,1519 @@
+//! The SQLite outbox: schema, migrations, the durable INSERT of dispatch, claims with leases,
+//! recording attempts, per-key order, and the queries behind status and the log.
+//!
+//! One file is shared by every PHP process of a site. WAL mode with `synchronous=NORMAL`: a commit
+//! survives the death of the process (not a power cut) without an fsync per dispatch. All writes are
+//! short `BEGIN IMMEDIATE` transactions; a busy handler that sleeps in steps of tens of microseconds
+//! waits for other writers, so `SQLITE_BUSY` never reaches PHP within [`BUSY_WAIT`].
+//!
+//! Per-key order: every delivery row carries its event's `key` and `seq`. Of the open rows of one
+//! (endpoint, key) only the head is `ready` or `inflight`; the others are `queued` until the head
+//! finishes (delivered, dead or superseded), when the next one is promoted in the same transaction.
+//! Claims therefore only look at `ready` rows and never scan blocked ones.
+
+use crate::config::{self, DefaultEndpoint, Format};
+use crate::error::{Error, Result};
+use crate::event::{self, Envelope};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// `PRAGMA application_id` of a woosync outbox ("woos").
+pub const APPLICATION_ID: i32 = 0x776f_6f73;
+/// Current schema version (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i32 = 1;
+/// Longest time a statement waits for another process's write lock before failing.
+pub const BUSY_WAIT: Duration = Duration::from_secs(10);
+/// First bytes of the response kept per attempt.
+pub const RESPONSE_SNIPPET: usize = 1024;
+
+/// Delivery states as stored.
+pub mod state {
+    pub const QUEUED: i64 = 0;
+    pub const READY: i64 = 1;
+    pub const INFLIGHT: i64 = 2;
+    pub const DELIVERED: i64 = 3;
+    pub const DEAD: i64 = 4;
+    pub const SUPERSEDED: i64 = 5;
+    /// Only in `stats`: events no endpoint matched.
+    pub const UNROUTED: i64 = 6;
+
+    pub fn name(s: i64) -> &'static str {
+        match s {
+            QUEUED => "queued",
+            READY => "pending",
+            INFLIGHT => "in_flight",
+            DELIVERED => "delivered",
+            DEAD => "dead",
+            SUPERSEDED => "superseded",
+            _ => "unrouted",
+        }
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE meta(k TEXT PRIMARY KEY, v) WITHOUT ROWID;
+CREATE TABLE endpoints(
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  url TEXT NOT NULL DEFAULT '',
+  secret TEXT NOT NULL DEFAULT '',
+  prev_secret TEXT NOT NULL DEFAULT '',
+  prev_secret_until REAL NOT NULL DEFAULT 0,
+  topics TEXT NOT NULL DEFAULT '',
+  enabled INTEGER NOT NULL DEFAULT 1,
+  disabled_reason TEXT,
+  disabled_at REAL,
+  rate_limit REAL NOT NULL DEFAULT 0,
+  timeout REAL NOT NULL DEFAULT 15,
+  proxy TEXT NOT NULL DEFAULT '',
+  format TEXT NOT NULL DEFAULT 'standard',
+  retry_delays TEXT NOT NULL DEFAULT '',
+  source TEXT NOT NULL DEFAULT '',
+  consecutive_failures INTEGER NOT NULL DEFAULT 0,
+  breaker_until REAL NOT NULL DEFAULT 0,
+  last_success_at REAL,
+  last_error TEXT,
+  last_error_at REAL,
+  created_at REAL NOT NULL,
+  updated_at REAL NOT NULL
+);
+CREATE TABLE events(
+  id INTEGER PRIMARY KEY,
+  event_id TEXT NOT NULL UNIQUE,
+  topic TEXT NOT NULL,
+  key TEXT,
+  seq INTEGER NOT NULL,
+  created_at REAL NOT NULL,
+  unrouted INTEGER NOT NULL DEFAULT 0,
+  data_offset INTEGER NOT NULL,
+  body BLOB NOT NULL
+);
+CREATE INDEX events_key ON events(key) WHERE key IS NOT NULL;
+CREATE TABLE deliveries(
+  id INTEGER PRIMARY KEY,
+  event_rowid INTEGER NOT NULL,
+  endpoint_id INTEGER NOT NULL,
+  key TEXT,
+  seq INTEGER NOT NULL,
+  state INTEGER NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at REAL NOT NULL,
+  claimed_by TEXT,
+  lease_until REAL,
+  last_status INTEGER,
+  last_error TEXT,
+  updated_at REAL NOT NULL
+);
+CREATE INDEX deliveries_due ON deliveries(state, endpoint_id, next_attempt_at) WHERE state < 3;
+CREATE INDEX deliveries_key ON deliveries(endpoint_id, key, seq) WHERE key IS NOT NULL AND state < 3;
+CREATE INDEX deliveries_open ON deliveries(id, event_rowid) WHERE state < 3;
+CREATE INDEX deliveries_event ON deliveries(event_rowid);
+CREATE TABLE attempts(
+  id INTEGER PRIMARY KEY,
+  delivery_id INTEGER NOT NULL,
+  started_at REAL NOT NULL,
+  duration_ms REAL NOT NULL,
+  http_status INTEGER,
+  error_class TEXT,
+  error TEXT,
+  response BLOB,
+  delivery_uuid TEXT
+);
+CREATE INDEX attempts_delivery ON attempts(delivery_id);
+CREATE TABLE key_seq(key TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE stats(endpoint_id INTEGER NOT NULL, state INTEGER NOT NULL, n INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY(endpoint_id, state)) WITHOUT ROWID;
+CREATE TRIGGER deliveries_stats_insert AFTER INSERT ON deliveries BEGIN
+  UPDATE stats SET n = n + 1 WHERE endpoint_id = NEW.endpoint_id AND state = NEW.state;
+END;
+CREATE TRIGGER deliveries_stats_update AFTER UPDATE OF state ON deliveries WHEN OLD.state <> NEW.state BEGIN
+  UPDATE stats SET n = n - 1 WHERE endpoint_id = OLD.endpoint_id AND state = OLD.state;
+  UPDATE stats SET n = n + 1 WHERE endpoint_id = NEW.endpoint_id AND state = NEW.state;
+END;
+CREATE TRIGGER deliveries_stats_delete AFTER DELETE ON deliveries BEGIN
+  UPDATE stats SET n = n - 1 WHERE endpoint_id = OLD.endpoint_id AND state = OLD.state;
+END;
+CREATE TRIGGER endpoints_stats AFTER INSERT ON endpoints BEGIN
+  INSERT OR IGNORE INTO stats(endpoint_id, state, n) VALUES
+    (NEW.id, 0, 0), (NEW.id, 1, 0), (NEW.id, 2, 0), (NEW.id, 3, 0), (NEW.id, 4, 0), (NEW.id, 5, 0);
+END;
+CREATE TRIGGER events_unrouted_insert AFTER INSERT ON events WHEN NEW.unrouted = 1 BEGIN
+  UPDATE stats SET n = n + 1 WHERE endpoint_id = 0 AND state = 6;
+END;
+CREATE TRIGGER events_unrouted_update AFTER UPDATE OF unrouted ON events WHEN OLD.unrouted <> NEW.unrouted BEGIN
+  UPDATE stats SET n = n + (NEW.unrouted - OLD.unrouted) WHERE endpoint_id = 0 AND state = 6;
+END;
+CREATE TRIGGER events_unrouted_delete AFTER DELETE ON events WHEN OLD.unrouted = 1 BEGIN
+  UPDATE stats SET n = n - 1 WHERE endpoint_id = 0 AND state = 6;
+END;
+INSERT INTO stats(endpoint_id, state, n) VALUES (0, 6, 0);
+INSERT INTO meta(k, v) VALUES ('endpoints_version', 0);
+";
+
+/// Who opens the outbox: the request path (PHP thread) or a sender thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Request,
+    Sender,
+}
+
+/// An endpoint as stored (secrets as stored).
+#[derive(Debug, Clone)]
+pub struct EndpointRow {
+    pub id: i64,
+    pub name: String,
+    pub url: String,
+    pub secret: String,
+    pub prev_secret: String,
+    pub prev_secret_until: f64,
+    pub topics: Vec<String>,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    pub disabled_at: Option<f64>,
+    pub rate_limit: f64,
+    pub timeout: f64,
+    pub proxy: String,
+    pub format: Format,
+    pub retry_delays: String,
+    pub source: String,
+    pub consecutive_failures: i64,
+    pub breaker_until: f64,
+    pub last_success_at: Option<f64>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<f64>,
+}
+
+impl EndpointRow {
+    /// Whether new events are routed to it (configured, switched on, topic filter matches).
+    pub fn routes(&self, topic: &str) -> bool {
+        self.enabled && !self.url.is_empty() && config::topic_matches(&self.topics, topic)
+    }
+    /// Whether the sender may attempt its deliveries now.
+    pub fn sendable(&self) -> bool {
+        self.enabled && !self.url.is_empty() && self.disabled_at.is_none()
+    }
+}
+
+/// What dispatch stores.
+#[derive(Debug, Clone)]
+pub struct NewEvent<'a> {
+    pub topic: &'a str,
+    pub key: Option<&'a str>,
+    pub coalesce: bool,
+    pub endpoints: Option<Vec<String>>,
+    /// The payload, already encoded as JSON.
+    pub data: &'a str,
+    pub max_body_bytes: usize,
+}
+
+/// A delivery claimed by the sender, with what it needs to send it.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub delivery_id: i64,
+    pub endpoint_id: i64,
+    pub key: Option<String>,
+    pub attempt: i64,
+    pub event_id: String,
+    pub topic: String,
+    pub body: Vec<u8>,
+    pub data_offset: usize,
+}
+
+/// What the sender decided after an attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Delivered,
+    RetryAt(f64),
+    Dead,
+    /// Dead, and the endpoint is disabled with this reason (HTTP 410).
+    DeadAndDisable(String),
+}
+
+/// One finished attempt to record.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub delivery_id: i64,
+    pub endpoint_id: i64,
+    pub key: Option<String>,
+    pub started_at: f64,
+    pub duration_ms: f64,
+    pub http_status: Option<u16>,
+    pub error_class: Option<String>,
+    pub error: Option<String>,
+    pub response: Vec<u8>,
+    pub delivery_uuid: String,
+    pub decision: Decision,
+}
+
+/// Counts and health for `woosync_status()`.
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    pub queued: i64,
+    pub ready: i64,
+    pub in_flight: i64,
+    pub delivered: i64,
+    pub dead: i64,
+    pub superseded: i64,
+    pub unrouted: i64,
+    pub oldest_pending_at: Option<f64>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<f64>,
+    pub last_success_at: Option<f64>,
+    pub endpoints: Vec<EndpointStatus>,
+}
+
+impl Status {
+    pub fn pending(&self) -> i64 {
+        self.queued + self.ready + self.in_flight
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EndpointStatus {
+    pub row: EndpointRow,
+    pub counts: [i64; 6],
+}
+
+/// One attempt as recorded.
+#[derive(Debug, Clone)]
+pub struct AttemptRow {
+    pub endpoint: String,
+    pub started_at: f64,
+    pub duration_ms: f64,
+    pub http_status: Option<i64>,
+    pub error_class: Option<String>,
+    pub error: Option<String>,
+    pub response: Option<Vec<u8>>,
+    pub delivery_uuid: Option<String>,
+}
+
+/// One delivery of an event as shown in the log.
+#[derive(Debug, Clone)]
+pub struct DeliveryRow {
+    pub endpoint: String,
+    pub state: i64,
+    pub attempts: i64,
+    pub next_attempt_at: f64,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub updated_at: f64,
+}
+
+/// An event with its deliveries and attempts.
+#[derive(Debug, Clone)]
+pub struct EventDetail {
+    pub event_id: String,
+    pub topic: String,
+    pub key: Option<String>,
+    pub seq: i64,
+    pub created_at: f64,
+    pub unrouted: bool,
+    pub body: Vec<u8>,
+    pub data_offset: usize,
+    pub deliveries: Vec<DeliveryRow>,
+    pub attempts: Vec<AttemptRow>,
+}
+
+/// Filter for [`Outbox::events`].
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub state: Option<i64>,
+    pub topic: Option<String>,
+    pub key: Option<String>,
+    pub endpoint: Option<String>,
+    pub since: Option<f64>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// A row of the event list.
+#[derive(Debug, Clone)]
+pub struct EventSummary {
+    pub event_id: String,
+    pub topic: String,
+    pub key: Option<String>,
+    pub seq: i64,
+    pub created_at: f64,
+    pub state: i64,
+    pub endpoint: Option<String>,
+    pub attempts: i64,
+    pub next_attempt_at: Option<f64>,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+fn storage(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
+    Error::storage(format!("outbox {}: {what}: {e}", path.display()))
+}
+
+fn user_name(uid: u32) -> String {
+    if let Ok(passwd) = std::fs::read_to_string("/etc/passwd") {
+        for line in passwd.lines() {
+            let f: Vec<&str> = line.split(':').collect();
+            if f.len() > 2 && f[2] == uid.to_string() {
+                return f[0].to_string();
+            }
+        }
+    }
+    format!("uid {uid}")
+}
+
+fn writable(path: &Path) -> bool {
+    match std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) {
+        // SAFETY: access() on a valid NUL-terminated path.
+        Ok(c) => unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 },
+        Err(_) => false,
+    }
+}
+
+fn not_writable(path: &Path, meta: &std::fs::Metadata) -> Error {
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    Error::storage(format!(
+        "outbox {} is not writable by {} (uid {me}): it is owned by {} (uid {}, mode {:o}). Run PHP as {} (e.g. sudo -u {} php …) or fix the owner (chown) so web and CLI share it",
+        path.display(),
+        user_name(me),
+        user_name(meta.uid()),
+        meta.uid(),
+        meta.mode() & 0o777,
+        user_name(meta.uid()),
+        user_name(meta.uid()),
+    ))
+}
+
+/// Checks the file before SQLite touches it: creates the directory and the file if missing,
+/// refuses files that are not SQLite databases or that this user cannot write.
+fn prepare_file(path: &Path) -> Result<()> {
+    if path.as_os_str().is_empty() {
+        return Err(Error::config("woosync.database is empty"));
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| storage(path, &format!("cannot create directory {}", dir.display()), e))?;
+        }
+        if !dir.is_dir() {
+            return Err(Error::storage(format!(
+                "outbox {}: {} is not a directory; set woosync.database to a file in a writable directory",
+                path.display(),
+                dir.display()
+            )));
+        }
+        if !writable(dir) {
+            let meta = std::fs::metadata(dir).map_err(|e| storage(path, "cannot read directory", e))?;
+            return Err(not_writable(dir, &meta));
+        }
+    }
+    match std::fs::metadata(path) {
+        Ok(meta) => {
+            if !meta.is_file() {
+                return Err(Error::storage(format!("outbox {} is not a regular file", path.display())));
+            }
+            if !writable(path) {
+                return Err(not_writable(path, &meta));
+            }
+            if meta.len() > 0 {
+                use std::io::Read;
+                let mut head = [0u8; 16];
+                let mut f = std::fs::File::open(path).map_err(|e| storage(path, "cannot open", e))?;
+                let n = f.read(&mut head).map_err(|e| storage(path, "cannot read", e))?;
+                if n < 16 || &head != b"SQLite format 3\0" {
+                    return Err(Error::storage(format!(
+                        "{} is not a woosync outbox (not a SQLite database); it was left untouched: move it away or set woosync.database to another file",
+                        path.display()
+                    )));
+                }
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                Err(e) => Err(storage(path, "cannot create", e)),
+            }
+        }
+        Err(e) => Err(storage(path, "cannot stat", e)),
+    }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy) | Some(rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+/// Retries `f` while SQLite reports busy/locked (schema creation and WAL switch races).
+fn retry_busy<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let deadline = Instant::now() + BUSY_WAIT;
+    let mut pause = Duration::from_micros(50);
+    loop {
+        match f() {
+            Err(e) if is_busy(&e) && Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// An open outbox connection. Never shared across fork: the PHP layer keys it by PID.
+pub struct Outbox {
+    conn: Connection,
+    path: PathBuf,
+    endpoints_version: i64,
+    endpoints: Vec<EndpointRow>,
+}
+
+impl Outbox {
+    /// Opens (creating or migrating if needed) the outbox at `path`.
+    pub fn open(path: &Path, role: Role) -> Result<Outbox> {
+        prepare_file(path)?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut conn = Connection::open_with_flags(path, flags).map_err(|e| storage(path, "cannot open", e))?;
+        install_busy_handler(&mut conn).map_err(|e| storage(path, "cannot configure", e))?;
+        let not_outbox = |e: rusqlite::Error| {
+            Error::storage(format!(
+                "{} is not a valid woosync outbox ({e}); it was left untouched: move it away or set woosync.database to another file",
+                path.display()
+            ))
+        };
+        let (app_id, version, tables) = retry_busy(|| {
+            let app: i32 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+            let ver: i32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            let n: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+            Ok((app, ver, n))
+        })
+        .map_err(not_outbox)?;
+        let fresh = app_id == 0 && tables == 0;
+        if !fresh && app_id != APPLICATION_ID {
+            return Err(Error::storage(format!(
+                "{} is a SQLite database of another application (application_id {app_id:#x}, {tables} schema objects), not a woosync outbox; it was left untouched: set woosync.database to another file",
+                path.display()
+            )));
+        }
+        if app_id == APPLICATION_ID && version > SCHEMA_VERSION {
+            return Err(Error::storage(format!(
+                "outbox {} has schema version {version}, newer than this woosync ({SCHEMA_VERSION}, {}): upgrade the extension or use another file",
+                path.display(),
+                env!("CARGO_PKG_VERSION")
+            )));
+        }
+        retry_busy(|| conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0)))
+            .map_err(|e| storage(path, "cannot switch to WAL mode", e))?;
+        let pragmas = match role {
+            // The request path never checkpoints; the sender does, often.
+            Role::Request => "PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=-512; PRAGMA temp_store=MEMORY;",
+            Role::Sender => "PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=-2048; PRAGMA journal_size_limit=67108864; PRAGMA temp_store=MEMORY;",
+        };
+        conn.execute_batch(pragmas).map_err(|e| storage(path, "cannot configure", e))?;
+        if fresh || version < SCHEMA_VERSION {
+            retry_busy(|| migrate(&mut conn)).map_err(|e| storage(path, "cannot create the schema", e))?;
+        }
+        Ok(Outbox { conn, path: path.to_path_buf(), endpoints_version: -1, endpoints: Vec::new() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, what: &str, e: rusqlite::Error) -> Error {
+        if is_busy(&e) {
+            return Error::storage(format!(
+                "outbox {}: {what}: still locked by another process after {} s; is a process stuck holding it?",
+                self.path.display(),
+                BUSY_WAIT.as_secs()
+            ));
+        }
+        storage(&self.path, what, e)
+    }
+
+    /// Records the `default` endpoint as this process's INI describes it, when it differs from
+    /// what is stored. A changed URL re-enables an endpoint disabled by a 410.
+    pub fn record_default_endpoint(&mut self, d: &DefaultEndpoint) -> Result<()> {
+        let now = event::now();
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| storage(&self.path, "begin", e))?;
+        let changed = tx
+            .execute(
+                "INSERT INTO endpoints(name, url, secret, retry_delays, timeout, source, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+                 ON CONFLICT(name) DO UPDATE SET
+                   disabled_at = CASE WHEN url IS NOT excluded.url THEN NULL ELSE disabled_at END,
+                   disabled_reason = CASE WHEN url IS NOT excluded.url THEN NULL ELSE disabled_reason END,
+                   consecutive_failures = CASE WHEN url IS NOT excluded.url THEN 0 ELSE consecutive_failures END,
+                   breaker_until = CASE WHEN url IS NOT excluded.url THEN 0 ELSE breaker_until END,
+                   url = excluded.url, secret = excluded.secret, retry_delays = excluded.retry_delays,
+                   timeout = excluded.timeout, source = excluded.source, updated_at = excluded.updated_at
+                 WHERE url IS NOT excluded.url OR secret IS NOT excluded.secret OR retry_delays IS NOT excluded.retry_delays
+                   OR timeout IS NOT excluded.timeout OR source IS NOT excluded.source",
+                params![config::DEFAULT_ENDPOINT, d.url, d.secret, d.retry_delays, d.timeout, d.source, now],
+            )
+            .map_err(|e| storage(&self.path, "cannot record the default endpoint", e))?;
+        if changed > 0 {
+            tx.execute("UPDATE meta SET v = v + 1 WHERE k = 'endpoints_version'", [])
+                .map_err(|e| storage(&self.path, "cannot record the default endpoint", e))?;
+        }
+        tx.commit().map_err(|e| self_err(&self.path, "commit", e))?;
+        Ok(())
+    }
+
+    /// Stores one event durably (committed before return) and routes it to matching endpoints.
+    /// Returns the event id.
+    pub fn enqueue(&mut self, ev: &NewEvent<'_>) -> Result<String> {
+        let event_id = event::new_event_id();
+        let created_at = event::now();
+        let path = self.path.clone();
+        let path = &path;
+        let map = |what: &'static str| move |e: rusqlite::Error| storage(&path, what, e);
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map("begin"))?;
+        let version: i64 = tx
+            .prepare_cached("SELECT v FROM meta WHERE k = 'endpoints_version'")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(map("read endpoints"))?;
+        if version != self.endpoints_version {
+            self.endpoints = load_endpoints(&tx).map_err(map("read endpoints"))?;
+            self.endpoints_version = version;
+        }
+        if let Some(names) = &ev.endpoints {
+            for n in names {
+                if !self.endpoints.iter().any(|e| &e.name == n) {
+                    let known: Vec<&str> = self.endpoints.iter().map(|e| e.name.as_str()).collect();
+                    return Err(Error::input(format!("unknown endpoint {n:?} in option \"endpoints\"; known endpoints: {known:?}")));
+                }
+            }
+        }
+        let seq: i64 = match ev.key {
+            Some(k) => tx
+                .prepare_cached(
+                    "INSERT INTO key_seq(key, seq) VALUES (?1, 1) ON CONFLICT(key) DO UPDATE SET seq = seq + 1 RETURNING seq",
+                )
+                .and_then(|mut s| s.query_row([k], |r| r.get(0)))
+                .map_err(map("next sequence"))?,
+            None => 0,
+        };
+        let Envelope { body, data_offset } = event::build_envelope(&event_id, ev.topic, created_at, ev.key, seq, ev.data);
+        if body.len() > ev.max_body_bytes {
+            return Err(Error::input(format!(
+                "payload too large: the encoded body is {} bytes, woosync.max_payload_bytes is {}; send less data (e.g. ids instead of whole objects)",
+                body.len(),
+                ev.max_body_bytes
+            )));
+        }
+        let targets: Vec<(i64, bool)> = self
+            .endpoints
+            .iter()
+            .filter(|e| e.routes(ev.topic))
+            .filter(|e| ev.endpoints.as_ref().is_none_or(|names| names.contains(&e.name)))
+            .map(|e| (e.id, e.sendable()))
+            .collect();
+        let rowid: i64 = tx
+            .prepare_cached(
+                "INSERT INTO events(event_id, topic, key, seq, created_at, unrouted, data_offset, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
+            )
+            .and_then(|mut s| {
+                s.query_row(
+                    params![event_id, ev.topic, ev.key, seq, created_at, targets.is_empty() as i64, data_offset as i64, body.as_bytes()],
+                    |r| r.get(0),
+                )
+            })
+            .map_err(map("insert event"))?;
+        for (endpoint_id, _) in &targets {
+            insert_delivery(&tx, rowid, *endpoint_id, ev.key, seq, ev.coalesce.then_some(ev.topic), created_at)
+                .map_err(map("insert delivery"))?;
+        }
+        tx.commit().map_err(map("commit"))?;
+        Ok(event_id)
+    }
+
+    /// Puts a dead or delivered event back to pending (same id); routes an unrouted one.
+    /// Returns false when there was nothing to requeue.
+    pub fn retry_event(&mut self, event_id: &str) -> Result<Option<bool>> {
+        let now = event::now();
+        let path = self.path.clone();
+        let path = &path;
+        let map = |what: &'static str| move |e: rusqlite::Error| storage(&path, what, e);
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map("begin"))?;
+        let row: Option<(i64, String, Option<String>, i64, bool)> = tx
+            .query_row("SELECT id, topic, key, seq, unrouted FROM events WHERE event_id = ?1", [event_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get::<_, i64>(4)? != 0))
+            })
+            .optional()
+            .map_err(map("find event"))?;
+        let Some((rowid, topic, key, seq, unrouted)) = row else {
+            return Ok(None);
+        };
+        let mut changed = 0;
+        if unrouted {
+            let eps = load_endpoints(&tx).map_err(map("read endpoints"))?;
+            for e in eps.iter().filter(|e| e.routes(&topic)) {
+                insert_delivery(&tx, rowid, e.id, key.as_deref(), seq, None, now).map_err(map("insert delivery"))?;
+                changed += 1;
+            }
+            if changed > 0 {
+                tx.execute("UPDATE events SET unrouted = 0 WHERE id = ?1", [rowid]).map_err(map("route event"))?;
+            }
+        } else {
+            changed = requeue(&tx, "event_rowid = ?1 AND state IN (3, 4)", params![rowid], now).map_err(map("requeue"))?;
+        }
+        tx.commit().map_err(map("commit"))?;
+        Ok(Some(changed > 0))
+    }
+
+    /// Requeues every dead delivery (of one endpoint, or all). Returns how many.
+    pub fn retry_dead(&mut self, endpoint: Option<&str>) -> Result<usize> {
+        let now = event::now();
+        let path = self.path.clone();
+        let path = &path;
+        let map = |what: &'static str| move |e: rusqlite::Error| storage(&path, what, e);
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map("begin"))?;
+        let n = match endpoint {
+            Some(name) => requeue(&tx, "state = 4 AND endpoint_id = (SELECT id FROM endpoints WHERE name = ?1)", params![name], now),
+            None => requeue(&tx, "state = 4", params![], now),
+        }
+        .map_err(map("requeue"))?;
+        tx.commit().map_err(map("commit"))?;
+        Ok(n)
+    }
+
+    /// Number of deliveries not yet delivered, dead or superseded.
+    pub fn pending(&self) -> Result<i64> {
+        self.conn
+            .prepare_cached("SELECT coalesce(sum(n), 0) FROM stats WHERE state < 3")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(|e| self.err("count pending", e))
+    }
+
+    /// Counts (maintained by triggers, O(1)), oldest pending age and endpoint health.
+    pub fn status(&self) -> Result<Status> {
+        let mut st = Status::default();
+        let eps = load_endpoints(&self.conn).map_err(|e| self.err("read endpoints", e))?;
+        let mut per: std::collections::HashMap<i64, [i64; 6]> = Default::default();
+        {
+            let mut stmt = self.conn.prepare_cached("SELECT endpoint_id, state, n FROM stats").map_err(|e| self.err("read stats", e))?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))
+                .map_err(|e| self.err("read stats", e))?;
+            for row in rows {
+                let (ep, s, n) = row.map_err(|e| self.err("read stats", e))?;
+                match s {
+                    state::QUEUED => st.queued += n,
+                    state::READY => st.ready += n,
+                    state::INFLIGHT => st.in_flight += n,
+                    state::DELIVERED => st.delivered += n,
+                    state::DEAD => st.dead += n,
+                    state::SUPERSEDED => st.superseded += n,
+                    _ => st.unrouted += n,
+                }
+                if (0..6).contains(&s) {
+                    per.entry(ep).or_default()[s as usize] += n;
+                }
+            }
+        }
+        st.oldest_pending_at = self
+            .conn
+            .prepare_cached(
+                "SELECT e.created_at FROM deliveries d JOIN events e ON e.id = d.event_rowid WHERE d.state < 3 ORDER BY d.id LIMIT 1",
+            )
+            .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
+            .map_err(|e| self.err("oldest pending", e))?;
+        for row in eps {
+            if let (Some(err), Some(at)) = (&row.last_error, row.last_error_at) {
+                if st.last_error_at.is_none_or(|t| at > t) {
+                    st.last_error = Some(format!("{}: {err}", row.name));
+                    st.last_error_at = Some(at);
+                }
+            }
+            if let Some(at) = row.last_success_at {
+                if st.last_success_at.is_none_or(|t| at > t) {
+                    st.last_success_at = Some(at);
+                }
+            }
+            let counts = per.get(&row.id).copied().unwrap_or_default();
+            st.endpoints.push(EndpointStatus { row, counts });
+        }
+        Ok(st)
+    }
+
+    /// One event with its deliveries and attempts, or None.
+    pub fn event(&self, event_id: &str) -> Result<Option<EventDetail>> {
+        let map = |e| self.err("read event", e);
+        let head = self
+            .conn
+            .query_row(
+                "SELECT id, event_id, topic, key, seq, created_at, unrouted, body, data_offset FROM events WHERE event_id = ?1",
+                [event_id],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        EventDetail {
+                            event_id: r.get(1)?,
+                            topic: r.get(2)?,
+                            key: r.get(3)?,
+                            seq: r.get(4)?,
+                            created_at: r.get(5)?,
+                            unrouted: r.get::<_, i64>(6)? != 0,
+                            body: r.get(7)?,
+                            data_offset: r.get::<_, i64>(8)? as usize,
+                            deliveries: vec![],
+                            attempts: vec![],
+                        },
+                    ))
+                },
+            )
+            .optional()
+            .map_err(map)?;
+        let Some((rowid, mut detail)) = head else {
+            return Ok(None);
+        };
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT p.name, d.state, d.attempts, d.next_attempt_at, d.last_status, d.last_error, d.updated_at
+                 FROM deliveries d JOIN endpoints p ON p.id = d.endpoint_id WHERE d.event_rowid = ?1 ORDER BY d.id",
+            )
+            .map_err(map)?;
+        detail.deliveries = stmt
+            .query_map([rowid], |r| {
+                Ok(DeliveryRow {
+                    endpoint: r.get(0)?,
+                    state: r.get(1)?,
+                    attempts: r.get(2)?,
+                    next_attempt_at: r.get(3)?,
+                    last_status: r.get(4)?,
+                    last_error: r.get(5)?,
+                    updated_at: r.get(6)?,
+                })
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(map)?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT p.name, a.started_at, a.duration_ms, a.http_status, a.error_class, a.error, a.response, a.delivery_uuid
+                 FROM attempts a JOIN deliveries d ON d.id = a.delivery_id JOIN endpoints p ON p.id = d.endpoint_id
+                 WHERE d.event_rowid = ?1 ORDER BY a.id",
+            )
+            .map_err(map)?;
+        detail.attempts = stmt
+            .query_map([rowid], |r| {
+                Ok(AttemptRow {
+                    endpoint: r.get(0)?,
+                    started_at: r.get(1)?,
+                    duration_ms: r.get(2)?,
+                    http_status: r.get(3)?,
+                    error_class: r.get(4)?,
+                    error: r.get(5)?,
+                    response: r.get(6)?,
+                    delivery_uuid: r.get(7)?,
+                })
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(map)?;
+        Ok(Some(detail))
+    }
+
+    /// Deliveries (one row per event and endpoint; unrouted events once), newest first.
+    pub fn events(&self, f: &EventFilter) -> Result<Vec<EventSummary>> {
+        let mut sql = String::from(
+            "SELECT e.event_id, e.topic, e.key, e.seq, e.created_at,
+                    CASE WHEN d.id IS NULL THEN 6 ELSE d.state END, p.name, coalesce(d.attempts, 0),
+                    d.next_attempt_at, d.last_status, d.last_error
+             FROM events e LEFT JOIN deliveries d ON d.event_rowid = e.id LEFT JOIN endpoints p ON p.id = d.endpoint_id
+             WHERE 1",
+        );
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        if let Some(s) = f.state {
+            if s == state::UNROUTED {
+                sql.push_str(" AND d.id IS NULL");
+            } else if s == state::READY {
+                // "pending" in the API covers queued, ready and in flight.
+                sql.push_str(" AND d.state < 3");
+            } else {
+                args.push(s.into());
+                sql.push_str(&format!(" AND d.state = ?{}", args.len()));
+            }
+        }
+        if let Some(t) = &f.topic {
+            args.push(t.clone().into());
+            sql.push_str(&format!(" AND e.topic = ?{}", args.len()));
+        }
+        if let Some(k) = &f.key {
+            args.push(k.clone().into());
+            sql.push_str(&format!(" AND e.key = ?{}", args.len()));
+        }
+        if let Some(n) = &f.endpoint {
+            args.push(n.clone().into());
+            sql.push_str(&format!(" AND p.name = ?{}", args.len()));
+        }
+        if let Some(s) = f.since {
+            args.push(s.into());
+            sql.push_str(&format!(" AND e.created_at >= ?{}", args.len()));
+        }
+        args.push(f.limit.clamp(1, 10_000).into());
+        args.push(f.offset.max(0).into());
+        sql.push_str(&format!(" ORDER BY e.id DESC, d.id LIMIT ?{} OFFSET ?{}", args.len() - 1, args.len()));
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.err("list events", e))?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args), |r| {
+                Ok(EventSummary {
+                    event_id: r.get(0)?,
+                    topic: r.get(1)?,
+                    key: r.get(2)?,
+                    seq: r.get(3)?,
+                    created_at: r.get(4)?,
+                    state: r.get(5)?,
+                    endpoint: r.get(6)?,
+                    attempts: r.get(7)?,
+                    next_attempt_at: r.get(8)?,
+                    last_status: r.get(9)?,
+                    last_error: r.get(10)?,
+                })
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err("list events", e))?;
+        Ok(rows)
+    }
+
+    // ---- sender side -------------------------------------------------------------------
+
+    /// All endpoints as stored.
+    pub fn endpoints(&self) -> Result<Vec<EndpointRow>> {
+        load_endpoints(&self.conn).map_err(|e| self.err("read endpoints", e))
+    }
+
+    /// The endpoints version counter (bumped on every endpoint change).
+    pub fn endpoints_version(&self) -> Result<i64> {
+        self.conn
+            .prepare_cached("SELECT v FROM meta WHERE k = 'endpoints_version'")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(|e| self.err("read endpoints version", e))
+    }
+
+    /// Claims up to `limit` due deliveries per endpoint: ready → inflight with a lease.
+    pub fn claim(&mut self, wants: &[(i64, usize, f64)], me: &str, now: f64) -> Result<Vec<Claimed>> {
+        let path = self.path.clone();
+        let map = |e: rusqlite::Error| storage(&path, "claim", e);
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map)?;
+        let mut out = Vec::new();
+        {
+            let mut select = tx
+                .prepare_cached(
+                    "SELECT d.id, d.key, d.attempts, e.event_id, e.topic, e.body, e.data_offset
+                     FROM deliveries d JOIN events e ON e.id = d.event_rowid
+                     WHERE d.state < 3 AND d.state = 1 AND d.endpoint_id = ?1 AND d.next_attempt_at <= ?2
+                     ORDER BY d.next_attempt_at LIMIT ?3",
+                )
+                .map_err(map)?;
+            let mut lease = tx
+                .prepare_cached(
+                    "UPDATE deliveries SET state = 2, attempts = attempts + 1, claimed_by = ?2, lease_until = ?3, updated_at = ?4 WHERE id = ?1",
+                )
+                .map_err(map)?;
+            for &(endpoint_id, limit, lease_secs) in wants {
+                if limit == 0 {
+                    continue;
+                }
+                let rows: Vec<Claimed> = select
+                    .query_map(params![endpoint_id, now, limit as i64], |r| {
+                        Ok(Claimed {
+                            delivery_id: r.get(0)?,
+                            endpoint_id,
+                            key: r.get(1)?,
+                            attempt: r.get::<_, i64>(2)? + 1,
+                            event_id: r.get(3)?,
+                            topic: r.get(4)?,
+                            body: r.get(5)?,
+                            data_offset: r.get::<_, i64>(6)? as usize,
+                        })
+                    })
+                    .and_then(|rows| rows.collect())
+                    .map_err(map)?;
+                for c in &rows {
+                    lease.execute(params![c.delivery_id, me, now + lease_secs, now]).map_err(map)?;
+                }
+                out.extend(rows);
+            }
+        }
+        tx.commit().map_err(map)?;
+        Ok(out)
+    }
+
+    /// Records finished attempts and their consequences in one transaction.
+    pub fn record(&mut self, done: &[Finished]) -> Result<()> {
+        if done.is_empty() {
+            return Ok(());
+        }
+        let now = event::now();
+        let path = self.path.clone();
+        let map = |e: rusqlite::Error| storage(&path, "record attempt", e);
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map)?;
+        {
+            let mut attempt = tx
+                .prepare_cached(
+                    "INSERT INTO attempts(delivery_id, started_at, duration_ms, http_status, error_class, error, response, delivery_uuid)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .map_err(map)?;
+            let mut finish = tx
+                .prepare_cached(
+                    "UPDATE deliveries SET state = ?2, claimed_by = NULL, lease_until = NULL, last_status = ?3, last_error = ?4,
+                       next_attempt_at = ?5, updated_at = ?6 WHERE id = ?1 AND state = 2",
+                )
+                .map_err(map)?;
+            let mut ok = tx
+                .prepare_cached(
+                    "UPDATE endpoints SET last_success_at = ?2, consecutive_failures = 0, breaker_until = 0 WHERE id = ?1",
+                )
+                .map_err(map)?;
+            let mut failed = tx
+                .prepare_cached(
+                    "UPDATE endpoints SET last_error = ?2, last_error_at = ?3, consecutive_failures = consecutive_failures + 1 WHERE id = ?1",
+                )
+                .map_err(map)?;
+            for f in done {
+                let response = &f.response[..f.response.len().min(RESPONSE_SNIPPET)];
+                attempt
+                    .execute(params![
+                        f.delivery_id,
+                        f.started_at,
+                        f.duration_ms,
+                        f.http_status,
+                        f.error_class,
+                        f.error,
+                        response,
+                        f.delivery_uuid
+                    ])
+                    .map_err(map)?;
+                let summary = describe(f);
+                let (new_state, next_at) = match &f.decision {
+                    Decision::Delivered => (state::DELIVERED, now),
+                    Decision::RetryAt(t) => (state::READY, *t),
+                    Decision::Dead | Decision::DeadAndDisable(_) => (state::DEAD, now),
+                };
+                let err_text = if matches!(f.decision, Decision::Delivered) { None } else { Some(summary.clone()) };
+                let n = finish
+                    .execute(params![f.delivery_id, new_state, f.http_status, err_text, next_at, now])
+                    .map_err(map)?;
+                if n == 0 {
+                    // The lease was taken over meanwhile; the attempt stays in the log only.
+                    continue;
+                }
+                if matches!(f.decision, Decision::Delivered) {
+                    ok.execute(params![f.endpoint_id, now]).map_err(map)?;
+                } else {
+                    failed.execute(params![f.endpoint_id, summary, now]).map_err(map)?;
+                }
+                if let Decision::DeadAndDisable(reason) = &f.decision {
+                    tx.execute(
+                        "UPDATE endpoints SET disabled_at = ?2, disabled_reason = ?3 WHERE id = ?1",
+                        params![f.endpoint_id, now, reason],
+                    )
+                    .map_err(map)?;
+                    tx.execute("UPDATE meta SET v = v + 1 WHERE k = 'endpoints_version'", []).map_err(map)?;
+                }
+                if new_state != state::READY {
+                    if let Some(k) = &f.key {
+                        promote(&tx, f.endpoint_id, k).map_err(map)?;
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(map)?;
+        Ok(())
+    }
+
+    /// Returns leased deliveries to `ready` when their holder is dead or their lease expired.
+    /// `alive` tells whether a holder identity still runs. Returns how many were taken over.
+    pub fn take_over_leases(&mut self, me: &str, now: f64, alive: &dyn Fn(&str) -> bool) -> Result<usize> {
+        let holders: Vec<(String, f64)> = {
+            let mut stmt = self
+                .conn
+                .prepare_cached(
+                    "SELECT claimed_by, min(lease_until) FROM deliveries WHERE state < 3 AND state = 2 GROUP BY claimed_by",
+                )
+                .map_err(|e| self.err("read leases", e))?;
+            stmt.query_map([], |r| Ok((r.get::<_, Option<String>>(0)?.unwrap_or_default(), r.get::<_, Option<f64>>(1)?.unwrap_or(0.0))))
+                .and_then(|rows| rows.collect())
+                .map_err(|e| self.err("read leases", e))?
+        };
+        let mut taken = 0;
+        for (holder, min_lease) in holders {
+            if holder == me {
+                continue;
+            }
+            let dead = !alive(&holder);
+            if !dead && min_lease > now {
+                continue;
+            }
+            let path = self.path.clone();
+            let map = |e: rusqlite::Error| storage(&path, "take over leases", e);
+            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map)?;
+            let cond = if dead { "claimed_by = ?1" } else { "claimed_by = ?1 AND lease_until <= ?2" };
+            let why = if dead { "holder process died during the attempt" } else { "lease expired" };
+            tx.execute(
+                &format!(
+                    "INSERT INTO attempts(delivery_id, started_at, duration_ms, error_class, error)
+                     SELECT id, coalesce(lease_until, ?2), 0, 'abandoned', ?3 FROM deliveries WHERE state < 3 AND state = 2 AND {cond}"
+                ),
+                params![holder, now, format!("{why} ({holder}); outcome unknown, attempting again")],
+            )
+            .map_err(map)?;
+            taken += tx
+                .execute(
+                    &format!(
+                        "UPDATE deliveries SET state = 1, claimed_by = NULL, lease_until = NULL, next_attempt_at = ?2, updated_at = ?2
+                         WHERE state < 3 AND state = 2 AND {cond}"
+                    ),
+                    params![holder, now],
+                )
+                .map_err(map)?;
+            tx.commit().map_err(map)?;
+        }
+        Ok(taken)
+    }
+
+    /// Earliest `next_attempt_at` of a ready delivery of the given endpoints.
+    pub fn next_due(&self, endpoint_ids: &[i64]) -> Result<Option<f64>> {
+        let mut best: Option<f64> = None;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT min(next_attempt_at) FROM deliveries WHERE state < 3 AND state = 1 AND endpoint_id = ?1")
+            .map_err(|e| self.err("next due", e))?;
+        for id in endpoint_ids {
+            let t: Option<f64> = stmt.query_row([id], |r| r.get(0)).map_err(|e| self.err("next due", e))?;
+            if let Some(t) = t {
+                best = Some(best.map_or(t, |b: f64| b.min(t)));
+            }
+        }
+        Ok(best)
+    }
+
+    /// Copies the WAL into the database without waiting for readers (sender only).
+    pub fn checkpoint(&self) -> Result<()> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .map_err(|e| self.err("checkpoint", e))
+    }
+
+    /// `PRAGMA data_version`: changes when another connection commits.
+    pub fn data_version(&self) -> Result<i64> {
+        self.conn.query_row("PRAGMA data_version", [], |r| r.get(0)).map_err(|e| self.err("data version", e))
+    }
+}
+
+fn self_err(path: &Path, what: &str, e: rusqlite::Error) -> Error {
+    storage(path, what, e)
+}
+
+fn describe(f: &Finished) -> String {
+    match (&f.http_status, &f.error_class, &f.error) {
+        (Some(s), _, Some(e)) => format!("HTTP {s}: {e}"),
+        (Some(s), _, None) => format!("HTTP {s}"),
+        (None, Some(c), Some(e)) => format!("{c}: {e}"),
+        (None, Some(c), None) => c.clone(),
+        (None, None, Some(e)) => e.clone(),
+        (None, None, None) => "failed".into(),
+    }
+}
+
+fn install_busy_handler(conn: &mut Connection) -> rusqlite::Result<()> {
+    let mut started = Instant::now();
+    conn.busy_handler(Some(move |count: i32| -> bool {
+        if count == 0 {
+            started = Instant::now();
+        }
+        if started.elapsed() >= BUSY_WAIT {
+            return false;
+        }
+        // Sub-millisecond naps: the request path never sleeps whole milliseconds here.
+        let micros = match count {
+            0..=9 => 20,
+            10..=99 => 100,
+            _ => 500,
+        };
+        std::thread::sleep(Duration::from_micros(micros));
+        true
+    }))
+}
+
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let app: i32 = tx.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+    let version: i32 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if app == APPLICATION_ID && version >= SCHEMA_VERSION {
+        return tx.commit(); // another process did it meanwhile
+    }
+    if version == 0 {
+        tx.execute_batch(SCHEMA)?;
+    }
+    // Future: `if version < 2 { ... }` steps go here, each idempotent within this transaction.
+    tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"))?;
+    tx.commit()
+}
+
+fn load_endpoints(conn: &Connection) -> rusqlite::Result<Vec<EndpointRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, name, url, secret, prev_secret, prev_secret_until, topics, enabled, disabled_reason, disabled_at,
+                rate_limit, timeout, proxy, format, retry_delays, source, consecutive_failures, breaker_until,
+                last_success_at, last_error, last_error_at
+         FROM endpoints ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let topics: String = r.get(6)?;
+        let format: String = r.get(13)?;
+        Ok(EndpointRow {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            url: r.get(2)?,
+            secret: r.get(3)?,
+            prev_secret: r.get(4)?,
+            prev_secret_until: r.get(5)?,
+            topics: topics.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect(),
+            enabled: r.get::<_, i64>(7)? != 0,
+            disabled_reason: r.get(8)?,
+            disabled_at: r.get(9)?,
+            rate_limit: r.get(10)?,
+            timeout: r.get(11)?,
+            proxy: r.get(12)?,
+            format: Format::parse(&format).unwrap_or(Format::Standard),
+            retry_delays: r.get(14)?,
+            source: r.get(15)?,
+            consecutive_failures: r.get(16)?,
+            breaker_until: r.get(17)?,
+            last_success_at: r.get(18)?,
+            last_error: r.get(19)?,
+            last_error_at: r.get(20)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Inserts one delivery: `ready` when it heads its key's queue, else `queued`. With `coalesce_topic`,
+/// older not-in-flight open deliveries of the same key, topic and endpoint are superseded first.
+fn insert_delivery(
+    tx: &rusqlite::Transaction<'_>,
+    event_rowid: i64,
+    endpoint_id: i64,
+    key: Option<&str>,
+    seq: i64,
+    coalesce_topic: Option<&str>,
+    now: f64,
+) -> rusqlite::Result<()> {
+    let mut superseded = 0;
+    let mut blocked = false;
+    if let Some(k) = key {
+        if let Some(topic) = coalesce_topic {
+            superseded = tx
+                .prepare_cached(
+                    "UPDATE deliveries SET state = 5, updated_at = ?4 WHERE id IN (
+                       SELECT d.id FROM deliveries d JOIN events e ON e.id = d.event_rowid
+                       WHERE d.endpoint_id = ?1 AND d.key = ?2 AND d.state < 3 AND d.state IN (0, 1) AND e.topic = ?3)",
+                )?
+                .execute(params![endpoint_id, k, topic, now])?;
+        }
+        blocked = tx
+            .prepare_cached("SELECT 1 FROM deliveries WHERE endpoint_id = ?1 AND key = ?2 AND state < 3 LIMIT 1")?
+            .exists(params![endpoint_id, k])?;
+    }
+    let st = if blocked { state::QUEUED } else { state::READY };
+    tx.prepare_cached(
+        "INSERT INTO deliveries(event_rowid, endpoint_id, key, seq, state, next_attempt_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+    )?
+    .execute(params![event_rowid, endpoint_id, key, seq, st, now])?;
+    if superseded > 0 {
+        if let Some(k) = key {
+            promote(tx, endpoint_id, k)?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes the lowest-sequence queued delivery of (endpoint, key) ready when nothing of that key
+/// is ready or in flight.
+fn promote(tx: &rusqlite::Transaction<'_>, endpoint_id: i64, key: &str) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "UPDATE deliveries SET state = 1 WHERE id = (
+           SELECT id FROM deliveries WHERE endpoint_id = ?1 AND key = ?2 AND state < 3 ORDER BY seq, id LIMIT 1)
+         AND state = 0
+         AND NOT EXISTS (SELECT 1 FROM deliveries WHERE endpoint_id = ?1 AND key = ?2 AND state < 3 AND state IN (1, 2))",
+    )?
+    .execute(params![endpoint_id, key])?;
+    Ok(())
+}
+
+/// Sets finished deliveries matching `cond` back to queued (attempt counter reset) and promotes
+/// each affected key's head. Returns how many were requeued.
+fn requeue(tx: &rusqlite::Transaction<'_>, cond: &str, args: &[&dyn rusqlite::ToSql], now: f64) -> rusqlite::Result<usize> {
+    let n_args = args.len();
+    let now_idx = n_args + 1;
+    let affected: Vec<(i64, Option<String>)> = {
+        let mut stmt = tx.prepare(&format!(
+            "UPDATE deliveries SET state = CASE WHEN key IS NULL THEN 1 ELSE 0 END, attempts = 0, next_attempt_at = ?{now_idx},
+               claimed_by = NULL, lease_until = NULL, updated_at = ?{now_idx}
+             WHERE {cond} RETURNING endpoint_id, key"
+        ))?;
+        let mut all: Vec<&dyn rusqlite::ToSql> = args.to_vec();
+        all.push(&now);
+        let rows = stmt.query_map(all.as_slice(), |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+        rows
+    };
+    let mut keys: Vec<(i64, String)> = affected.iter().filter_map(|(e, k)| k.clone().map(|k| (*e, k))).collect();
+    keys.sort();
+    keys.dedup();
+    for (e, k) in keys {
+        promote(tx, e, &k)?;
+    }
+    Ok(affected.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("woosync-test-{}-{}", std::process::id(), name));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir.join("sub").join("outbox.sqlite")
+    }
+
+    fn default_ep(url: &str) -> DefaultEndpoint {
+        DefaultEndpoint { url: url.into(), secret: String::new(), retry_delays: "1,2".into(), timeout: 5.0, source: String::new() }
+    }
+
+    fn ev<'a>(topic: &'a str, key: Option<&'a str>, coalesce: bool) -> NewEvent<'a> {
+        NewEvent { topic, key, coalesce, endpoints: None, data: "{\"a\":1}", max_body_bytes: 1 << 20 }
+    }
+
+    fn finish(ob: &mut Outbox, c: &Claimed, d: Decision) {
+        ob.record(&[Finished {
+            delivery_id: c.delivery_id,
+            endpoint_id: c.endpoint_id,
+            key: c.key.clone(),
+            started_at: event::now(),
+            duration_ms: 1.0,
+            http_status: Some(200),
+            error_class: None,
+            error: None,
+            response: b"ok".to_vec(),
+            delivery_uuid: "u".into(),
+            decision: d,
+        }])
+        .unwrap();
+    }
+
+    #[test]
+    fn creates_schema_and_marks_file() {
+        let p = tmp("schema");
+        let ob = Outbox::open(&p, Role::Request).unwrap();
+        let app: i32 = ob.conn.query_row("PRAGMA application_id", [], |r| r.get(0)).unwrap();
+        assert_eq!(app, APPLICATION_ID);
+        let mode: String = ob.conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+        drop(ob);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::metadata(p.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
+        Outbox::open(&p, Role::Sender).unwrap(); // reopen
+    }
+
+    #[test]
+    fn refuses_foreign_and_garbage_files_untouched() {
+        let p = tmp("foreign");
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, b"hello, not a database at all").unwrap();
+        let e = Outbox::open(&p, Role::Request).err().unwrap();
+        assert!(e.to_string().contains("not a woosync outbox"), "{e}");
+        assert_eq!(std::fs::read(&p).unwrap(), b"hello, not a database at all");
+
+        let q = p.with_file_name("other.sqlite");
+        {
+            let c = Connection::open(&q).unwrap();
+            c.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);").unwrap();
+        }
+        let before = std::fs::read(&q).unwrap();
+        let e = Outbox::open(&q, Role::Request).err().unwrap();
+        assert!(e.to_string().contains("another application"), "{e}");
+        assert_eq!(std::fs::read(&q).unwrap(), before);
+    }
+
+    #[test]
+    fn refuses_newer_schema() {
+        let p = tmp("newer");
+        drop(Outbox::open(&p, Role::Request).unwrap());
+        Connection::open(&p).unwrap().execute_batch("PRAGMA user_version = 99").unwrap();
+        let e = Outbox::open(&p, Role::Request).err().unwrap();
+        assert!(e.to_string().contains("newer"), "{e}");
+    }
+
+    #[test]
+    fn unrouted_without_endpoint_then_routed_by_retry() {
+        let p = tmp("unrouted");
+        let mut ob = Outbox::open(&p, Role::Request).unwrap();
+        ob.record_default_endpoint(&default_ep("")).unwrap();
+        let id = ob.enqueue(&ev("a.b", None, false)).unwrap();
+        let st = ob.status().unwrap();
+        assert_eq!((st.unrouted, st.pending()), (1, 0));
+        ob.record_default_endpoint(&default_ep("http://127.0.0.1:9/x")).unwrap();
+        assert_eq!(ob.retry_event(&id).unwrap(), Some(true));
+        let st = ob.status().unwrap();
+        assert_eq!((st.unrouted, st.pending()), (0, 1));
+        assert_eq!(ob.retry_event("evt_01ARZ3NDEKTSV4RRFFQ69G5FAV").unwrap(), None);
+    }
+
+    #[test]
+    fn per_key_order_and_promotion() {
+        let p = tmp("order");
+        let mut ob = Outbox::open(&p, Role::Request).unwrap();
+        ob.record_default_endpoint(&default_ep("http://127.0.0.1:9/x")).unwrap();
+        let ep = ob.endpoints().unwrap()[0].id;
+        for _ in 0..3 {
+            ob.enqueue(&ev("product.stock_updated", Some("product:1"), false)).unwrap();
+        }
+        ob.enqueue(&ev("product.stock_updated", Some("product:2"), false)).unwrap();
+        ob.enqueue(&ev("a.b", None, false)).unwrap();
+        let now = event::now() + 1.0;
+        let c = ob.claim(&[(ep, 10, 20.0)], "me", now).unwrap();
+        assert_eq!(c.len(), 3, "heads of product:1, product:2 and the keyless event");
+        let head1 = c.iter().find(|x| x.key.as_deref() == Some("product:1")).unwrap().clone();
+        assert!(String::from_utf8_lossy(&head1.body).contains("\"sequence\":1"));
+        assert!(ob.claim(&[(ep, 10, 20.0)], "me", now).unwrap().is_empty());
+        // A retry keeps the head: nothing else of product:1 becomes due.
+        finish(&mut ob, &head1, Decision::RetryAt(now));
+        let again = ob.claim(&[(ep, 10, 20.0)], "me", now).unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].delivery_id, head1.delivery_id);
+        assert_eq!(again[0].attempt, 2);
+        finish(&mut ob, &again[0], Decision::Dead);
+        let next = ob.claim(&[(ep, 10, 20.0)], "me", now).unwrap();
+        assert_eq!(next.len(), 1);
+        assert!(String::from_utf8_lossy(&next[0].body).contains("\"sequence\":2"));
+        let st = ob.status().unwrap();
+        assert_eq!((st.dead, st.in_flight, st.queued), (1, 3, 1));
+    }
+
+    #[test]
+    fn coalescing_supersedes_waiting_not_in_flight() {
+        let p = tmp("coalesce");
+        let mut ob = Outbox::open(&p, Role::Request).unwrap();
+        ob.record_default_endpoint(&default_ep("http://127.0.0.1:9/x")).unwrap();
+        let ep = ob.endpoints().unwrap()[0].id;
+        ob.enqueue(&ev("product.stock_updated", Some("p:1"), true)).unwrap();
+        let now = event::now() + 1.0;
+        let inflight = ob.claim(&[(ep, 10, 20.0)], "me", now).unwrap();
+        assert_eq!(inflight.len(), 1);
+        for _ in 0..5 {
+            ob.enqueue(&ev("product.stock_updated", Some("p:1"), true)).unwrap();
+        }
+        ob.enqueue(&ev("product.deleted", Some("p:1"), true)).unwrap();
+        let st = ob.status().unwrap();
+        assert_eq!(st.superseded, 4);
+        assert_eq!(st.pending(), 3); // in flight + newest stock + deleted
+        finish(&mut ob, &inflight[0], Decision::Delivered);
+        let next = ob.claim(&[(ep, 10, 20.0)], "me", now).unwrap();
+        assert_eq!(next.len(), 1);
+        assert!(String::from_utf8_lossy(&next[0].body).contains("\"sequence\":6"));
+    }
+
+    #[test]
+    fn dead_holder_leases_are_taken_over() {
+        let p = tmp("lease");
+        let mut ob = Outbox::open(&p, Role::Sender).unwrap();
+        ob.record_default_endpoint(&default_ep("http://127.0.0.1:9/x")).unwrap();
+        let ep = ob.endpoints().unwrap()[0].id;
+        ob.enqueue(&ev("a.b", Some("k"), false)).unwrap();
+        ob.enqueue(&ev("a.b", None, false)).unwrap();
+        let now = event::now() + 1.0;
+        assert_eq!(ob.claim(&[(ep, 10, 100.0)], "ghost", now).unwrap().len(), 2);
+        assert_eq!(ob.take_over_leases("me", now, &|_| true).unwrap(), 0, "alive and leased");
+        assert_eq!(ob.take_over_leases("me", now + 101.0, &|_| true).unwrap(), 2, "expired");
+        let c = ob.claim(&[(ep, 10, 100.0)], "ghost", now + 101.0).unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(ob.take_over_leases("me", now, &|_| false).unwrap(), 2, "dead holder");
+        let st = ob.status().unwrap();
+        assert_eq!((st.ready, st.in_flight), (2, 0));
+        let d = ob.event(&c[0].event_id).unwrap().unwrap();
+        assert!(d.attempts.iter().any(|a| a.error_class.as_deref() == Some("abandoned")));
+    }
+
+    #[test]
+    fn gone_disables_endpoint_and_url_change_reenables() {
+        let p = tmp("gone");
+        let mut ob = Outbox::open(&p, Role::Sender).unwrap();
+        ob.record_default_endpoint(&default_ep("http://127.0.0.1:9/x")).unwrap();
+        let ep = ob.endpoints().unwrap()[0].id;
+        ob.enqueue(&ev("a.b", None, false)).unwrap();
+        let c = ob.claim(&[(ep, 10, 100.0)], "me", event::now() + 1.0).unwrap();
+        finish(&mut ob, &c[0], Decision::DeadAndDisable("HTTP 410 Gone".into()));
+        ob.enqueue(&ev("a.b", None, false)).unwrap();
+        let e = &ob.endpoints().unwrap()[0];
+        assert!(!e.sendable() && e.disabled_reason.is_some());
+        assert_eq!(ob.status().unwrap().pending(), 1);
+        ob.record_default_endpoint(&default_ep("http://127.0.0.1:9/x")).unwrap(); // same url: stays disabled
+        assert!(!ob.endpoints().unwrap()[0].sendable());
+        ob.record_default_endpoint(&default_ep("http://127.0.0.1:9/y")).unwrap();
+        assert!(ob.endpoints().unwrap()[0].sendable());
+    }
+
+    #[test]
+    fn replay_and_retry_dead() {
+        let p = tmp("replay");
+        let mut ob = Outbox::open(&p, Role::Sender).unwrap();
+        ob.record_default_endpoint(&default_ep("http://127.0.0.1:9/x")).unwrap();
+        let ep = ob.endpoints().unwrap()[0].id;
+        let id = ob.enqueue(&ev("a.b", Some("k"), false)).unwrap();
+        let now = event::now() + 1.0;
+        let c = ob.claim(&[(ep, 10, 100.0)], "me", now).unwrap();
+        finish(&mut ob, &c[0], Decision::Delivered);
+        assert_eq!(ob.retry_event(&id).unwrap(), Some(true));
+        let c = ob.claim(&[(ep, 10, 100.0)], "me", now).unwrap();
+        assert_eq!(c[0].event_id, id);
+        assert_eq!(c[0].attempt, 1);
+        finish(&mut ob, &c[0], Decision::Dead);
+        assert_eq!(ob.retry_dead(None).unwrap(), 1);
+        assert_eq!(ob.retry_dead(Some("default")).unwrap(), 0);
+        let d = ob.event(&id).unwrap().unwrap();
+        assert_eq!(d.attempts.len(), 2);
+        assert_eq!(d.deliveries[0].state, state::READY);
+    }
+
+    #[test]
+    fn payload_limit_keeps_earlier_events() {
+        let p = tmp("limit");
+        let mut ob = Outbox::open(&p, Role::Request).unwrap();
+        ob.record_default_endpoint(&default_ep("http://127.0.0.1:9/x")).unwrap();
+        ob.enqueue(&ev("a.b", Some("k"), false)).unwrap();
+        let big = "x".repeat(2000);
+        let e = ob.enqueue(&NewEvent { data: &big, max_body_bytes: 1000, ..ev("a.b", Some("k"), false) }).unwrap_err();
+        assert!(e.to_string().contains("too large"));
+        assert_eq!(ob.status().unwrap().pending(), 1);
+        let id = ob.enqueue(&ev("a.b", Some("k"), false)).unwrap();
+        let d = ob.event(&id).unwrap().unwrap();
+        assert_eq!(d.seq, 2, "a rejected dispatch does not consume a sequence number");
+    }
+
+    #[test]
+    fn events_listing_filters() {
+        let p = tmp("list");
+        let mut ob = Outbox::open(&p, Role::Request).unwrap();
+        ob.record_default_endpoint(&default_ep("http://127.0.0.1:9/x")).unwrap();
+        for i in 0..5 {
+            let k = format!("k{}", i % 2);
+            ob.enqueue(&ev("order.created", Some(&k), false)).unwrap();
+        }
+        let all = ob.events(&EventFilter { limit: 100, ..Default::default() }).unwrap();
+        assert_eq!(all.len(), 5);
+        assert!(all[0].created_at >= all[4].created_at);
+        let k1 = ob.events(&EventFilter { key: Some("k1".into()), limit: 100, ..Default::default() }).unwrap();
+        assert_eq!(k1.len(), 2);
+        let pending = ob.events(&EventFilter { state: Some(state::READY), limit: 2, ..Default::default() }).unwrap();
+        assert_eq!(pending.len(), 2);
+    }
+}

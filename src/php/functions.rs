@@ -1,0 +1,337 @@
+//! The PHP functions. Each one converts its arguments, calls the core and converts the result;
+//! every error is a `WooSyncException` (see `exception.rs`).
+
+use super::convert::{self, zbool, zbytes, zfloat, zint, znull, zopt_f, zopt_i, zopt_str, zstr, Arr};
+use super::exception::{guard, input, to_php};
+use super::ini;
+use crate::client::{self, DispatchOptions};
+use crate::event::rfc3339;
+use crate::outbox::{state, EventDetail, EventFilter};
+use crate::signer;
+use ext_php_rs::binary::Binary;
+use ext_php_rs::boxed::ZBox;
+use ext_php_rs::exception::PhpResult;
+use ext_php_rs::prelude::*;
+use ext_php_rs::types::{ZendHashTable, Zval};
+
+fn text(b: &Binary<u8>, what: &str) -> PhpResult<String> {
+    String::from_utf8(b.to_vec()).map_err(|_| input(format!("{what} is not valid UTF-8")))
+}
+
+fn dispatch_options(options: Option<&ZendHashTable>) -> PhpResult<DispatchOptions> {
+    let mut o = DispatchOptions::default();
+    let Some(ht) = options else { return Ok(o) };
+    for (k, v) in convert::entries(ht) {
+        let v = v.dereference();
+        match k.as_deref() {
+            Some("key") => {
+                if !v.is_null() {
+                    let key = match v.long() {
+                        Some(n) => n.to_string(),
+                        None => convert::utf8(v, "option \"key\"").map_err(to_php)?.to_string(),
+                    };
+                    o.key = Some(key);
+                }
+            }
+            Some("coalesce") => o.coalesce = v.bool().unwrap_or_else(|| v.long().is_some_and(|n| n != 0)),
+            Some("endpoints") => {
+                if !v.is_null() {
+                    let arr = v.array().ok_or_else(|| input("option \"endpoints\" must be a list of endpoint names"))?;
+                    let mut names = Vec::new();
+                    for (_, n) in convert::entries(arr) {
+                        names.push(convert::utf8(n, "option \"endpoints\"").map_err(to_php)?.to_string());
+                    }
+                    o.endpoints = Some(names);
+                }
+            }
+            Some(other) => {
+                return Err(input(format!("unknown option {other:?}; woosync_dispatch accepts \"key\", \"coalesce\" and \"endpoints\"")))
+            }
+            None => return Err(input("options must be an array with string keys (\"key\", \"coalesce\", \"endpoints\")")),
+        }
+    }
+    Ok(o)
+}
+
+/// Stores an event durably in the outbox and wakes the sender; returns the event id.
+///
+/// @param string $topic Dotted lower-case topic such as `product.stock_updated`.
+/// @param array $payload Scalars, arrays and stdClass only.
+/// @param array|null $options `key` (ordering key), `coalesce` (bool), `endpoints` (list of names).
+/// @return string Event id, `evt_` followed by a ULID.
+/// @throws WooSyncException on invalid input, configuration or an unusable outbox.
+#[php_function]
+pub fn woosync_dispatch(topic: Binary<u8>, payload: &ZendHashTable, options: Option<&ZendHashTable>) -> PhpResult<String> {
+    guard(|| {
+        let topic = text(&topic, "topic")?;
+        let opts = dispatch_options(options)?;
+        let data = convert::payload_json(payload).map_err(to_php)?;
+        client::dispatch(&ini::values(), &topic, &data, &opts).map_err(to_php)
+    })
+}
+
+/// Waits until every event in the outbox is delivered or dead, or the timeout passes.
+///
+/// @param float $timeout_seconds Longest wait.
+/// @return bool True when nothing is left pending.
+#[php_function]
+#[php(defaults(timeout_seconds = 5.0))]
+pub fn woosync_flush(timeout_seconds: f64) -> PhpResult<bool> {
+    guard(|| client::flush(&ini::values(), timeout_seconds).map_err(to_php))
+}
+
+fn endpoint_array(e: &crate::outbox::EndpointStatus) -> Zval {
+    let r = &e.row;
+    let mut a = Arr::new();
+    a.set("name", zstr(&r.name))
+        .set("url", zstr(&r.url))
+        .set("enabled", zbool(r.enabled && r.disabled_at.is_none()))
+        .set("disabled_reason", zopt_str(r.disabled_reason.as_deref()))
+        .set("disabled_at", zopt_str(r.disabled_at.map(rfc3339).as_deref()))
+        .set("secret", zstr(&signer::mask(&r.secret)))
+        .set("topics", {
+            let mut t = Arr::new();
+            for x in &r.topics {
+                t.push(zstr(x));
+            }
+            t.into_zval()
+        })
+        .set("format", zstr(r.format.as_str()))
+        .set("pending", zint(e.counts[0] + e.counts[1] + e.counts[2]))
+        .set("in_flight", zint(e.counts[2]))
+        .set("delivered", zint(e.counts[3]))
+        .set("dead", zint(e.counts[4]))
+        .set("superseded", zint(e.counts[5]))
+        .set("consecutive_failures", zint(r.consecutive_failures))
+        .set("last_success_at", zopt_str(r.last_success_at.map(rfc3339).as_deref()))
+        .set("last_error", zopt_str(r.last_error.as_deref()))
+        .set("last_error_at", zopt_str(r.last_error_at.map(rfc3339).as_deref()));
+    a.into_zval()
+}
+
+/// Counts by state, oldest pending age, last error and success, worker state and endpoints.
+///
+/// @return array
+#[php_function]
+pub fn woosync_status() -> PhpResult<ZBox<ZendHashTable>> {
+    guard(|| {
+        let r = client::status(&ini::values()).map_err(to_php)?;
+        let s = &r.status;
+        let now = crate::event::now();
+        let mut a = Arr::new();
+        a.set("version", zstr(env!("CARGO_PKG_VERSION")))
+            .set("database", zstr(&r.database.to_string_lossy()))
+            .set("pending", zint(s.pending()))
+            .set("in_flight", zint(s.in_flight))
+            .set("delivered", zint(s.delivered))
+            .set("dead", zint(s.dead))
+            .set("superseded", zint(s.superseded))
+            .set("unrouted", zint(s.unrouted))
+            .set("oldest_pending_age", zopt_f(s.oldest_pending_at.map(|t| (now - t).max(0.0))))
+            .set("last_error", zopt_str(s.last_error.as_deref()))
+            .set("last_error_at", zopt_str(s.last_error_at.map(rfc3339).as_deref()))
+            .set("last_success_at", zopt_str(s.last_success_at.map(rfc3339).as_deref()))
+            .set("worker", zstr(r.worker.as_str()))
+            .set("worker_error", zopt_str(r.worker_error.as_deref()))
+            .set("sender_pid", zopt_i(r.sender_pid.map(i64::from)))
+            .set("endpoints", {
+                let mut list = Arr::new();
+                for e in &s.endpoints {
+                    list.push(endpoint_array(e));
+                }
+                list.into_zval()
+            });
+        Ok(a.0)
+    })
+}
+
+/// Receiver-side Standard Webhooks check (constant time; header names case-insensitive; several
+/// space-separated signatures accepted; binary-safe body).
+///
+/// @param string $body Raw request body.
+/// @param array $headers Request headers (`name => value`, `name => [values]`, or `"Name: value"` lines).
+/// @param string $secret `whsec_…` with or without base64 padding.
+/// @param int $tolerance_seconds Largest accepted clock difference.
+/// @return bool
+#[php_function]
+#[php(defaults(tolerance_seconds = 300))]
+pub fn woosync_verify(body: Binary<u8>, headers: &ZendHashTable, secret: Binary<u8>, tolerance_seconds: i64) -> PhpResult<bool> {
+    guard(|| {
+        let secret = text(&secret, "secret")?;
+        let hs = convert::headers(headers);
+        let now = crate::event::now() as i64;
+        signer::verify(&body, &hs, &secret, tolerance_seconds, now).map_err(to_php)
+    })
+}
+
+/// Puts a dead (or delivered: replay) event back to pending, same id; routes an unrouted one.
+///
+/// @param string $event_id
+/// @return bool False when the id is unknown or nothing was requeued.
+#[php_function]
+pub fn woosync_retry(event_id: Binary<u8>) -> PhpResult<bool> {
+    guard(|| {
+        let id = text(&event_id, "event id")?;
+        client::retry(&ini::values(), &id).map_err(to_php)
+    })
+}
+
+/// Requeues every dead delivery (of one endpoint, or all).
+///
+/// @param string|null $endpoint
+/// @return int How many deliveries were requeued.
+#[php_function]
+pub fn woosync_retry_dead(endpoint: Option<String>) -> PhpResult<i64> {
+    guard(|| client::retry_dead(&ini::values(), endpoint.as_deref()).map(|n| n as i64).map_err(to_php))
+}
+
+fn state_code(name: &str) -> PhpResult<i64> {
+    Ok(match name {
+        "pending" => state::READY,
+        "queued" => state::QUEUED,
+        "in_flight" => state::INFLIGHT,
+        "delivered" => state::DELIVERED,
+        "dead" => state::DEAD,
+        "superseded" => state::SUPERSEDED,
+        "unrouted" => state::UNROUTED,
+        other => {
+            return Err(input(format!(
+                "unknown status {other:?}; use pending, queued, in_flight, delivered, dead, superseded or unrouted"
+            )))
+        }
+    })
+}
+
+fn parse_filter(ht: Option<&ZendHashTable>) -> PhpResult<EventFilter> {
+    let mut f = EventFilter { limit: 50, ..Default::default() };
+    let Some(ht) = ht else { return Ok(f) };
+    for (k, v) in convert::entries(ht) {
+        let v = v.dereference();
+        if v.is_null() {
+            continue;
+        }
+        let s = |what: &str| convert::utf8(v, what).map(str::to_string).map_err(to_php);
+        match k.as_deref() {
+            Some("status") | Some("state") => f.state = Some(state_code(&s("status")?)?),
+            Some("topic") => f.topic = Some(s("topic")?),
+            Some("key") => f.key = Some(s("key")?),
+            Some("endpoint") => f.endpoint = Some(s("endpoint")?),
+            Some("since") => {
+                f.since = Some(match (v.long(), v.double()) {
+                    (Some(n), _) => n as f64,
+                    (_, Some(d)) => d,
+                    _ => return Err(input("filter \"since\" must be a unix timestamp")),
+                })
+            }
+            Some("limit") => f.limit = v.long().ok_or_else(|| input("filter \"limit\" must be an integer"))?,
+            Some("offset") => f.offset = v.long().ok_or_else(|| input("filter \"offset\" must be an integer"))?,
+            other => {
+                return Err(input(format!(
+                    "unknown filter {other:?}; use status, topic, key, endpoint, since, limit, offset"
+                )))
+            }
+        }
+    }
+    Ok(f)
+}
+
+/// Events (one row per delivery), newest first.
+///
+/// @param array|null $filter `status`, `topic`, `key`, `endpoint`, `since` (unix time), `limit` (default 50), `offset`.
+/// @return array
+#[php_function]
+pub fn woosync_events(filter: Option<&ZendHashTable>) -> PhpResult<ZBox<ZendHashTable>> {
+    guard(|| {
+        let f = parse_filter(filter)?;
+        let rows = client::events(&ini::values(), &f).map_err(to_php)?;
+        let mut list = Arr::new();
+        for r in rows {
+            let mut a = Arr::new();
+            a.set("id", zstr(&r.event_id))
+                .set("topic", zstr(&r.topic))
+                .set("key", zopt_str(r.key.as_deref()))
+                .set("sequence", zint(r.seq))
+                .set("created_at", zstr(&rfc3339(r.created_at)))
+                .set("endpoint", zopt_str(r.endpoint.as_deref()))
+                .set("state", zstr(state::name(r.state)))
+                .set("attempts", zint(r.attempts))
+                .set(
+                    "next_attempt_at",
+                    if r.state <= state::READY { zopt_str(r.next_attempt_at.map(rfc3339).as_deref()) } else { znull() },
+                )
+                .set("last_status", zopt_i(r.last_status))
+                .set("last_error", zopt_str(r.last_error.as_deref()));
+            list.push(a.into_zval());
+        }
+        Ok(list.0)
+    })
+}
+
+fn event_array(d: &EventDetail) -> ZBox<ZendHashTable> {
+    let mut a = Arr::new();
+    a.set("id", zstr(&d.event_id))
+        .set("topic", zstr(&d.topic))
+        .set("key", zopt_str(d.key.as_deref()))
+        .set("sequence", zint(d.seq))
+        .set("created_at", zstr(&rfc3339(d.created_at)))
+        .set("unrouted", zbool(d.unrouted))
+        .set("body", zbytes(&d.body))
+        .set("payload", zbytes(crate::event::data_of(&d.body, d.data_offset)));
+    let mut ds = Arr::new();
+    for x in &d.deliveries {
+        let mut r = Arr::new();
+        r.set("endpoint", zstr(&x.endpoint))
+            .set("state", zstr(state::name(x.state)))
+            .set("attempts", zint(x.attempts))
+            .set(
+                "next_attempt_at",
+                if x.state <= state::READY { zstr(&rfc3339(x.next_attempt_at)) } else { znull() },
+            )
+            .set("last_status", zopt_i(x.last_status))
+            .set("last_error", zopt_str(x.last_error.as_deref()))
+            .set("updated_at", zstr(&rfc3339(x.updated_at)));
+        ds.push(r.into_zval());
+    }
+    a.set("deliveries", ds.into_zval());
+    let mut at = Arr::new();
+    for x in &d.attempts {
+        let mut r = Arr::new();
+        r.set("endpoint", zstr(&x.endpoint))
+            .set("started_at", zstr(&rfc3339(x.started_at)))
+            .set("duration_ms", zfloat(x.duration_ms))
+            .set("http_status", zopt_i(x.http_status))
+            .set("error_class", zopt_str(x.error_class.as_deref()))
+            .set("error", zopt_str(x.error.as_deref()))
+            .set("response", x.response.as_deref().map_or_else(znull, zbytes))
+            .set("delivery_id", zopt_str(x.delivery_uuid.as_deref()));
+        at.push(r.into_zval());
+    }
+    a.set("attempts", at.into_zval());
+    a.0
+}
+
+/// One event: payload, body as sent, deliveries per endpoint and every attempt.
+///
+/// @param string $id
+/// @return array|null Null when the id is unknown.
+#[php_function]
+pub fn woosync_event(id: Binary<u8>) -> PhpResult<Option<ZBox<ZendHashTable>>> {
+    guard(|| {
+        let id = text(&id, "event id")?;
+        let d = client::event(&ini::values(), &id).map_err(to_php)?;
+        Ok(d.as_ref().map(event_array))
+    })
+}
+
+/// Adds every function to the module.
+pub fn register(module: ModuleBuilder) -> ModuleBuilder {
+    module
+        .function(wrap_function!(woosync_dispatch))
+        .function(wrap_function!(woosync_flush))
+        .function(wrap_function!(woosync_status))
+        .function(wrap_function!(woosync_verify))
+        .function(wrap_function!(woosync_retry))
+        .function(wrap_function!(woosync_retry_dead))
+        .function(wrap_function!(woosync_events))
+        .function(wrap_function!(woosync_event))
+}

@@ -1,0 +1,92 @@
+//! INI entries. Every value is accepted at start-up (a bad value must not break PHP) and validated
+//! when used. Values are read on the PHP thread with `zend_ini_string_ex` and copied into plain
+//! Rust strings ([`IniValues`]) before anything else sees them.
+
+use crate::config::IniValues;
+use ext_php_rs::ffi::{zend_ini_entry, zend_string};
+use ext_php_rs::flags::IniEntryPermission;
+use ext_php_rs::zend::{IniEntryDef, IniEntryDefs};
+use std::ffi::{c_char, c_int, c_void, CStr};
+
+pub const DATABASE: &CStr = c"woosync.database";
+pub const ENDPOINT: &CStr = c"woosync.endpoint";
+pub const SECRET: &CStr = c"woosync.secret";
+pub const RETRY_DELAYS: &CStr = c"woosync.retry_delays";
+pub const TIMEOUT: &CStr = c"woosync.timeout";
+pub const CONCURRENCY: &CStr = c"woosync.concurrency";
+pub const MAX_PAYLOAD_BYTES: &CStr = c"woosync.max_payload_bytes";
+pub const SOURCE: &CStr = c"woosync.source";
+pub const SHUTDOWN_GRACE: &CStr = c"woosync.shutdown_grace";
+
+/// Accepts every value, so that `ini_set` and `ini_restore` work (without a handler
+/// `ini_restore` silently does nothing).
+unsafe extern "C" fn accept_any(
+    _entry: *mut zend_ini_entry,
+    _new_value: *mut zend_string,
+    _a1: *mut c_void,
+    _a2: *mut c_void,
+    _a3: *mut c_void,
+    _stage: c_int,
+) -> c_int {
+    0
+}
+
+const fn entry(name: &'static CStr, default: &'static CStr, perm: IniEntryPermission) -> IniEntryDef {
+    let mut e = IniEntryDef::new(name, default, perm);
+    e.on_modify = Some(accept_any);
+    e
+}
+
+static ENTRIES: IniEntryDefs<10> = IniEntryDefs::new([
+    entry(DATABASE, c"", IniEntryPermission::All),
+    entry(ENDPOINT, c"", IniEntryPermission::All),
+    entry(SECRET, c"", IniEntryPermission::All),
+    entry(RETRY_DELAYS, c"5,300,1800,7200,18000,36000,36000", IniEntryPermission::All),
+    entry(TIMEOUT, c"15", IniEntryPermission::All),
+    entry(CONCURRENCY, c"4", IniEntryPermission::System),
+    entry(MAX_PAYLOAD_BYTES, c"1048576", IniEntryPermission::System),
+    entry(SOURCE, c"", IniEntryPermission::All),
+    entry(SHUTDOWN_GRACE, c"1", IniEntryPermission::System),
+    IniEntryDef::end(),
+]);
+
+pub fn register(module_number: i32) {
+    IniEntryDef::register(ENTRIES.as_slice(), module_number);
+}
+
+extern "C" {
+    fn zend_ini_string_ex(name: *const c_char, name_length: usize, orig: c_int, exists: *mut bool) -> *mut c_char;
+    fn zend_unregister_ini_entries(module_number: c_int);
+}
+
+pub fn unregister(module_number: i32) {
+    // SAFETY: MSHUTDOWN of the module that registered the entries.
+    unsafe { zend_unregister_ini_entries(module_number) };
+}
+
+/// Current value of one of our INI entries ("" when unset).
+pub fn get(name: &CStr) -> String {
+    let mut exists = false;
+    // SAFETY: name is NUL-terminated; the returned pointer is owned by the engine and copied at once.
+    let p = unsafe { zend_ini_string_ex(name.as_ptr(), name.count_bytes(), 0, &mut exists) };
+    if p.is_null() || !exists {
+        return String::new();
+    }
+    // SAFETY: INI values are NUL-terminated strings.
+    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+}
+
+/// Copies every setting into plain Rust values.
+pub fn values() -> IniValues {
+    IniValues {
+        database: get(DATABASE),
+        endpoint: get(ENDPOINT),
+        secret: get(SECRET),
+        retry_delays: get(RETRY_DELAYS),
+        timeout: get(TIMEOUT),
+        concurrency: get(CONCURRENCY),
+        max_payload_bytes: get(MAX_PAYLOAD_BYTES),
+        source: get(SOURCE),
+        shutdown_grace: get(SHUTDOWN_GRACE),
+    }
+}

@@ -1,0 +1,630 @@
+//! The sender: one per outbox file, elected by a lock, delivering with a pool of HTTP threads.
+//!
+//! ```text
+//!  any PHP process                         the process holding <db>.lock
+//!  ───────────────                         ─────────────────────────────
+//!  dispatch: INSERT (WAL commit) ──┐       woosync-sender (coordinator)
+//!  wake: channel try_send (same    │         loop: record results ─┐ one short
+//!        process) or datagram ─────┼──────▶        claim due rows ─┘ txn each
+//!        to \0woosync-<hash>       │               send jobs ──▶ woosync-delivery-1..N (ureq)
+//!                                  │               wait: results | wake | next due time
+//!  woosync-sender in standby:      │       woosync-wake: datagram socket ─▶ wake channel
+//!  blocked in flock(<db>.lock) ◀───┘ kernel hands the lock over when the holder dies (even kill -9)
+//! ```
+//!
+//! Threads start lazily (first dispatch, flush or request of a process), never in MINIT: php-fpm
+//! forks its workers after MINIT and threads do not survive a fork. They never touch PHP state:
+//! everything they need is in the outbox or in plain values copied on the PHP thread.
+//! Every SQLite call they make passes the fork gate (see `fork.rs`).
+//!
+//! Shutdown: `Sender::shutdown(grace)` asks the coordinator to stop claiming once nothing is due or
+//! the grace has passed; in-flight attempts still running then are abandoned. Their rows stay leased
+//! by this process; the lock is held until the process exits, so the next sender sees the holder
+//! dead and takes the rows over at once.
+
+use crate::delivery::{self, AttemptOutcome, Target};
+use crate::event;
+use crate::fork;
+use crate::outbox::{Decision, Finished, Outbox, Role};
+use crate::retry::{self, RetrySchedule};
+use crate::signer::Secret;
+use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender as ChanSender};
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What this process's sender thread is doing for one outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerState {
+    Starting = 0,
+    Standby = 1,
+    Sender = 2,
+    Stopped = 3,
+}
+
+impl WorkerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkerState::Starting => "starting",
+            WorkerState::Standby => "standby",
+            WorkerState::Sender => "sender",
+            WorkerState::Stopped => "stopped",
+        }
+    }
+    fn from_u8(v: u8) -> WorkerState {
+        match v {
+            0 => WorkerState::Starting,
+            1 => WorkerState::Standby,
+            2 => WorkerState::Sender,
+            _ => WorkerState::Stopped,
+        }
+    }
+}
+
+/// Options copied from the PHP thread when the sender starts.
+#[derive(Debug, Clone)]
+pub struct SenderOptions {
+    pub database: PathBuf,
+    pub concurrency: usize,
+}
+
+/// State shared between the PHP thread and this outbox's threads (atomics only, plus one
+/// mutex the PHP thread merely reads through `try_lock`).
+struct Shared {
+    state: AtomicU8,
+    busy: AtomicUsize,
+    concurrency: usize,
+    shutdown: AtomicBool,
+    /// Unix milliseconds after which a shutting-down coordinator abandons work.
+    deadline_ms: AtomicU64,
+    done: AtomicBool,
+    error: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn set_state(&self, s: WorkerState) {
+        self.state.store(s as u8, SeqCst);
+    }
+    fn note_error(&self, e: impl ToString) {
+        if let Ok(mut g) = self.error.lock() {
+            *g = Some(e.to_string());
+        }
+    }
+    fn past_deadline(&self) -> bool {
+        self.shutdown.load(SeqCst) && (event::now() * 1000.0) as u64 >= self.deadline_ms.load(SeqCst)
+    }
+}
+
+/// Handle kept by the PHP thread for one outbox.
+pub struct Sender {
+    shared: Arc<Shared>,
+    wake_tx: ChanSender<()>,
+}
+
+/// Path of the lock file that elects the sender.
+pub fn lock_path(db: &Path) -> PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push(".lock");
+    PathBuf::from(s)
+}
+
+/// Abstract unix socket address on which the sender of `db` listens for wake-ups.
+pub fn wake_address(db: &Path) -> std::io::Result<SocketAddr> {
+    let canonical = std::fs::canonicalize(db).unwrap_or_else(|_| db.to_path_buf());
+    // FNV-1a over the path bytes: stable, dependency free.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in canonical.as_os_str().as_encoded_bytes() {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    SocketAddr::from_abstract_name(format!("woosync-{h:016x}").as_bytes())
+}
+
+/// Reads the pid written in the lock file by the current sender, if that process still runs.
+pub fn sender_pid(db: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(lock_path(db)).ok()?;
+    let pid: u32 = text.split_whitespace().next()?.parse().ok()?;
+    fork::start_time(pid).map(|_| pid)
+}
+
+impl Sender {
+    /// Starts the sender thread for an outbox (it becomes the sender or waits as standby).
+    pub fn start(opts: SenderOptions) -> std::io::Result<Sender> {
+        fork::install();
+        let shared = Arc::new(Shared {
+            state: AtomicU8::new(WorkerState::Starting as u8),
+            busy: AtomicUsize::new(0),
+            concurrency: opts.concurrency.max(1),
+            shutdown: AtomicBool::new(false),
+            deadline_ms: AtomicU64::new(u64::MAX),
+            done: AtomicBool::new(false),
+            error: Mutex::new(None),
+        });
+        let (wake_tx, wake_rx) = bounded::<()>(1);
+        let s2 = shared.clone();
+        let w2 = wake_tx.clone();
+        std::thread::Builder::new().name("woosync-sender".into()).spawn(move || {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&s2, &opts, w2, wake_rx)));
+            if let Err(p) = result {
+                let msg = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned());
+                s2.note_error(format!("sender thread panicked: {}", msg.unwrap_or_default()));
+            }
+            s2.done.store(true, SeqCst);
+            s2.set_state(WorkerState::Stopped);
+        })?;
+        Ok(Sender { shared, wake_tx })
+    }
+
+    pub fn state(&self) -> WorkerState {
+        WorkerState::from_u8(self.shared.state.load(SeqCst))
+    }
+
+    /// Last internal error of the sender thread (e.g. cannot open the lock file).
+    pub fn error(&self) -> Option<String> {
+        self.shared.error.try_lock().ok().and_then(|g| g.clone())
+    }
+
+    /// Wakes the coordinator when it runs in this process and has an idle delivery thread.
+    /// Returns false when the wake-up must go to another process.
+    pub fn wake_local(&self) -> bool {
+        match self.state() {
+            WorkerState::Sender | WorkerState::Starting => {
+                if self.shared.busy.load(SeqCst) < self.shared.concurrency {
+                    let _ = self.wake_tx.try_send(());
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Asks the coordinator to finish due work within `grace` seconds and waits at most that long.
+    /// Never waits when this process is only standing by.
+    pub fn shutdown(&self, grace: f64) {
+        let deadline = event::now() + grace.max(0.0);
+        self.shared.deadline_ms.store((deadline * 1000.0) as u64, SeqCst);
+        self.shared.shutdown.store(true, SeqCst);
+        let _ = self.wake_tx.try_send(());
+        if grace <= 0.0 {
+            return;
+        }
+        let until = Instant::now() + Duration::from_secs_f64(grace);
+        loop {
+            let st = self.state();
+            if self.shared.done.load(SeqCst) || st == WorkerState::Standby || st == WorkerState::Stopped {
+                return;
+            }
+            if Instant::now() >= until {
+                return;
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    }
+}
+
+/// Sends a wake-up datagram to the sender of `db` in another process (non-blocking, best effort).
+pub struct Waker {
+    socket: Option<UnixDatagram>,
+    addr: Option<SocketAddr>,
+}
+
+impl Waker {
+    pub fn new(db: &Path) -> Waker {
+        let socket = UnixDatagram::unbound().ok().filter(|s| s.set_nonblocking(true).is_ok());
+        if let Some(s) = &socket {
+            fork::close_in_child(s.as_raw_fd());
+        }
+        Waker { socket, addr: wake_address(db).ok() }
+    }
+    pub fn wake(&self) {
+        if let (Some(s), Some(a)) = (&self.socket, &self.addr) {
+            let _ = s.send_to_addr(b"w", a);
+        }
+    }
+}
+
+struct Job {
+    target: Arc<Target>,
+    delivery_id: i64,
+    endpoint_id: i64,
+    key: Option<String>,
+    attempt: i64,
+    event_id: String,
+    topic: String,
+    body: Vec<u8>,
+    data_offset: usize,
+}
+
+struct Done {
+    job: Job,
+    outcome: AttemptOutcome,
+}
+
+fn db<T>(f: impl FnOnce() -> T) -> T {
+    let _g = fork::gate();
+    f()
+}
+
+fn run(shared: &Arc<Shared>, opts: &SenderOptions, wake_tx: ChanSender<()>, wake_rx: Receiver<()>) {
+    // 1. Election: whoever holds <db>.lock is the sender of this outbox.
+    let lock_file = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode_0600()
+        .open(lock_path(&opts.database))
+    {
+        Ok(f) => f,
+        Err(e) => {
+            shared.note_error(format!("cannot open {}: {e}", lock_path(&opts.database).display()));
+            return;
+        }
+    };
+    let fd = lock_file.as_raw_fd();
+    fork::close_in_child(fd);
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        shared.set_state(WorkerState::Standby);
+        loop {
+            // SAFETY: as above; blocks until the holder releases or dies.
+            let r = unsafe { libc::flock(fd, libc::LOCK_EX) };
+            if r == 0 {
+                break;
+            }
+            if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                shared.note_error(format!("flock failed: {}", std::io::Error::last_os_error()));
+                return;
+            }
+        }
+        if shared.past_deadline() {
+            // The process is exiting: leave the outbox to a live process.
+            std::mem::forget(lock_file);
+            return;
+        }
+    }
+    shared.set_state(WorkerState::Sender);
+    {
+        let mut f = &lock_file;
+        let _ = f.set_len(0);
+        let _ = f.write_all(format!("{}\n", std::process::id()).as_bytes());
+    }
+    // Held until the process exits (see module docs), even after the coordinator returns.
+    std::mem::forget(lock_file);
+
+    // 2. Wake-ups from other processes.
+    let mut socket_ok = false;
+    if let Ok(addr) = wake_address(&opts.database) {
+        if let Ok(sock) = UnixDatagram::bind_addr(&addr) {
+            fork::close_in_child(sock.as_raw_fd());
+            socket_ok = true;
+            let tx = wake_tx.clone();
+            let _ = std::thread::Builder::new().name("woosync-wake".into()).spawn(move || {
+                let mut buf = [0u8; 16];
+                while sock.recv(&mut buf).is_ok() {
+                    let _ = tx.try_send(());
+                }
+            });
+        }
+    }
+
+    // 3. The outbox connection of this thread.
+    let mut outbox = match db(|| Outbox::open(&opts.database, Role::Sender)) {
+        Ok(o) => o,
+        Err(e) => {
+            shared.note_error(e);
+            return;
+        }
+    };
+    Coordinator::new(shared.clone(), socket_ok).run(&mut outbox, &wake_rx);
+    db(move || drop(outbox));
+}
+
+trait OpenOptionsMode {
+    fn mode_0600(&mut self) -> &mut Self;
+}
+impl OpenOptionsMode for std::fs::OpenOptions {
+    fn mode_0600(&mut self) -> &mut Self {
+        std::os::unix::fs::OpenOptionsExt::mode(self, 0o600)
+    }
+}
+
+struct Coordinator {
+    shared: Arc<Shared>,
+    me: String,
+    boot: String,
+    concurrency: usize,
+    socket_ok: bool,
+    targets: HashMap<i64, Arc<Target>>,
+    agents: HashMap<(u64, String), ureq::Agent>,
+    endpoints_version: i64,
+    endpoints_checked: Instant,
+}
+
+impl Coordinator {
+    fn new(shared: Arc<Shared>, socket_ok: bool) -> Coordinator {
+        Coordinator {
+            concurrency: shared.concurrency,
+            shared,
+            me: fork::process_identity(),
+            boot: fork::boot_id(),
+            socket_ok,
+            targets: HashMap::new(),
+            agents: HashMap::new(),
+            endpoints_version: -1,
+            endpoints_checked: Instant::now() - Duration::from_secs(60),
+        }
+    }
+
+    /// Rebuilds the delivery targets when endpoints changed (or every few seconds, for secret
+    /// rotation windows and breaker timers).
+    fn refresh(&mut self, outbox: &Outbox, force: bool) {
+        if !force && self.endpoints_checked.elapsed() < Duration::from_millis(200) {
+            return;
+        }
+        self.endpoints_checked = Instant::now();
+        let version = match db(|| outbox.endpoints_version()) {
+            Ok(v) => v,
+            Err(e) => {
+                self.shared.note_error(e);
+                return;
+            }
+        };
+        if version == self.endpoints_version && !force {
+            return;
+        }
+        let rows = match db(|| outbox.endpoints()) {
+            Ok(r) => r,
+            Err(e) => {
+                self.shared.note_error(e);
+                return;
+            }
+        };
+        self.endpoints_version = version;
+        let now = event::now();
+        let mut targets = HashMap::new();
+        for row in rows.into_iter().filter(|r| r.sendable()) {
+            let mut secrets = Vec::new();
+            let mut bad = None;
+            for (text, valid) in [(&row.secret, true), (&row.prev_secret, row.prev_secret_until > now)] {
+                if valid && !text.is_empty() {
+                    match Secret::parse(text) {
+                        Ok(s) => secrets.push(s),
+                        Err(e) => bad = Some(e.to_string()),
+                    }
+                }
+            }
+            let retry = RetrySchedule::parse(&row.retry_delays);
+            if let Some(e) = bad.or_else(|| retry.as_ref().err().map(|e| e.to_string())) {
+                self.shared.note_error(format!("endpoint {}: {e}", row.name));
+                continue;
+            }
+            let key = (row.timeout.to_bits(), row.proxy.clone());
+            let agent = match self.agents.get(&key) {
+                Some(a) => a.clone(),
+                None => match delivery::make_agent(row.timeout, self.concurrency, &row.proxy) {
+                    Ok(a) => {
+                        self.agents.insert(key, a.clone());
+                        a
+                    }
+                    Err(e) => {
+                        self.shared.note_error(format!("endpoint {}: {e}", row.name));
+                        continue;
+                    }
+                },
+            };
+            targets.insert(
+                row.id,
+                Arc::new(Target {
+                    endpoint_id: row.id,
+                    name: row.name.clone(),
+                    url: row.url.clone(),
+                    secrets,
+                    format: row.format,
+                    source: row.source.clone(),
+                    retry: retry.unwrap_or(RetrySchedule { delays: vec![] }),
+                    timeout: row.timeout,
+                    agent,
+                }),
+            );
+        }
+        self.targets = targets;
+    }
+
+    fn run(mut self, outbox: &mut Outbox, wake_rx: &Receiver<()>) {
+        let (job_tx, job_rx) = bounded::<Job>(self.concurrency);
+        let (res_tx, res_rx) = unbounded::<Done>();
+        for i in 0..self.concurrency {
+            let rx = job_rx.clone();
+            let tx = res_tx.clone();
+            let spawned = std::thread::Builder::new().name(format!("woosync-delivery-{}", i + 1)).spawn(move || {
+                for job in rx.iter() {
+                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        delivery::attempt(&job.target, &job.event_id, &job.topic, &job.body, job.data_offset)
+                    }))
+                    .unwrap_or_else(|_| AttemptOutcome {
+                        started_at: event::now(),
+                        error_class: Some("internal".into()),
+                        error: Some("delivery thread panicked".into()),
+                        ..Default::default()
+                    });
+                    if tx.send(Done { job, outcome }).is_err() {
+                        return;
+                    }
+                }
+            });
+            if let Err(e) = spawned {
+                self.shared.note_error(format!("cannot start delivery thread: {e}"));
+            }
+        }
+        drop(res_tx);
+
+        let mut busy = 0usize;
+        let mut carry: Vec<Done> = Vec::new();
+        let mut last_checkpoint = Instant::now();
+        let mut dirty = false;
+        let mut last_leases = Instant::now() - Duration::from_secs(60);
+        self.refresh(outbox, true);
+        loop {
+            // Results first: they free threads and may unblock a key.
+            carry.extend(res_rx.try_iter());
+            if !carry.is_empty() {
+                busy -= carry.len().min(busy);
+                let now = event::now();
+                let finished: Vec<Finished> = carry.drain(..).map(|d| self.finish(d, now)).collect();
+                let gone = finished.iter().any(|f| matches!(f.decision, Decision::DeadAndDisable(_)));
+                if let Err(e) = db(|| outbox.record(&finished)) {
+                    self.shared.note_error(e);
+                }
+                dirty = true;
+                if gone {
+                    self.refresh(outbox, true);
+                }
+            }
+            self.shared.busy.store(busy, SeqCst);
+            if last_leases.elapsed() >= Duration::from_secs(1) {
+                last_leases = Instant::now();
+                let boot = self.boot.clone();
+                let alive = move |holder: &str| fork::identity_alive(holder, &boot);
+                match db(|| outbox.take_over_leases(&self.me, event::now(), &alive)) {
+                    Ok(n) if n > 0 => dirty = true,
+                    Ok(_) => {}
+                    Err(e) => self.shared.note_error(e),
+                }
+            }
+            self.refresh(outbox, false);
+            let stopping = self.shared.shutdown.load(SeqCst);
+            let past = self.shared.past_deadline();
+            // Claim no more than there are idle delivery threads.
+            let mut claimed_any = false;
+            if busy < self.concurrency && !past {
+                let now = event::now();
+                let mut free = self.concurrency - busy;
+                let ids: Vec<i64> = self.targets.keys().copied().collect();
+                for id in ids {
+                    if free == 0 {
+                        break;
+                    }
+                    let Some(t) = self.targets.get(&id).cloned() else { continue };
+                    let lease = t.timeout + 5.0;
+                    match db(|| outbox.claim(&[(id, free, lease)], &self.me, now)) {
+                        Ok(rows) => {
+                            for c in rows {
+                                let job = Job {
+                                    target: t.clone(),
+                                    delivery_id: c.delivery_id,
+                                    endpoint_id: c.endpoint_id,
+                                    key: c.key,
+                                    attempt: c.attempt,
+                                    event_id: c.event_id,
+                                    topic: c.topic,
+                                    body: c.body,
+                                    data_offset: c.data_offset,
+                                };
+                                if job_tx.send(job).is_ok() {
+                                    busy += 1;
+                                    free -= 1;
+                                    claimed_any = true;
+                                    dirty = true;
+                                }
+                            }
+                        }
+                        Err(e) => self.shared.note_error(e),
+                    }
+                }
+                self.shared.busy.store(busy, SeqCst);
+            }
+            if dirty && last_checkpoint.elapsed() >= Duration::from_millis(100) {
+                if let Err(e) = db(|| outbox.checkpoint()) {
+                    self.shared.note_error(e);
+                }
+                last_checkpoint = Instant::now();
+                dirty = false;
+            }
+            // How long to sleep: until results, a wake-up or the next due retry.
+            let ids: Vec<i64> = self.targets.keys().copied().collect();
+            let next_due = if busy < self.concurrency && !claimed_any {
+                match db(|| outbox.next_due(&ids)) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        self.shared.note_error(e);
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            if stopping {
+                let due_now = next_due.is_some_and(|t| t <= event::now());
+                if past || (busy == 0 && !claimed_any && !due_now) {
+                    break;
+                }
+            }
+            let mut wait = Duration::from_secs(1);
+            if !self.socket_ok {
+                wait = Duration::from_millis(25);
+            }
+            if claimed_any && busy < self.concurrency {
+                wait = Duration::ZERO;
+            }
+            if let Some(t) = next_due {
+                let secs = (t - event::now()).max(0.0);
+                wait = wait.min(Duration::from_secs_f64(secs));
+            }
+            if stopping {
+                let left = self.shared.deadline_ms.load(SeqCst) as f64 / 1000.0 - event::now();
+                wait = wait.min(Duration::from_secs_f64(left.max(0.0)));
+            }
+            if wait.is_zero() {
+                continue;
+            }
+            select! {
+                recv(res_rx) -> msg => { if let Ok(d) = msg { carry.push(d); } }
+                recv(wake_rx) -> _ => {}
+                default(wait) => {}
+            }
+        }
+        // In-flight attempts are abandoned (see module docs); record what already finished.
+        carry.extend(res_rx.try_iter());
+        if !carry.is_empty() {
+            let now = event::now();
+            let finished: Vec<Finished> = carry.drain(..).map(|d| self.finish(d, now)).collect();
+            if let Err(e) = db(|| outbox.record(&finished)) {
+                self.shared.note_error(e);
+            }
+        }
+        let _ = db(|| outbox.checkpoint());
+        drop(job_tx);
+    }
+
+    fn finish(&self, d: Done, now: f64) -> Finished {
+        let Done { job, outcome } = d;
+        let decision = delivery::decide(
+            &outcome,
+            &job.target.retry,
+            job.attempt.max(1) as u32,
+            now,
+            retry::jitter_unit(),
+            &job.target.url,
+        );
+        Finished {
+            delivery_id: job.delivery_id,
+            endpoint_id: job.endpoint_id,
+            key: job.key,
+            started_at: outcome.started_at,
+            duration_ms: outcome.duration_ms,
+            http_status: outcome.http_status,
+            error_class: outcome.error_class,
+            error: outcome.error,
+            response: outcome.response,
+            delivery_uuid: outcome.delivery_uuid,
+            decision,
+        }
+    }
+}
