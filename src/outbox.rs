@@ -87,10 +87,11 @@ CREATE TABLE events(
   seq INTEGER NOT NULL,
   created_at REAL NOT NULL,
   unrouted INTEGER NOT NULL DEFAULT 0,
+  coalesce INTEGER NOT NULL DEFAULT 0,
+  route TEXT,
   data_offset INTEGER NOT NULL,
   body BLOB NOT NULL
 );
-CREATE INDEX events_key ON events(key) WHERE key IS NOT NULL;
 CREATE TABLE deliveries(
   id INTEGER PRIMARY KEY,
   event_rowid INTEGER NOT NULL,
@@ -149,7 +150,7 @@ CREATE TRIGGER events_unrouted_delete AFTER DELETE ON events WHEN OLD.unrouted =
   UPDATE stats SET n = n - 1 WHERE endpoint_id = 0 AND state = 6;
 END;
 INSERT INTO stats(endpoint_id, state, n) VALUES (0, 6, 0);
-INSERT INTO meta(k, v) VALUES ('endpoints_version', 0);
+INSERT INTO meta(k, v) VALUES ('endpoints_version', 0), ('routed_upto', 0);
 ";
 
 /// Who opens the outbox: the request path (PHP thread) or a sender thread.
@@ -257,6 +258,8 @@ pub struct Status {
     pub dead: i64,
     pub superseded: i64,
     pub unrouted: i64,
+    /// Events stored but not routed to endpoints yet (the sender does that).
+    pub routing: i64,
     pub oldest_pending_at: Option<f64>,
     pub last_error: Option<String>,
     pub last_error_at: Option<f64>,
@@ -266,7 +269,7 @@ pub struct Status {
 
 impl Status {
     pub fn pending(&self) -> i64 {
-        self.queued + self.ready + self.in_flight
+        self.queued + self.ready + self.in_flight + self.routing
     }
 }
 
@@ -571,17 +574,17 @@ impl Outbox {
         let created_at = event::now();
         let path = self.path.clone();
         let path = &path;
-        let map = |what: &'static str| move |e: rusqlite::Error| storage(&path, what, e);
+        let map = |what: &'static str| move |e: rusqlite::Error| storage(path, what, e);
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map("begin"))?;
-        let version: i64 = tx
-            .prepare_cached("SELECT v FROM meta WHERE k = 'endpoints_version'")
-            .and_then(|mut s| s.query_row([], |r| r.get(0)))
-            .map_err(map("read endpoints"))?;
-        if version != self.endpoints_version {
-            self.endpoints = load_endpoints(&tx).map_err(map("read endpoints"))?;
-            self.endpoints_version = version;
-        }
         if let Some(names) = &ev.endpoints {
+            let version: i64 = tx
+                .prepare_cached("SELECT v FROM meta WHERE k = 'endpoints_version'")
+                .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                .map_err(map("read endpoints"))?;
+            if version != self.endpoints_version {
+                self.endpoints = load_endpoints(&tx).map_err(map("read endpoints"))?;
+                self.endpoints_version = version;
+            }
             for n in names {
                 if !self.endpoints.iter().any(|e| &e.name == n) {
                     let known: Vec<&str> = self.endpoints.iter().map(|e| e.name.as_str()).collect();
@@ -606,31 +609,80 @@ impl Outbox {
                 ev.max_body_bytes
             )));
         }
-        let targets: Vec<(i64, bool)> = self
-            .endpoints
-            .iter()
-            .filter(|e| e.routes(ev.topic))
-            .filter(|e| ev.endpoints.as_ref().is_none_or(|names| names.contains(&e.name)))
-            .map(|e| (e.id, e.sendable()))
-            .collect();
-        let rowid: i64 = tx
-            .prepare_cached(
-                "INSERT INTO events(event_id, topic, key, seq, created_at, unrouted, data_offset, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
-            )
-            .and_then(|mut s| {
-                s.query_row(
-                    params![event_id, ev.topic, ev.key, seq, created_at, targets.is_empty() as i64, data_offset as i64, body.as_bytes()],
-                    |r| r.get(0),
-                )
-            })
-            .map_err(map("insert event"))?;
-        for (endpoint_id, _) in &targets {
-            insert_delivery(&tx, rowid, *endpoint_id, ev.key, seq, ev.coalesce.then_some(ev.topic), created_at)
-                .map_err(map("insert delivery"))?;
-        }
+        let route: Option<String> = ev.endpoints.as_ref().map(|n| n.join("\n"));
+        // Only the event row (and the key's counter) is written here; the sender routes it to
+        // endpoints (deliveries) in its own transaction, off the request path.
+        tx.prepare_cached(
+            "INSERT INTO events(event_id, topic, key, seq, created_at, coalesce, route, data_offset, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![event_id, ev.topic, ev.key, seq, created_at, ev.coalesce as i64, route, data_offset as i64, body.as_bytes()])
+        })
+        .map_err(map("insert event"))?;
         tx.commit().map_err(map("commit"))?;
         Ok(event_id)
+    }
+
+    /// Whether events were stored that the sender has not routed yet.
+    pub fn has_new_events(&self) -> Result<bool> {
+        self.conn
+            .prepare_cached(
+                "SELECT coalesce((SELECT max(id) FROM events), 0) > (SELECT v FROM meta WHERE k = 'routed_upto')",
+            )
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(|e| self.err("check new events", e))
+    }
+
+    /// Routes events stored since the last call (in commit order) to the endpoints that match
+    /// them: one delivery each, coalescing where asked; events nothing matches become unrouted.
+    /// Returns how many events were routed.
+    pub fn route_new(&mut self, limit: usize) -> Result<usize> {
+        let now = event::now();
+        let path = self.path.clone();
+        let path = &path;
+        let map = |what: &'static str| move |e: rusqlite::Error| storage(path, what, e);
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map("begin"))?;
+        let upto: i64 = tx
+            .prepare_cached("SELECT v FROM meta WHERE k = 'routed_upto'")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(map("read routing mark"))?;
+        type Row = (i64, String, Option<String>, i64, bool, Option<String>);
+        let rows: Vec<Row> = tx
+            .prepare_cached("SELECT id, topic, key, seq, coalesce, route FROM events WHERE id > ?1 ORDER BY id LIMIT ?2")
+            .and_then(|mut s| {
+                s.query_map(params![upto, limit as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get::<_, i64>(4)? != 0, r.get(5)?))
+                })?
+                .collect()
+            })
+            .map_err(map("read new events"))?;
+        let Some(last) = rows.last().map(|r| r.0) else {
+            return Ok(0);
+        };
+        let eps = load_endpoints(&tx).map_err(map("read endpoints"))?;
+        for (rowid, topic, key, seq, coalesce, route) in &rows {
+            let names: Option<Vec<&str>> = route.as_deref().map(|r| r.split('\n').collect());
+            let mut routed = 0;
+            for e in eps.iter().filter(|e| e.routes(topic)) {
+                if names.as_ref().is_some_and(|n| !n.contains(&e.name.as_str())) {
+                    continue;
+                }
+                insert_delivery(&tx, *rowid, e.id, key.as_deref(), *seq, coalesce.then_some(topic.as_str()), now)
+                    .map_err(map("insert delivery"))?;
+                routed += 1;
+            }
+            if routed == 0 {
+                tx.prepare_cached("UPDATE events SET unrouted = 1 WHERE id = ?1")
+                    .and_then(|mut s| s.execute([rowid]))
+                    .map_err(map("mark unrouted"))?;
+            }
+        }
+        tx.prepare_cached("UPDATE meta SET v = ?1 WHERE k = 'routed_upto'")
+            .and_then(|mut s| s.execute([last]))
+            .map_err(map("move routing mark"))?;
+        tx.commit().map_err(map("commit"))?;
+        Ok(rows.len())
     }
 
     /// Puts a dead or delivered event back to pending (same id); routes an unrouted one.
@@ -686,7 +738,10 @@ impl Outbox {
     /// Number of deliveries not yet delivered, dead or superseded.
     pub fn pending(&self) -> Result<i64> {
         self.conn
-            .prepare_cached("SELECT coalesce(sum(n), 0) FROM stats WHERE state < 3")
+            .prepare_cached(
+                "SELECT (SELECT coalesce(sum(n), 0) FROM stats WHERE state < 3)
+                      + coalesce((SELECT max(id) FROM events), 0) - (SELECT v FROM meta WHERE k = 'routed_upto')",
+            )
             .and_then(|mut s| s.query_row([], |r| r.get(0)))
             .map_err(|e| self.err("count pending", e))
     }
@@ -717,13 +772,27 @@ impl Outbox {
                 }
             }
         }
-        st.oldest_pending_at = self
+        let (routing, oldest_new): (i64, Option<f64>) = self
+            .conn
+            .prepare_cached(
+                "SELECT coalesce((SELECT max(id) FROM events), 0) - m.v,
+                        (SELECT created_at FROM events WHERE id > m.v ORDER BY id LIMIT 1)
+                 FROM meta m WHERE m.k = 'routed_upto'",
+            )
+            .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
+            .map_err(|e| self.err("count new events", e))?;
+        st.routing = routing.max(0);
+        let oldest_open: Option<f64> = self
             .conn
             .prepare_cached(
                 "SELECT e.created_at FROM deliveries d JOIN events e ON e.id = d.event_rowid WHERE d.state < 3 ORDER BY d.id LIMIT 1",
             )
             .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
             .map_err(|e| self.err("oldest pending", e))?;
+        st.oldest_pending_at = match (oldest_open, oldest_new) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         for row in eps {
             if let (Some(err), Some(at)) = (&row.last_error, row.last_error_at) {
                 if st.last_error_at.is_none_or(|t| at > t) {
@@ -824,7 +893,7 @@ impl Outbox {
     pub fn events(&self, f: &EventFilter) -> Result<Vec<EventSummary>> {
         let mut sql = String::from(
             "SELECT e.event_id, e.topic, e.key, e.seq, e.created_at,
-                    CASE WHEN d.id IS NULL THEN 6 ELSE d.state END, p.name, coalesce(d.attempts, 0),
+                    CASE WHEN d.id IS NOT NULL THEN d.state WHEN e.unrouted = 1 THEN 6 ELSE 1 END, p.name, coalesce(d.attempts, 0),
                     d.next_attempt_at, d.last_status, d.last_error
              FROM events e LEFT JOIN deliveries d ON d.event_rowid = e.id LEFT JOIN endpoints p ON p.id = d.endpoint_id
              WHERE 1",
@@ -832,10 +901,10 @@ impl Outbox {
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
         if let Some(s) = f.state {
             if s == state::UNROUTED {
-                sql.push_str(" AND d.id IS NULL");
+                sql.push_str(" AND d.id IS NULL AND e.unrouted = 1");
             } else if s == state::READY {
-                // "pending" in the API covers queued, ready and in flight.
-                sql.push_str(" AND d.state < 3");
+                // "pending" in the API covers queued, ready, in flight and not yet routed.
+                sql.push_str(" AND (d.state < 3 OR (d.id IS NULL AND e.unrouted = 0))");
             } else {
                 args.push(s.into());
                 sql.push_str(&format!(" AND d.state = ?{}", args.len()));
@@ -1292,6 +1361,12 @@ mod tests {
         NewEvent { topic, key, coalesce, endpoints: None, data: "{\"a\":1}", max_body_bytes: 1 << 20 }
     }
 
+    fn put(ob: &mut Outbox, e: &NewEvent<'_>) -> String {
+        let id = ob.enqueue(e).unwrap();
+        ob.route_new(1000).unwrap();
+        id
+    }
+
     fn finish(ob: &mut Outbox, c: &Claimed, d: Decision) {
         ob.record(&[Finished {
             delivery_id: c.delivery_id,
@@ -1358,7 +1433,7 @@ mod tests {
         let p = tmp("unrouted");
         let mut ob = Outbox::open(&p, Role::Request).unwrap();
         ob.record_default_endpoint(&default_ep("")).unwrap();
-        let id = ob.enqueue(&ev("a.b", None, false)).unwrap();
+        let id = put(&mut ob, &ev("a.b", None, false));
         let st = ob.status().unwrap();
         assert_eq!((st.unrouted, st.pending()), (1, 0));
         ob.record_default_endpoint(&default_ep("http://127.0.0.1:9/x")).unwrap();
@@ -1375,10 +1450,10 @@ mod tests {
         ob.record_default_endpoint(&default_ep("http://127.0.0.1:9/x")).unwrap();
         let ep = ob.endpoints().unwrap()[0].id;
         for _ in 0..3 {
-            ob.enqueue(&ev("product.stock_updated", Some("product:1"), false)).unwrap();
+            put(&mut ob, &ev("product.stock_updated", Some("product:1"), false));
         }
-        ob.enqueue(&ev("product.stock_updated", Some("product:2"), false)).unwrap();
-        ob.enqueue(&ev("a.b", None, false)).unwrap();
+        put(&mut ob, &ev("product.stock_updated", Some("product:2"), false));
+        put(&mut ob, &ev("a.b", None, false));
         let now = event::now() + 1.0;
         let c = ob.claim(&[(ep, 10, 20.0)], "me", now).unwrap();
         assert_eq!(c.len(), 3, "heads of product:1, product:2 and the keyless event");
@@ -1405,14 +1480,14 @@ mod tests {
         let mut ob = Outbox::open(&p, Role::Request).unwrap();
         ob.record_default_endpoint(&default_ep("http://127.0.0.1:9/x")).unwrap();
         let ep = ob.endpoints().unwrap()[0].id;
-        ob.enqueue(&ev("product.stock_updated", Some("p:1"), true)).unwrap();
+        put(&mut ob, &ev("product.stock_updated", Some("p:1"), true));
         let now = event::now() + 1.0;
         let inflight = ob.claim(&[(ep, 10, 20.0)], "me", now).unwrap();
         assert_eq!(inflight.len(), 1);
         for _ in 0..5 {
-            ob.enqueue(&ev("product.stock_updated", Some("p:1"), true)).unwrap();
+            put(&mut ob, &ev("product.stock_updated", Some("p:1"), true));
         }
-        ob.enqueue(&ev("product.deleted", Some("p:1"), true)).unwrap();
+        put(&mut ob, &ev("product.deleted", Some("p:1"), true));
         let st = ob.status().unwrap();
         assert_eq!(st.superseded, 4);
         assert_eq!(st.pending(), 3); // in flight + newest stock + deleted
@@ -1428,8 +1503,8 @@ mod tests {
         let mut ob = Outbox::open(&p, Role::Sender).unwrap();
         ob.record_default_endpoint(&default_ep("http://127.0.0.1:9/x")).unwrap();
         let ep = ob.endpoints().unwrap()[0].id;
-        ob.enqueue(&ev("a.b", Some("k"), false)).unwrap();
-        ob.enqueue(&ev("a.b", None, false)).unwrap();
+        put(&mut ob, &ev("a.b", Some("k"), false));
+        put(&mut ob, &ev("a.b", None, false));
         let now = event::now() + 1.0;
         assert_eq!(ob.claim(&[(ep, 10, 100.0)], "ghost", now).unwrap().len(), 2);
         assert_eq!(ob.take_over_leases("me", now, &|_| true).unwrap(), 0, "alive and leased");
@@ -1449,10 +1524,10 @@ mod tests {
         let mut ob = Outbox::open(&p, Role::Sender).unwrap();
         ob.record_default_endpoint(&default_ep("http://127.0.0.1:9/x")).unwrap();
         let ep = ob.endpoints().unwrap()[0].id;
-        ob.enqueue(&ev("a.b", None, false)).unwrap();
+        put(&mut ob, &ev("a.b", None, false));
         let c = ob.claim(&[(ep, 10, 100.0)], "me", event::now() + 1.0).unwrap();
         finish(&mut ob, &c[0], Decision::DeadAndDisable("HTTP 410 Gone".into()));
-        ob.enqueue(&ev("a.b", None, false)).unwrap();
+        put(&mut ob, &ev("a.b", None, false));
         let e = &ob.endpoints().unwrap()[0];
         assert!(!e.sendable() && e.disabled_reason.is_some());
         assert_eq!(ob.status().unwrap().pending(), 1);
@@ -1468,7 +1543,7 @@ mod tests {
         let mut ob = Outbox::open(&p, Role::Sender).unwrap();
         ob.record_default_endpoint(&default_ep("http://127.0.0.1:9/x")).unwrap();
         let ep = ob.endpoints().unwrap()[0].id;
-        let id = ob.enqueue(&ev("a.b", Some("k"), false)).unwrap();
+        let id = put(&mut ob, &ev("a.b", Some("k"), false));
         let now = event::now() + 1.0;
         let c = ob.claim(&[(ep, 10, 100.0)], "me", now).unwrap();
         finish(&mut ob, &c[0], Decision::Delivered);
@@ -1489,12 +1564,12 @@ mod tests {
         let p = tmp("limit");
         let mut ob = Outbox::open(&p, Role::Request).unwrap();
         ob.record_default_endpoint(&default_ep("http://127.0.0.1:9/x")).unwrap();
-        ob.enqueue(&ev("a.b", Some("k"), false)).unwrap();
+        put(&mut ob, &ev("a.b", Some("k"), false));
         let big = "x".repeat(2000);
         let e = ob.enqueue(&NewEvent { data: &big, max_body_bytes: 1000, ..ev("a.b", Some("k"), false) }).unwrap_err();
         assert!(e.to_string().contains("too large"));
         assert_eq!(ob.status().unwrap().pending(), 1);
-        let id = ob.enqueue(&ev("a.b", Some("k"), false)).unwrap();
+        let id = put(&mut ob, &ev("a.b", Some("k"), false));
         let d = ob.event(&id).unwrap().unwrap();
         assert_eq!(d.seq, 2, "a rejected dispatch does not consume a sequence number");
     }
@@ -1506,7 +1581,7 @@ mod tests {
         ob.record_default_endpoint(&default_ep("http://127.0.0.1:9/x")).unwrap();
         for i in 0..5 {
             let k = format!("k{}", i % 2);
-            ob.enqueue(&ev("order.created", Some(&k), false)).unwrap();
+            put(&mut ob, &ev("order.created", Some(&k), false));
         }
         let all = ob.events(&EventFilter { limit: 100, ..Default::default() }).unwrap();
         assert_eq!(all.len(), 5);
@@ -1515,5 +1590,44 @@ mod tests {
         assert_eq!(k1.len(), 2);
         let pending = ob.events(&EventFilter { state: Some(state::READY), limit: 2, ..Default::default() }).unwrap();
         assert_eq!(pending.len(), 2);
+    }
+}
+
+#[cfg(test)]
+mod perf {
+    use super::*;
+    /// `cargo test --release --lib perf -- --ignored --nocapture`: rough enqueue cost.
+    #[test]
+    #[ignore]
+    fn enqueue_cost() {
+        let p = std::env::temp_dir().join(format!("woosync-perf-{}", std::process::id())).join("o.sqlite");
+        let mut ob = Outbox::open(&p, Role::Request).unwrap();
+        ob.record_default_endpoint(&DefaultEndpoint { url: "http://127.0.0.1:9/".into(), secret: String::new(), retry_delays: "1".into(), timeout: 5.0, source: String::new() }).unwrap();
+        let data = r#"{"id":1,"total":"10.00","items":[{"sku":"A","q":1}]}"#;
+        for (label, key) in [("keyed", Some("order:1")), ("keyless", None), ("keyed-again", Some("order:1"))] {
+            let mut t = Vec::new();
+            for i in 0..5000 {
+                let k = key.map(|k: &str| format!("{k}{}", i % 50));
+                let s = Instant::now();
+                ob.enqueue(&NewEvent { topic: "order.created", key: k.as_deref(), coalesce: false, endpoints: None, data, max_body_bytes: 1 << 20 }).unwrap();
+                t.push(s.elapsed().as_secs_f64() * 1e6);
+                if i % 100 == 99 {
+                    ob.checkpoint().unwrap();
+                }
+            }
+            t.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            println!("{label}: p50 {:.1}us p99 {:.1}us", t[2500], t[4950]);
+        }
+        let c = Connection::open(&p).unwrap();
+        c.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; CREATE TABLE IF NOT EXISTS bare(id INTEGER PRIMARY KEY, topic TEXT, k TEXT, body BLOB, created REAL)").unwrap();
+        let mut st = c.prepare("INSERT INTO bare(topic,k,body,created) VALUES (?1,?2,?3,?4)").unwrap();
+        let mut t = Vec::new();
+        for _ in 0..5000 {
+            let s = Instant::now();
+            st.execute(params!["order.created", "order:1", data.as_bytes(), 1.0]).unwrap();
+            t.push(s.elapsed().as_secs_f64() * 1e6);
+        }
+        t.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        println!("bare: p50 {:.1}us p99 {:.1}us", t[2500], t[4950]);
     }
 }

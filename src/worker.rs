@@ -229,6 +229,9 @@ impl Waker {
     }
 }
 
+/// Events routed per transaction.
+const ROUTE_BATCH: usize = 500;
+
 struct Job {
     target: Arc<Target>,
     delivery_id: i64,
@@ -499,6 +502,28 @@ impl Coordinator {
                 }
             }
             self.refresh(outbox, false);
+            // Route what dispatchers stored since the last pass (they only insert the event row).
+            loop {
+                match db(|| outbox.has_new_events()) {
+                    Ok(true) => match db(|| outbox.route_new(ROUTE_BATCH)) {
+                        Ok(n) => {
+                            dirty = true;
+                            if n < ROUTE_BATCH {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            self.shared.note_error(e);
+                            break;
+                        }
+                    },
+                    Ok(false) => break,
+                    Err(e) => {
+                        self.shared.note_error(e);
+                        break;
+                    }
+                }
+            }
             let stopping = self.shared.shutdown.load(SeqCst);
             let past = self.shared.past_deadline();
             // Claim no more than there are idle delivery threads.

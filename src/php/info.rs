@@ -32,8 +32,11 @@ pub extern "C" fn info(_module: *mut ModuleEntry) {
         }
         setting(ini::SECRET, true);
         let values = ini::values();
-        row("Outbox file", &crate::config::database_path(&values.database).to_string_lossy());
-        match crate::client::status(&values) {
+        let path = crate::config::database_path(&values.database);
+        row("Outbox file", &path.to_string_lossy());
+        if !path.exists() {
+            row("Outbox", "not created yet (created by the first dispatch)");
+        } else { match crate::client::status(&values) {
             Ok(r) => {
                 let s = &r.status;
                 row("Pending", &s.pending().to_string());
@@ -56,7 +59,7 @@ pub extern "C" fn info(_module: *mut ModuleEntry) {
                 }
             }
             Err(e) => row("Outbox", &format!("unavailable: {e}")),
-        }
+        } }
         // SAFETY: closes the table opened above.
         unsafe { php_info_print_table_end() };
     });
