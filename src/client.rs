@@ -9,7 +9,9 @@
 use crate::config::{self, DefaultEndpoint, IniValues};
 use crate::error::{Error, Result};
 use crate::outbox::{EventDetail, EventFilter, EventSummary, NewEvent, Outbox, Role, Status};
+use crate::secrets::StoreKey;
 use crate::worker::{self, Sender, SenderOptions, Waker, WorkerState};
+use crate::config::EndpointConfig;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -21,6 +23,9 @@ struct Entry {
     sender_started: Option<Instant>,
     waker: Option<Waker>,
     recorded: Option<DefaultEndpoint>,
+    /// `woosync.key` as last seen, and parsed.
+    key_text: Option<String>,
+    key: Option<StoreKey>,
 }
 
 struct ProcessState {
@@ -50,6 +55,8 @@ fn entry<'a>(state: &'a mut ProcessState, path: &Path) -> &'a mut Entry {
         sender_started: None,
         waker: None,
         recorded: None,
+        key_text: None,
+        key: None,
     })
 }
 
@@ -61,13 +68,28 @@ impl Entry {
         self.outbox.as_mut().ok_or_else(|| Error::storage("outbox not open"))
     }
 
+    /// Parses `woosync.key` when it changed and hands it to this process's sender.
+    fn set_key(&mut self, ini: &IniValues) -> Result<()> {
+        if self.key_text.as_deref() != Some(ini.key.as_str()) {
+            self.key = StoreKey::parse(&ini.key)?;
+            self.key_text = Some(ini.key.clone());
+        }
+        if let Some(s) = &self.sender {
+            s.set_key(self.key.clone());
+        }
+        Ok(())
+    }
+
     /// Starts (or restarts after a failure, at most once a second) this process's sender thread.
-    fn ensure_sender(&mut self, path: &Path, concurrency: usize) {
+    fn ensure_sender(&mut self, path: &Path, ini: &IniValues) {
+        let concurrency = config::concurrency(&ini.concurrency).unwrap_or(4);
+        let retention_days = config::retention_days(&ini.retention_days).unwrap_or(7.0);
         let stopped = self.sender.as_ref().is_none_or(|s| s.state() == WorkerState::Stopped);
         let recently = self.sender_started.is_some_and(|t| t.elapsed() < Duration::from_secs(1));
         if stopped && !recently {
             self.sender_started = Some(Instant::now());
-            if let Ok(s) = Sender::start(SenderOptions { database: path.to_path_buf(), concurrency }) {
+            if let Ok(s) = Sender::start(SenderOptions { database: path.to_path_buf(), concurrency, retention_days }) {
+                s.set_key(self.key.clone());
                 self.sender = Some(s);
             }
         }
@@ -82,7 +104,8 @@ impl Entry {
 
     fn record_default(&mut self, path: &Path, d: &DefaultEndpoint) -> Result<()> {
         if self.recorded.as_ref() != Some(d) {
-            self.outbox(path)?.record_default_endpoint(d)?;
+            let key = self.key.clone();
+            self.outbox(path)?.record_default_endpoint(d, key.as_ref())?;
             self.recorded = Some(d.clone());
         }
         Ok(())
@@ -108,10 +131,12 @@ pub fn dispatch(ini: &IniValues, topic: &str, data_json: &str, opts: &DispatchOp
     }
     let default = DefaultEndpoint::from_ini(ini)?;
     let max = config::max_payload_bytes(&ini.max_payload_bytes)?;
-    let concurrency = config::concurrency(&ini.concurrency)?;
+    config::concurrency(&ini.concurrency)?;
+    config::retention_days(&ini.retention_days)?;
     let path = config::database_path(&ini.database);
     with_state(|st| {
         let e = entry(st, &path);
+        e.set_key(ini)?;
         e.record_default(&path, &default)?;
         let id = e.outbox(&path)?.enqueue(&NewEvent {
             topic,
@@ -121,7 +146,7 @@ pub fn dispatch(ini: &IniValues, topic: &str, data_json: &str, opts: &DispatchOp
             data: data_json,
             max_body_bytes: max,
         })?;
-        e.ensure_sender(&path, concurrency);
+        e.ensure_sender(&path, ini);
         e.wake(&path);
         Ok(id)
     })
@@ -130,15 +155,15 @@ pub fn dispatch(ini: &IniValues, topic: &str, data_json: &str, opts: &DispatchOp
 /// Waits until nothing is pending in the outbox (any process's events) or the timeout passes.
 pub fn flush(ini: &IniValues, timeout: f64) -> Result<bool> {
     let default = DefaultEndpoint::from_ini(ini)?;
-    let concurrency = config::concurrency(&ini.concurrency)?;
     let path = config::database_path(&ini.database);
     let deadline = Instant::now() + Duration::from_secs_f64(timeout.clamp(0.0, 86_400.0));
     let mut pause = Duration::from_micros(200);
     loop {
         let pending = with_state(|st| {
             let e = entry(st, &path);
+            e.set_key(ini)?;
             e.record_default(&path, &default)?;
-            e.ensure_sender(&path, concurrency);
+            e.ensure_sender(&path, ini);
             let n = e.outbox(&path)?.pending()?;
             if n > 0 {
                 e.wake(&path);
@@ -161,6 +186,8 @@ pub fn flush(ini: &IniValues, timeout: f64) -> Result<bool> {
 #[derive(Debug, Clone)]
 pub struct Report {
     pub database: PathBuf,
+    /// A storage key is configured in this process (`woosync.key`).
+    pub key_configured: bool,
     pub status: Status,
     pub worker: WorkerState,
     pub worker_error: Option<String>,
@@ -169,14 +196,14 @@ pub struct Report {
 
 pub fn status(ini: &IniValues) -> Result<Report> {
     let path = config::database_path(&ini.database);
-    let concurrency = config::concurrency(&ini.concurrency).unwrap_or(4);
     with_state(|st| {
         let e = entry(st, &path);
         let status = e.outbox(&path)?.status()?;
-        e.ensure_sender(&path, concurrency);
+        e.ensure_sender(&path, ini);
         let worker = e.sender.as_ref().map_or(WorkerState::Stopped, |s| s.state());
         let worker_error = e.sender.as_ref().and_then(|s| s.error());
-        Ok(Report { database: path.clone(), status, worker, worker_error, sender_pid: worker::sender_pid(&path) })
+        let key_configured = StoreKey::parse(&ini.key).ok().flatten().is_some();
+        Ok(Report { database: path.clone(), key_configured, status, worker, worker_error, sender_pid: worker::sender_pid(&path) })
     })
 }
 
@@ -186,13 +213,13 @@ pub fn retry(ini: &IniValues, event_id: &str) -> Result<bool> {
         return Err(Error::input(format!("{event_id:?} is not an event id (expected evt_ followed by 26 ULID characters)")));
     }
     let default = DefaultEndpoint::from_ini(ini)?;
-    let concurrency = config::concurrency(&ini.concurrency)?;
     let path = config::database_path(&ini.database);
     with_state(|st| {
         let e = entry(st, &path);
+        e.set_key(ini)?;
         e.record_default(&path, &default)?;
         let r = e.outbox(&path)?.retry_event(event_id)?;
-        e.ensure_sender(&path, concurrency);
+        e.ensure_sender(&path, ini);
         e.wake(&path);
         Ok(r == Some(true))
     })
@@ -200,12 +227,11 @@ pub fn retry(ini: &IniValues, event_id: &str) -> Result<bool> {
 
 /// Requeues every dead delivery (optionally of one endpoint).
 pub fn retry_dead(ini: &IniValues, endpoint: Option<&str>) -> Result<usize> {
-    let concurrency = config::concurrency(&ini.concurrency)?;
     let path = config::database_path(&ini.database);
     with_state(|st| {
         let e = entry(st, &path);
         let n = e.outbox(&path)?.retry_dead(endpoint)?;
-        e.ensure_sender(&path, concurrency);
+        e.ensure_sender(&path, ini);
         e.wake(&path);
         Ok(n)
     })
@@ -229,11 +255,10 @@ pub fn request_started(ini: &IniValues) {
     if !path.exists() {
         return;
     }
-    let concurrency = config::concurrency(&ini.concurrency).unwrap_or(4);
     with_state(|st| {
         let e = entry(st, &path);
         if e.sender.is_none() {
-            e.ensure_sender(&path, concurrency);
+            e.ensure_sender(&path, ini);
         }
     });
 }
@@ -254,4 +279,33 @@ pub fn shutdown(grace: f64) {
             std::mem::forget(e);
         }
     });
+}
+
+/// Creates or updates a named endpoint in the outbox (`woosync_endpoint_save`).
+pub fn endpoint_save(ini: &IniValues, name: &str, cfg: &EndpointConfig) -> Result<()> {
+    let path = config::database_path(&ini.database);
+    with_state(|st| {
+        let e = entry(st, &path);
+        e.set_key(ini)?;
+        let key = e.key.clone();
+        e.outbox(&path)?.save_endpoint(name, cfg, key.as_ref())?;
+        e.ensure_sender(&path, ini);
+        e.wake(&path);
+        Ok(())
+    })
+}
+
+/// Deletes a named endpoint; false when there was none.
+pub fn endpoint_delete(ini: &IniValues, name: &str) -> Result<bool> {
+    let path = config::database_path(&ini.database);
+    with_state(|st| entry(st, &path).outbox(&path)?.delete_endpoint(name))
+}
+
+/// Deletes finished events older than `days`; returns how many.
+pub fn purge(ini: &IniValues, days: f64) -> Result<usize> {
+    if !(days.is_finite() && days >= 0.0) {
+        return Err(Error::input("older_than_days must be zero or more"));
+    }
+    let path = config::database_path(&ini.database);
+    with_state(|st| entry(st, &path).outbox(&path)?.purge(days, 500))
 }

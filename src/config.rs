@@ -22,6 +22,8 @@ pub struct IniValues {
     pub max_payload_bytes: String,
     pub source: String,
     pub shutdown_grace: String,
+    pub key: String,
+    pub retention_days: String,
 }
 
 /// The outbox path: the INI value, or `<temp dir>/woosync/outbox.sqlite` when empty.
@@ -60,6 +62,95 @@ pub fn max_payload_bytes(text: &str) -> Result<usize> {
 /// Seconds module shutdown waits for in-flight attempts.
 pub fn shutdown_grace(text: &str) -> Result<f64> {
     parse_num("woosync.shutdown_grace", text, 0.0, 60.0, 1.0)
+}
+
+/// Days delivered and superseded events are kept (dead ones: [`DEAD_RETENTION_DAYS`]).
+pub fn retention_days(text: &str) -> Result<f64> {
+    parse_num("woosync.retention_days", text, 0.0, 3650.0, 7.0)
+}
+/// Days dead and unrouted events are kept.
+pub const DEAD_RETENTION_DAYS: f64 = 30.0;
+
+/// Checks an endpoint name: `^[a-z0-9_-]{1,64}$`.
+pub fn validate_endpoint_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::input(format!("invalid endpoint name {name:?}: use 1 to 64 of a-z, 0-9, _ and -")))
+    }
+}
+
+/// Checks a topic filter pattern: dotted words or `*`.
+pub fn validate_topic_pattern(p: &str) -> Result<()> {
+    let ok = p == "*"
+        || (!p.is_empty()
+            && p.split('.').all(|w| w == "*" || (!w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::input(format!("invalid topic filter {p:?}: use dotted topics with * wildcards, such as \"order.*\"")))
+    }
+}
+
+/// An endpoint as `woosync_endpoint_save` describes it, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointConfig {
+    pub url: String,
+    /// None keeps the stored secret; Some("") removes it.
+    pub secret: Option<String>,
+    pub topics: Vec<String>,
+    pub enabled: bool,
+    pub rate_limit: f64,
+    pub timeout: f64,
+    pub proxy: String,
+    pub format: Format,
+    pub retry_delays: String,
+    pub source: String,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        EndpointConfig {
+            url: String::new(),
+            secret: None,
+            topics: vec![],
+            enabled: true,
+            rate_limit: 0.0,
+            timeout: 15.0,
+            proxy: String::new(),
+            format: Format::Standard,
+            retry_delays: crate::retry::DEFAULT_DELAYS.to_string(),
+            source: String::new(),
+        }
+    }
+}
+
+impl EndpointConfig {
+    pub fn validate(&self) -> Result<()> {
+        validate_url(&self.url)?;
+        if let Some(s) = &self.secret {
+            if !s.is_empty() {
+                Secret::parse(s)?;
+            }
+        }
+        for t in &self.topics {
+            validate_topic_pattern(t)?;
+        }
+        if !(self.rate_limit.is_finite() && self.rate_limit >= 0.0) {
+            return Err(Error::config("rate_limit must be a number of deliveries per second (0 = no limit)"));
+        }
+        if !(self.timeout.is_finite() && (0.1..=3600.0).contains(&self.timeout)) {
+            return Err(Error::config("timeout must be between 0.1 and 3600 seconds"));
+        }
+        if !self.proxy.is_empty() {
+            ureq::Proxy::new(&self.proxy).map_err(|e| Error::config(format!("invalid proxy {:?}: {e}", self.proxy)))?;
+        }
+        RetrySchedule::parse(&self.retry_delays)?;
+        Ok(())
+    }
 }
 
 /// Checks an endpoint URL: http or https with a host, no whitespace.

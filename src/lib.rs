@@ -25,6 +25,7 @@ pub mod fork;
 pub mod outbox;
 pub mod php;
 pub mod retry;
+pub mod secrets;
 pub mod signer;
 pub mod worker;
 

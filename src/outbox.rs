@@ -11,7 +11,8 @@
 //! finishes (delivered, dead or superseded), when the next one is promoted in the same transaction.
 //! Claims therefore only look at `ready` rows and never scan blocked ones.
 
-use crate::config::{self, DefaultEndpoint, Format};
+use crate::config::{self, DefaultEndpoint, EndpointConfig, Format};
+use crate::secrets::{self, StoreKey};
 use crate::error::{Error, Result};
 use crate::event::{self, Envelope};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
@@ -27,6 +28,10 @@ pub const SCHEMA_VERSION: i32 = 1;
 pub const BUSY_WAIT: Duration = Duration::from_secs(10);
 /// First bytes of the response kept per attempt.
 pub const RESPONSE_SNIPPET: usize = 1024;
+/// How long a replaced secret keeps signing too (two `v1,` signatures), so receivers can roll over.
+pub const ROTATION_SECONDS: f64 = 86_400.0;
+/// Consecutive retryable failures that open an endpoint's circuit breaker.
+pub const BREAKER_THRESHOLD: i64 = 5;
 
 /// Delivery states as stored.
 pub mod state {
@@ -246,6 +251,8 @@ pub struct Finished {
     pub response: Vec<u8>,
     pub delivery_uuid: String,
     pub decision: Decision,
+    /// The failure says the endpoint is unhealthy (feeds the circuit breaker).
+    pub endpoint_failure: bool,
 }
 
 /// Counts and health for `woosync_status()`.
@@ -509,6 +516,10 @@ impl Outbox {
                 env!("CARGO_PKG_VERSION")
             )));
         }
+        if fresh {
+            // Must precede the first table; lets the retention pass return pages to the OS.
+            retry_busy(|| conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL")).map_err(|e| storage(path, "cannot configure", e))?;
+        }
         retry_busy(|| conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0)))
             .map_err(|e| storage(path, "cannot switch to WAL mode", e))?;
         let pragmas = match role {
@@ -540,31 +551,199 @@ impl Outbox {
 
     /// Records the `default` endpoint as this process's INI describes it, when it differs from
     /// what is stored. A changed URL re-enables an endpoint disabled by a 410.
-    pub fn record_default_endpoint(&mut self, d: &DefaultEndpoint) -> Result<()> {
+    pub fn record_default_endpoint(&mut self, d: &DefaultEndpoint, key: Option<&StoreKey>) -> Result<()> {
         let now = event::now();
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| storage(&self.path, "begin", e))?;
-        let changed = tx
-            .execute(
-                "INSERT INTO endpoints(name, url, secret, retry_delays, timeout, source, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
-                 ON CONFLICT(name) DO UPDATE SET
-                   disabled_at = CASE WHEN url IS NOT excluded.url THEN NULL ELSE disabled_at END,
-                   disabled_reason = CASE WHEN url IS NOT excluded.url THEN NULL ELSE disabled_reason END,
-                   consecutive_failures = CASE WHEN url IS NOT excluded.url THEN 0 ELSE consecutive_failures END,
-                   breaker_until = CASE WHEN url IS NOT excluded.url THEN 0 ELSE breaker_until END,
-                   url = excluded.url, secret = excluded.secret, retry_delays = excluded.retry_delays,
-                   timeout = excluded.timeout, source = excluded.source, updated_at = excluded.updated_at
-                 WHERE url IS NOT excluded.url OR secret IS NOT excluded.secret OR retry_delays IS NOT excluded.retry_delays
-                   OR timeout IS NOT excluded.timeout OR source IS NOT excluded.source",
-                params![config::DEFAULT_ENDPOINT, d.url, d.secret, d.retry_delays, d.timeout, d.source, now],
+        let name = config::DEFAULT_ENDPOINT;
+        let path = self.path.clone();
+        let path = &path;
+        let map = |what: &'static str| move |e: rusqlite::Error| storage(path, what, e);
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map("begin"))?;
+        let current: Option<(String, String, String, f64, String)> = tx
+            .query_row(
+                "SELECT url, secret, retry_delays, timeout, source FROM endpoints WHERE name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
-            .map_err(|e| storage(&self.path, "cannot record the default endpoint", e))?;
-        if changed > 0 {
-            tx.execute("UPDATE meta SET v = v + 1 WHERE k = 'endpoints_version'", [])
-                .map_err(|e| storage(&self.path, "cannot record the default endpoint", e))?;
+            .optional()
+            .map_err(map("read the default endpoint"))?;
+        if let Some((url, secret, delays, timeout, source)) = &current {
+            let same_secret = secrets::open(key, name, secret).map(|s| s == d.secret).unwrap_or(false);
+            if url == &d.url && same_secret && delays == &d.retry_delays && *timeout == d.timeout && source == &d.source {
+                return Ok(());
+            }
         }
-        tx.commit().map_err(|e| self_err(&self.path, "commit", e))?;
+        let sealed = secrets::seal(key, name, &d.secret)?;
+        tx.execute(
+            "INSERT INTO endpoints(name, url, secret, retry_delays, timeout, source, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+             ON CONFLICT(name) DO UPDATE SET
+               disabled_at = CASE WHEN url IS NOT excluded.url THEN NULL ELSE disabled_at END,
+               disabled_reason = CASE WHEN url IS NOT excluded.url THEN NULL ELSE disabled_reason END,
+               consecutive_failures = CASE WHEN url IS NOT excluded.url THEN 0 ELSE consecutive_failures END,
+               breaker_until = CASE WHEN url IS NOT excluded.url THEN 0 ELSE breaker_until END,
+               url = excluded.url, secret = excluded.secret, retry_delays = excluded.retry_delays,
+               timeout = excluded.timeout, source = excluded.source, updated_at = excluded.updated_at",
+            params![name, d.url, sealed, d.retry_delays, d.timeout, d.source, now],
+        )
+        .map_err(map("record the default endpoint"))?;
+        tx.execute("UPDATE meta SET v = v + 1 WHERE k = 'endpoints_version'", []).map_err(map("record the default endpoint"))?;
+        tx.commit().map_err(map("commit"))?;
         Ok(())
+    }
+
+    /// Creates or updates a named endpoint (`woosync_endpoint_save`). Saving re-enables an endpoint
+    /// disabled by a 410 and closes its breaker. A new secret keeps the previous one signing too for
+    /// [`ROTATION_SECONDS`].
+    pub fn save_endpoint(&mut self, name: &str, c: &EndpointConfig, key: Option<&StoreKey>) -> Result<()> {
+        config::validate_endpoint_name(name)?;
+        if name == config::DEFAULT_ENDPOINT {
+            return Err(Error::input("the endpoint \"default\" is configured through php.ini (woosync.endpoint, woosync.secret); save yours under another name"));
+        }
+        c.validate()?;
+        let now = event::now();
+        let path = self.path.clone();
+        let path = &path;
+        let map = |what: &'static str| move |e: rusqlite::Error| storage(path, what, e);
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map("begin"))?;
+        let old: Option<(String, String, f64)> = tx
+            .query_row("SELECT secret, prev_secret, prev_secret_until FROM endpoints WHERE name = ?1", [name], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()
+            .map_err(map("read endpoint"))?;
+        let old_plain = match &old {
+            Some((s, _, _)) => secrets::open(key, name, s).ok(),
+            None => None,
+        };
+        let (secret, prev, prev_until) = match (&c.secret, &old) {
+            (None, Some((s, p, u))) => (s.clone(), p.clone(), *u),
+            (None, None) => (String::new(), String::new(), 0.0),
+            (Some(new), old) => {
+                let sealed = secrets::seal(key, name, new)?;
+                match (old, old_plain.as_deref()) {
+                    (Some((s, p, u)), Some(o)) if o == new.as_str() => (s.clone(), p.clone(), *u),
+                    (Some((s, _, _)), Some(o)) if !o.is_empty() && !new.is_empty() => (sealed, s.clone(), now + ROTATION_SECONDS),
+                    _ => (sealed, String::new(), 0.0),
+                }
+            }
+        };
+        tx.execute(
+            "INSERT INTO endpoints(name, url, secret, prev_secret, prev_secret_until, topics, enabled, rate_limit, timeout, proxy,
+                                   format, retry_delays, source, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)
+             ON CONFLICT(name) DO UPDATE SET url = excluded.url, secret = excluded.secret, prev_secret = excluded.prev_secret,
+               prev_secret_until = excluded.prev_secret_until, topics = excluded.topics, enabled = excluded.enabled,
+               rate_limit = excluded.rate_limit, timeout = excluded.timeout, proxy = excluded.proxy, format = excluded.format,
+               retry_delays = excluded.retry_delays, source = excluded.source, updated_at = excluded.updated_at,
+               disabled_at = NULL, disabled_reason = NULL, consecutive_failures = 0, breaker_until = 0",
+            params![
+                name,
+                c.url,
+                secret,
+                prev,
+                prev_until,
+                c.topics.join(","),
+                c.enabled as i64,
+                c.rate_limit,
+                c.timeout,
+                c.proxy,
+                c.format.as_str(),
+                c.retry_delays,
+                c.source,
+                now
+            ],
+        )
+        .map_err(map("save endpoint"))?;
+        tx.execute("UPDATE meta SET v = v + 1 WHERE k = 'endpoints_version'", []).map_err(map("save endpoint"))?;
+        tx.commit().map_err(map("commit"))?;
+        Ok(())
+    }
+
+    /// Deletes a named endpoint. Its open deliveries become dead ("endpoint deleted"); finished
+    /// ones stay in the log. Returns false when there was no such endpoint.
+    pub fn delete_endpoint(&mut self, name: &str) -> Result<bool> {
+        if name == config::DEFAULT_ENDPOINT {
+            return Err(Error::input("the endpoint \"default\" is configured through php.ini; clear woosync.endpoint instead"));
+        }
+        let now = event::now();
+        let path = self.path.clone();
+        let path = &path;
+        let map = |what: &'static str| move |e: rusqlite::Error| storage(path, what, e);
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map("begin"))?;
+        let id: Option<i64> = tx.query_row("SELECT id FROM endpoints WHERE name = ?1", [name], |r| r.get(0)).optional().map_err(map("find endpoint"))?;
+        let Some(id) = id else { return Ok(false) };
+        tx.execute(
+            "UPDATE deliveries SET state = 4, last_error = 'endpoint deleted', claimed_by = NULL, lease_until = NULL, updated_at = ?2
+             WHERE endpoint_id = ?1 AND state < 3",
+            params![id, now],
+        )
+        .map_err(map("close deliveries"))?;
+        tx.execute("UPDATE endpoints SET enabled = 0, url = '', secret = '', prev_secret = '', name = name || '#deleted-' || id WHERE id = ?1", [id])
+            .map_err(map("delete endpoint"))?;
+        tx.execute("UPDATE meta SET v = v + 1 WHERE k = 'endpoints_version'", []).map_err(map("delete endpoint"))?;
+        tx.commit().map_err(map("commit"))?;
+        Ok(true)
+    }
+
+    /// Deletes finished events (delivered, dead, superseded, unrouted) older than `older_than_days`,
+    /// with their deliveries and attempts, in short transactions of `batch` events. Returns how many.
+    pub fn purge(&mut self, older_than_days: f64, batch: usize) -> Result<usize> {
+        self.purge_where(event::now() - older_than_days * 86_400.0, &[state::DELIVERED, state::DEAD, state::SUPERSEDED], true, batch, usize::MAX)
+    }
+
+    /// Retention pass (sender): delivered and superseded events after `retention_days`, dead and
+    /// unrouted ones after 30 days; at most `max` events per call, then an incremental vacuum.
+    pub fn retain(&mut self, retention_days: f64, max: usize) -> Result<usize> {
+        let now = event::now();
+        let mut n = self.purge_where(now - retention_days * 86_400.0, &[state::DELIVERED, state::SUPERSEDED], false, 200, max)?;
+        if n < max {
+            n += self.purge_where(now - config::DEAD_RETENTION_DAYS * 86_400.0, &[state::DELIVERED, state::DEAD, state::SUPERSEDED], true, 200, max - n)?;
+        }
+        if n > 0 {
+            let _ = self.conn.execute_batch("PRAGMA incremental_vacuum(2000)");
+        }
+        Ok(n)
+    }
+
+    fn purge_where(&mut self, before: f64, finished: &[i64], unrouted_too: bool, batch: usize, max: usize) -> Result<usize> {
+        let states = finished.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",");
+        // An event goes when none of its deliveries is open or outside `finished`, and its last
+        // change is older than `before`. The newest event always stays (it anchors rowids, which
+        // the routing mark relies on).
+        let select = format!(
+            "SELECT e.id FROM events e
+             WHERE e.created_at < ?1 AND e.id < (SELECT max(id) FROM events) AND e.id <= (SELECT v FROM meta WHERE k = 'routed_upto')
+               AND (({unrouted} AND e.unrouted = 1) OR EXISTS (SELECT 1 FROM deliveries d WHERE d.event_rowid = e.id))
+               AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_rowid = e.id AND (d.state NOT IN ({states}) OR d.updated_at >= ?1))
+             ORDER BY e.id LIMIT ?2",
+            unrouted = if unrouted_too { 1 } else { 0 }
+        );
+        let mut total = 0;
+        while total < max {
+            let path = self.path.clone();
+            let path = &path;
+            let map = |what: &'static str| move |e: rusqlite::Error| storage(path, what, e);
+            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map("begin"))?;
+            let ids: Vec<i64> = tx
+                .prepare(&select)
+                .and_then(|mut s| s.query_map(params![before, batch.min(max - total) as i64], |r| r.get(0))?.collect())
+                .map_err(map("select old events"))?;
+            if ids.is_empty() {
+                break;
+            }
+            for id in &ids {
+                tx.execute("DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE event_rowid = ?1)", [id])
+                    .map_err(map("purge attempts"))?;
+                tx.execute("DELETE FROM deliveries WHERE event_rowid = ?1", [id]).map_err(map("purge deliveries"))?;
+                tx.execute("DELETE FROM events WHERE id = ?1", [id]).map_err(map("purge events"))?;
+            }
+            tx.commit().map_err(map("commit"))?;
+            total += ids.len();
+            if ids.len() < batch {
+                break;
+            }
+        }
+        Ok(total)
     }
 
     /// Stores one event durably (committed before return) and routes it to matching endpoints.
@@ -1044,7 +1223,17 @@ impl Outbox {
                 .map_err(map)?;
             let mut failed = tx
                 .prepare_cached(
-                    "UPDATE endpoints SET last_error = ?2, last_error_at = ?3, consecutive_failures = consecutive_failures + 1 WHERE id = ?1",
+                    "UPDATE endpoints SET last_error = ?2, last_error_at = ?3 WHERE id = ?1",
+                )
+                .map_err(map)?;
+            // Only failures that say something about the endpoint (timeouts, connection errors,
+            // 408/425/429/5xx) feed its breaker; a 4xx for one event does not.
+            let mut unhealthy = tx
+                .prepare_cached(
+                    "UPDATE endpoints SET consecutive_failures = consecutive_failures + 1,
+                       breaker_until = CASE WHEN consecutive_failures + 1 >= ?3
+                         THEN ?2 + min(600.0, 30.0 * (1 << min(consecutive_failures + 1 - ?3, 5))) ELSE breaker_until END
+                     WHERE id = ?1",
                 )
                 .map_err(map)?;
             for f in done {
@@ -1079,6 +1268,9 @@ impl Outbox {
                     ok.execute(params![f.endpoint_id, now]).map_err(map)?;
                 } else {
                     failed.execute(params![f.endpoint_id, summary, now]).map_err(map)?;
+                    if f.endpoint_failure {
+                        unhealthy.execute(params![f.endpoint_id, now, BREAKER_THRESHOLD]).map_err(map)?;
+                    }
                 }
                 if let Decision::DeadAndDisable(reason) = &f.decision {
                     tx.execute(
@@ -1149,6 +1341,17 @@ impl Outbox {
         Ok(taken)
     }
 
+    /// (endpoint id, consecutive failures, breaker open until) of every endpoint.
+    pub fn endpoint_health(&self) -> Result<Vec<(i64, i64, f64)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, consecutive_failures, breaker_until FROM endpoints")
+            .map_err(|e| self.err("read endpoint health", e))?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err("read endpoint health", e))
+    }
+
     /// Earliest `next_attempt_at` of a ready delivery of the given endpoints.
     pub fn next_due(&self, endpoint_ids: &[i64]) -> Result<Option<f64>> {
         let mut best: Option<f64> = None;
@@ -1176,10 +1379,6 @@ impl Outbox {
     pub fn data_version(&self) -> Result<i64> {
         self.conn.query_row("PRAGMA data_version", [], |r| r.get(0)).map_err(|e| self.err("data version", e))
     }
-}
-
-fn self_err(path: &Path, what: &str, e: rusqlite::Error) -> Error {
-    storage(path, what, e)
 }
 
 fn describe(f: &Finished) -> String {
@@ -1361,6 +1560,12 @@ mod tests {
         NewEvent { topic, key, coalesce, endpoints: None, data: "{\"a\":1}", max_body_bytes: 1 << 20 }
     }
 
+    impl Outbox {
+        fn record_default_endpoint_plain(&mut self, d: &DefaultEndpoint) -> Result<()> {
+            self.record_default_endpoint(d, None)
+        }
+    }
+
     fn put(ob: &mut Outbox, e: &NewEvent<'_>) -> String {
         let id = ob.enqueue(e).unwrap();
         ob.route_new(1000).unwrap();
@@ -1379,6 +1584,7 @@ mod tests {
             error: None,
             response: b"ok".to_vec(),
             delivery_uuid: "u".into(),
+            endpoint_failure: !matches!(d, Decision::Delivered),
             decision: d,
         }])
         .unwrap();
@@ -1432,11 +1638,11 @@ mod tests {
     fn unrouted_without_endpoint_then_routed_by_retry() {
         let p = tmp("unrouted");
         let mut ob = Outbox::open(&p, Role::Request).unwrap();
-        ob.record_default_endpoint(&default_ep("")).unwrap();
+        ob.record_default_endpoint_plain(&default_ep("")).unwrap();
         let id = put(&mut ob, &ev("a.b", None, false));
         let st = ob.status().unwrap();
         assert_eq!((st.unrouted, st.pending()), (1, 0));
-        ob.record_default_endpoint(&default_ep("http://127.0.0.1:9/x")).unwrap();
+        ob.record_default_endpoint_plain(&default_ep("http://127.0.0.1:9/x")).unwrap();
         assert_eq!(ob.retry_event(&id).unwrap(), Some(true));
         let st = ob.status().unwrap();
         assert_eq!((st.unrouted, st.pending()), (0, 1));
@@ -1447,7 +1653,7 @@ mod tests {
     fn per_key_order_and_promotion() {
         let p = tmp("order");
         let mut ob = Outbox::open(&p, Role::Request).unwrap();
-        ob.record_default_endpoint(&default_ep("http://127.0.0.1:9/x")).unwrap();
+        ob.record_default_endpoint_plain(&default_ep("http://127.0.0.1:9/x")).unwrap();
         let ep = ob.endpoints().unwrap()[0].id;
         for _ in 0..3 {
             put(&mut ob, &ev("product.stock_updated", Some("product:1"), false));
@@ -1478,7 +1684,7 @@ mod tests {
     fn coalescing_supersedes_waiting_not_in_flight() {
         let p = tmp("coalesce");
         let mut ob = Outbox::open(&p, Role::Request).unwrap();
-        ob.record_default_endpoint(&default_ep("http://127.0.0.1:9/x")).unwrap();
+        ob.record_default_endpoint_plain(&default_ep("http://127.0.0.1:9/x")).unwrap();
         let ep = ob.endpoints().unwrap()[0].id;
         put(&mut ob, &ev("product.stock_updated", Some("p:1"), true));
         let now = event::now() + 1.0;
@@ -1501,7 +1707,7 @@ mod tests {
     fn dead_holder_leases_are_taken_over() {
         let p = tmp("lease");
         let mut ob = Outbox::open(&p, Role::Sender).unwrap();
-        ob.record_default_endpoint(&default_ep("http://127.0.0.1:9/x")).unwrap();
+        ob.record_default_endpoint_plain(&default_ep("http://127.0.0.1:9/x")).unwrap();
         let ep = ob.endpoints().unwrap()[0].id;
         put(&mut ob, &ev("a.b", Some("k"), false));
         put(&mut ob, &ev("a.b", None, false));
@@ -1522,7 +1728,7 @@ mod tests {
     fn gone_disables_endpoint_and_url_change_reenables() {
         let p = tmp("gone");
         let mut ob = Outbox::open(&p, Role::Sender).unwrap();
-        ob.record_default_endpoint(&default_ep("http://127.0.0.1:9/x")).unwrap();
+        ob.record_default_endpoint_plain(&default_ep("http://127.0.0.1:9/x")).unwrap();
         let ep = ob.endpoints().unwrap()[0].id;
         put(&mut ob, &ev("a.b", None, false));
         let c = ob.claim(&[(ep, 10, 100.0)], "me", event::now() + 1.0).unwrap();
@@ -1531,9 +1737,9 @@ mod tests {
         let e = &ob.endpoints().unwrap()[0];
         assert!(!e.sendable() && e.disabled_reason.is_some());
         assert_eq!(ob.status().unwrap().pending(), 1);
-        ob.record_default_endpoint(&default_ep("http://127.0.0.1:9/x")).unwrap(); // same url: stays disabled
+        ob.record_default_endpoint_plain(&default_ep("http://127.0.0.1:9/x")).unwrap(); // same url: stays disabled
         assert!(!ob.endpoints().unwrap()[0].sendable());
-        ob.record_default_endpoint(&default_ep("http://127.0.0.1:9/y")).unwrap();
+        ob.record_default_endpoint_plain(&default_ep("http://127.0.0.1:9/y")).unwrap();
         assert!(ob.endpoints().unwrap()[0].sendable());
     }
 
@@ -1541,7 +1747,7 @@ mod tests {
     fn replay_and_retry_dead() {
         let p = tmp("replay");
         let mut ob = Outbox::open(&p, Role::Sender).unwrap();
-        ob.record_default_endpoint(&default_ep("http://127.0.0.1:9/x")).unwrap();
+        ob.record_default_endpoint_plain(&default_ep("http://127.0.0.1:9/x")).unwrap();
         let ep = ob.endpoints().unwrap()[0].id;
         let id = put(&mut ob, &ev("a.b", Some("k"), false));
         let now = event::now() + 1.0;
@@ -1563,7 +1769,7 @@ mod tests {
     fn payload_limit_keeps_earlier_events() {
         let p = tmp("limit");
         let mut ob = Outbox::open(&p, Role::Request).unwrap();
-        ob.record_default_endpoint(&default_ep("http://127.0.0.1:9/x")).unwrap();
+        ob.record_default_endpoint_plain(&default_ep("http://127.0.0.1:9/x")).unwrap();
         put(&mut ob, &ev("a.b", Some("k"), false));
         let big = "x".repeat(2000);
         let e = ob.enqueue(&NewEvent { data: &big, max_body_bytes: 1000, ..ev("a.b", Some("k"), false) }).unwrap_err();
@@ -1578,7 +1784,7 @@ mod tests {
     fn events_listing_filters() {
         let p = tmp("list");
         let mut ob = Outbox::open(&p, Role::Request).unwrap();
-        ob.record_default_endpoint(&default_ep("http://127.0.0.1:9/x")).unwrap();
+        ob.record_default_endpoint_plain(&default_ep("http://127.0.0.1:9/x")).unwrap();
         for i in 0..5 {
             let k = format!("k{}", i % 2);
             put(&mut ob, &ev("order.created", Some(&k), false));
@@ -1602,7 +1808,7 @@ mod perf {
     fn enqueue_cost() {
         let p = std::env::temp_dir().join(format!("woosync-perf-{}", std::process::id())).join("o.sqlite");
         let mut ob = Outbox::open(&p, Role::Request).unwrap();
-        ob.record_default_endpoint(&DefaultEndpoint { url: "http://127.0.0.1:9/".into(), secret: String::new(), retry_delays: "1".into(), timeout: 5.0, source: String::new() }).unwrap();
+        ob.record_default_endpoint_plain(&DefaultEndpoint { url: "http://127.0.0.1:9/".into(), secret: String::new(), retry_delays: "1".into(), timeout: 5.0, source: String::new() }).unwrap();
         let data = r#"{"id":1,"total":"10.00","items":[{"sku":"A","q":1}]}"#;
         for (label, key) in [("keyed", Some("order:1")), ("keyless", None), ("keyed-again", Some("order:1"))] {
             let mut t = Vec::new();

@@ -27,6 +27,7 @@ use crate::event;
 use crate::fork;
 use crate::outbox::{Decision, Finished, Outbox, Role};
 use crate::retry::{self, RetrySchedule};
+use crate::secrets::{self, StoreKey};
 use crate::signer::Secret;
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender as ChanSender};
 use std::collections::HashMap;
@@ -72,6 +73,7 @@ impl WorkerState {
 pub struct SenderOptions {
     pub database: PathBuf,
     pub concurrency: usize,
+    pub retention_days: f64,
 }
 
 /// State shared between the PHP thread and this outbox's threads (atomics only, plus one
@@ -85,6 +87,9 @@ struct Shared {
     deadline_ms: AtomicU64,
     done: AtomicBool,
     error: Mutex<Option<String>>,
+    /// Storage key for sealed endpoint secrets, handed over by the PHP thread (never read from INI here).
+    key: Mutex<Option<StoreKey>>,
+    key_changed: AtomicBool,
 }
 
 impl Shared {
@@ -145,6 +150,8 @@ impl Sender {
             deadline_ms: AtomicU64::new(u64::MAX),
             done: AtomicBool::new(false),
             error: Mutex::new(None),
+            key: Mutex::new(None),
+            key_changed: AtomicBool::new(false),
         });
         let (wake_tx, wake_rx) = bounded::<()>(1);
         let s2 = shared.clone();
@@ -168,6 +175,16 @@ impl Sender {
     /// Last internal error of the sender thread (e.g. cannot open the lock file).
     pub fn error(&self) -> Option<String> {
         self.shared.error.try_lock().ok().and_then(|g| g.clone())
+    }
+
+    /// Hands the storage key (from `woosync.key`) to the sender threads.
+    pub fn set_key(&self, key: Option<StoreKey>) {
+        if let Ok(mut g) = self.shared.key.lock() {
+            if *g != key {
+                *g = key;
+                self.shared.key_changed.store(true, SeqCst);
+            }
+        }
     }
 
     /// Wakes the coordinator when it runs in this process and has an idle delivery thread.
@@ -325,7 +342,7 @@ fn run(shared: &Arc<Shared>, opts: &SenderOptions, wake_tx: ChanSender<()>, wake
             return;
         }
     };
-    Coordinator::new(shared.clone(), socket_ok).run(&mut outbox, &wake_rx);
+    Coordinator::new(shared.clone(), socket_ok, opts.retention_days).run(&mut outbox, &wake_rx);
     db(move || drop(outbox));
 }
 
@@ -348,10 +365,50 @@ struct Coordinator {
     agents: HashMap<(u64, String), ureq::Agent>,
     endpoints_version: i64,
     endpoints_checked: Instant,
+    /// Per endpoint: consecutive failures and breaker-open-until (mirrors the outbox).
+    health: HashMap<i64, (i64, f64)>,
+    /// Per endpoint rate limits (token buckets); one sender per outbox makes them per outbox.
+    buckets: HashMap<i64, Bucket>,
+    /// Deliveries in flight per endpoint.
+    in_flight: HashMap<i64, usize>,
+    retention_days: f64,
+}
+
+/// Token bucket for an endpoint's rate limit (burst of one second's worth).
+struct Bucket {
+    rate: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(rate: f64) -> Bucket {
+        Bucket { rate, tokens: rate.max(1.0), at: Instant::now() }
+    }
+    fn refill(&mut self) {
+        let dt = self.at.elapsed().as_secs_f64();
+        self.at = Instant::now();
+        self.tokens = (self.tokens + dt * self.rate).min(self.rate.max(1.0));
+    }
+    fn available(&mut self) -> usize {
+        self.refill();
+        self.tokens.floor().max(0.0) as usize
+    }
+    fn take(&mut self, n: usize) {
+        self.tokens -= n as f64;
+    }
+    /// Seconds until one token is available.
+    fn wait(&self) -> f64 {
+        if self.tokens >= 1.0 {
+            0.0
+        } else {
+            (1.0 - self.tokens) / self.rate
+        }
+    }
 }
 
 impl Coordinator {
-    fn new(shared: Arc<Shared>, socket_ok: bool) -> Coordinator {
+    fn new(shared: Arc<Shared>, socket_ok: bool, retention_days: f64) -> Coordinator {
         Coordinator {
             concurrency: shared.concurrency,
             shared,
@@ -362,12 +419,17 @@ impl Coordinator {
             agents: HashMap::new(),
             endpoints_version: -1,
             endpoints_checked: Instant::now() - Duration::from_secs(60),
+            health: HashMap::new(),
+            buckets: HashMap::new(),
+            in_flight: HashMap::new(),
+            retention_days,
         }
     }
 
     /// Rebuilds the delivery targets when endpoints changed (or every few seconds, for secret
     /// rotation windows and breaker timers).
     fn refresh(&mut self, outbox: &Outbox, force: bool) {
+        let force = force || self.shared.key_changed.swap(false, SeqCst);
         if !force && self.endpoints_checked.elapsed() < Duration::from_millis(200) {
             return;
         }
@@ -391,13 +453,16 @@ impl Coordinator {
         };
         self.endpoints_version = version;
         let now = event::now();
+        let key = self.shared.key.lock().ok().and_then(|g| g.clone());
         let mut targets = HashMap::new();
+        self.health.clear();
         for row in rows.into_iter().filter(|r| r.sendable()) {
+            self.health.insert(row.id, (row.consecutive_failures, row.breaker_until));
             let mut secrets = Vec::new();
             let mut bad = None;
             for (text, valid) in [(&row.secret, true), (&row.prev_secret, row.prev_secret_until > now)] {
                 if valid && !text.is_empty() {
-                    match Secret::parse(text) {
+                    match secrets::open(key.as_ref(), &row.name, text).and_then(|t| Secret::parse(&t)) {
                         Ok(s) => secrets.push(s),
                         Err(e) => bad = Some(e.to_string()),
                     }
@@ -436,6 +501,12 @@ impl Coordinator {
                     agent,
                 }),
             );
+            if row.rate_limit > 0.0 {
+                let b = self.buckets.entry(row.id).or_insert_with(|| Bucket::new(row.rate_limit));
+                b.rate = row.rate_limit;
+            } else {
+                self.buckets.remove(&row.id);
+            }
         }
         self.targets = targets;
     }
@@ -473,6 +544,8 @@ impl Coordinator {
         let mut last_checkpoint = Instant::now();
         let mut dirty = false;
         let mut last_leases = Instant::now() - Duration::from_secs(60);
+        // First retention pass a few seconds after start, then every minute.
+        let mut last_retention = Instant::now() - Duration::from_secs(55);
         self.refresh(outbox, true);
         loop {
             // Results first: they free threads and may unblock a key.
@@ -480,17 +553,37 @@ impl Coordinator {
             if !carry.is_empty() {
                 busy -= carry.len().min(busy);
                 let now = event::now();
+                for d in &carry {
+                    if let Some(n) = self.in_flight.get_mut(&d.job.endpoint_id) {
+                        *n = n.saturating_sub(1);
+                    }
+                }
                 let finished: Vec<Finished> = carry.drain(..).map(|d| self.finish(d, now)).collect();
                 let gone = finished.iter().any(|f| matches!(f.decision, Decision::DeadAndDisable(_)));
+                let health_changed = finished.iter().any(|f| f.endpoint_failure || self.health.get(&f.endpoint_id).is_some_and(|h| h.0 > 0));
                 if let Err(e) = db(|| outbox.record(&finished)) {
                     self.shared.note_error(e);
                 }
                 dirty = true;
                 if gone {
                     self.refresh(outbox, true);
+                } else if health_changed {
+                    if let Ok(h) = db(|| outbox.endpoint_health()) {
+                        for (id, fails, until) in h {
+                            if self.health.contains_key(&id) {
+                                self.health.insert(id, (fails, until));
+                            }
+                        }
+                    }
                 }
             }
             self.shared.busy.store(busy, SeqCst);
+            if last_retention.elapsed() >= Duration::from_secs(60) && !self.shared.shutdown.load(SeqCst) {
+                last_retention = Instant::now();
+                if let Err(e) = db(|| outbox.retain(self.retention_days, 2000)) {
+                    self.shared.note_error(e);
+                }
+            }
             if last_leases.elapsed() >= Duration::from_secs(1) {
                 last_leases = Instant::now();
                 let boot = self.boot.clone();
@@ -538,7 +631,11 @@ impl Coordinator {
                     }
                     let Some(t) = self.targets.get(&id).cloned() else { continue };
                     let lease = t.timeout + 5.0;
-                    match db(|| outbox.claim(&[(id, free, lease)], &self.me, now)) {
+                    let allowed = self.allowed(id, free, now);
+                    if allowed == 0 {
+                        continue;
+                    }
+                    match db(|| outbox.claim(&[(id, allowed, lease)], &self.me, now)) {
                         Ok(rows) => {
                             for c in rows {
                                 let job = Job {
@@ -553,6 +650,10 @@ impl Coordinator {
                                     data_offset: c.data_offset,
                                 };
                                 if job_tx.send(job).is_ok() {
+                                    *self.in_flight.entry(id).or_default() += 1;
+                                    if let Some(b) = self.buckets.get_mut(&id) {
+                                        b.take(1);
+                                    }
                                     busy += 1;
                                     free -= 1;
                                     claimed_any = true;
@@ -597,9 +698,11 @@ impl Coordinator {
             }
             if claimed_any && busy < self.concurrency {
                 wait = Duration::ZERO;
-            }
-            if let Some(t) = next_due {
+            } else if let Some(t) = next_due {
                 let secs = (t - event::now()).max(0.0);
+                // A due delivery held back by a breaker, a rate limit or a probe in flight: wake
+                // when that opens (results and wake-ups interrupt the wait anyway).
+                let secs = if secs == 0.0 { self.hold_back(event::now()).unwrap_or(0.05) } else { secs };
                 wait = wait.min(Duration::from_secs_f64(secs));
             }
             if stopping {
@@ -628,6 +731,32 @@ impl Coordinator {
         drop(job_tx);
     }
 
+    /// How many deliveries of an endpoint may start now: breaker (open: none; half-open: one
+    /// probe at a time) and rate limit.
+    fn allowed(&mut self, id: i64, free: usize, now: f64) -> usize {
+        let mut n = free;
+        if let Some(&(fails, until)) = self.health.get(&id) {
+            if fails >= crate::outbox::BREAKER_THRESHOLD {
+                if now < until {
+                    return 0;
+                }
+                let probing = self.in_flight.get(&id).copied().unwrap_or(0);
+                n = n.min(1usize.saturating_sub(probing));
+            }
+        }
+        if let Some(b) = self.buckets.get_mut(&id) {
+            n = n.min(b.available());
+        }
+        n
+    }
+
+    /// Seconds until the earliest breaker or rate limit that holds back work opens again.
+    fn hold_back(&self, now: f64) -> Option<f64> {
+        let breakers = self.health.values().filter(|(f, u)| *f >= crate::outbox::BREAKER_THRESHOLD && *u > now).map(|(_, u)| u - now);
+        let buckets = self.buckets.values().map(|b| b.wait()).filter(|w| *w > 0.0);
+        breakers.chain(buckets).reduce(f64::min).map(|w| w.max(0.001))
+    }
+
     fn finish(&self, d: Done, now: f64) -> Finished {
         let Done { job, outcome } = d;
         let decision = delivery::decide(
@@ -649,6 +778,10 @@ impl Coordinator {
             error: outcome.error,
             response: outcome.response,
             delivery_uuid: outcome.delivery_uuid,
+            endpoint_failure: match outcome.http_status {
+                None => true,
+                Some(code) => delivery::classify_status(code) == delivery::StatusClass::Retry,
+            },
             decision,
         }
     }

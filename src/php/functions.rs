@@ -5,6 +5,7 @@ use super::convert::{self, zbool, zbytes, zfloat, zint, znull, zopt_f, zopt_i, z
 use super::exception::{guard, input, to_php};
 use super::ini;
 use crate::client::{self, DispatchOptions};
+use crate::config::EndpointConfig;
 use crate::event::rfc3339;
 use crate::outbox::{state, EventDetail, EventFilter};
 use crate::signer;
@@ -80,15 +81,33 @@ pub fn woosync_flush(timeout_seconds: f64) -> PhpResult<bool> {
     guard(|| client::flush(&ini::values(), timeout_seconds).map_err(to_php))
 }
 
+/// Health word of an endpoint: off, unconfigured, disabled, paused (breaker open), failing, healthy.
+fn health(r: &crate::outbox::EndpointRow, now: f64) -> &'static str {
+    if !r.enabled {
+        "off"
+    } else if r.url.is_empty() {
+        "unconfigured"
+    } else if r.disabled_at.is_some() {
+        "disabled"
+    } else if r.consecutive_failures >= crate::outbox::BREAKER_THRESHOLD && r.breaker_until > now {
+        "paused"
+    } else if r.consecutive_failures > 0 {
+        "failing"
+    } else {
+        "healthy"
+    }
+}
+
 fn endpoint_array(e: &crate::outbox::EndpointStatus) -> Zval {
     let r = &e.row;
+    let now = crate::event::now();
     let mut a = Arr::new();
     a.set("name", zstr(&r.name))
         .set("url", zstr(&r.url))
         .set("enabled", zbool(r.enabled && r.disabled_at.is_none()))
         .set("disabled_reason", zopt_str(r.disabled_reason.as_deref()))
         .set("disabled_at", zopt_str(r.disabled_at.map(rfc3339).as_deref()))
-        .set("secret", zstr(&signer::mask(&r.secret)))
+        .set("secret", zstr(&if crate::secrets::is_sealed(&r.secret) { "(encrypted)".to_string() } else { signer::mask(&r.secret) }))
         .set("topics", {
             let mut t = Arr::new();
             for x in &r.topics {
@@ -97,6 +116,15 @@ fn endpoint_array(e: &crate::outbox::EndpointStatus) -> Zval {
             t.into_zval()
         })
         .set("format", zstr(r.format.as_str()))
+        .set("health", zstr(health(r, now)))
+        .set("breaker_open_until", if r.breaker_until > now { zstr(&rfc3339(r.breaker_until)) } else { znull() })
+        .set("rotating_until", if r.prev_secret_until > now && !r.prev_secret.is_empty() { zstr(&rfc3339(r.prev_secret_until)) } else { znull() })
+        .set("secret_encrypted", zbool(crate::secrets::is_sealed(&r.secret)))
+        .set("rate_limit", zfloat(r.rate_limit))
+        .set("timeout", zfloat(r.timeout))
+        .set("proxy", zstr(&r.proxy))
+        .set("retry_delays", zstr(&r.retry_delays))
+        .set("source", zstr(&r.source))
         .set("pending", zint(e.counts[0] + e.counts[1] + e.counts[2]))
         .set("in_flight", zint(e.counts[2]))
         .set("delivered", zint(e.counts[3]))
@@ -134,6 +162,7 @@ pub fn woosync_status() -> PhpResult<ZBox<ZendHashTable>> {
             .set("worker", zstr(r.worker.as_str()))
             .set("worker_error", zopt_str(r.worker_error.as_deref()))
             .set("sender_pid", zopt_i(r.sender_pid.map(i64::from)))
+            .set("secrets_encrypted", zbool(r.key_configured))
             .set("endpoints", {
                 let mut list = Arr::new();
                 for e in &s.endpoints {
@@ -323,6 +352,111 @@ pub fn woosync_event(id: Binary<u8>) -> PhpResult<Option<ZBox<ZendHashTable>>> {
     })
 }
 
+fn endpoint_config(ht: &ZendHashTable) -> PhpResult<EndpointConfig> {
+    let mut c = EndpointConfig::default();
+    let mut has_url = false;
+    for (k, v) in convert::entries(ht) {
+        let v = v.dereference();
+        let name = k.unwrap_or_default();
+        let s = |what: &str| convert::utf8(v, what).map(str::to_string).map_err(to_php);
+        let num = |what: &str| match (v.long(), v.double(), v.str().and_then(|x| x.trim().parse::<f64>().ok())) {
+            (Some(n), _, _) => Ok(n as f64),
+            (_, Some(d), _) => Ok(d),
+            (_, _, Some(d)) => Ok(d),
+            _ => Err(input(format!("endpoint \"{what}\" must be a number"))),
+        };
+        match name.as_str() {
+            "url" => {
+                c.url = s("url")?;
+                has_url = true;
+            }
+            "secret" => c.secret = Some(if v.is_null() { String::new() } else { s("secret")? }),
+            "topics" => {
+                c.topics = if let Some(arr) = v.array() {
+                    let mut t = Vec::new();
+                    for (_, x) in convert::entries(arr) {
+                        t.push(convert::utf8(x, "topics").map_err(to_php)?.trim().to_string());
+                    }
+                    t
+                } else if v.is_null() {
+                    vec![]
+                } else {
+                    s("topics")?.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect()
+                }
+            }
+            "enabled" => c.enabled = v.bool().unwrap_or_else(|| v.long().is_some_and(|n| n != 0)),
+            "rate_limit" => c.rate_limit = num("rate_limit")?,
+            "timeout" => c.timeout = num("timeout")?,
+            "proxy" => c.proxy = if v.is_null() { String::new() } else { s("proxy")? },
+            "format" => c.format = crate::config::Format::parse(&s("format")?).map_err(to_php)?,
+            "retry_delays" => c.retry_delays = s("retry_delays")?,
+            "source" => c.source = if v.is_null() { String::new() } else { s("source")? },
+            other => {
+                return Err(input(format!(
+                    "unknown endpoint setting {other:?}; use url, secret, topics, enabled, rate_limit, timeout, proxy, format, retry_delays, source"
+                )))
+            }
+        }
+    }
+    if !has_url {
+        return Err(input("endpoint settings need a \"url\""));
+    }
+    Ok(c)
+}
+
+/// Creates or updates an endpoint stored in the outbox. A new secret keeps the previous one
+/// signing too for 24 hours; saving re-enables an endpoint disabled by a 410.
+///
+/// @param string $name `^[a-z0-9_-]{1,64}$`, not `default` (the php.ini endpoint).
+/// @param array $config url, secret, topics, enabled, rate_limit, timeout, proxy, format, retry_delays, source.
+#[php_function]
+pub fn woosync_endpoint_save(name: Binary<u8>, config: &ZendHashTable) -> PhpResult<()> {
+    guard(|| {
+        let name = text(&name, "endpoint name")?;
+        let c = endpoint_config(config)?;
+        client::endpoint_save(&ini::values(), &name, &c).map_err(to_php)
+    })
+}
+
+/// Every endpoint (the php.ini one is `default`), secrets masked, with health and counts.
+///
+/// @return array
+#[php_function]
+pub fn woosync_endpoints() -> PhpResult<ZBox<ZendHashTable>> {
+    guard(|| {
+        let r = client::status(&ini::values()).map_err(to_php)?;
+        let mut list = Arr::new();
+        for e in r.status.endpoints.iter().filter(|e| !e.row.name.contains("#deleted-")) {
+            list.push(endpoint_array(e));
+        }
+        Ok(list.0)
+    })
+}
+
+/// Deletes an endpoint stored in the outbox; its pending deliveries become dead.
+///
+/// @param string $name
+#[php_function]
+pub fn woosync_endpoint_delete(name: Binary<u8>) -> PhpResult<()> {
+    guard(|| {
+        let name = text(&name, "endpoint name")?;
+        if client::endpoint_delete(&ini::values(), &name).map_err(to_php)? {
+            Ok(())
+        } else {
+            Err(input(format!("no endpoint named {name:?}")))
+        }
+    })
+}
+
+/// Deletes delivered, dead, superseded and unrouted events older than the given days.
+///
+/// @param int $older_than_days
+/// @return int Number of events deleted.
+#[php_function]
+pub fn woosync_purge(older_than_days: i64) -> PhpResult<i64> {
+    guard(|| client::purge(&ini::values(), older_than_days as f64).map(|n| n as i64).map_err(to_php))
+}
+
 /// Adds every function to the module.
 pub fn register(module: ModuleBuilder) -> ModuleBuilder {
     module
@@ -334,4 +468,8 @@ pub fn register(module: ModuleBuilder) -> ModuleBuilder {
         .function(wrap_function!(woosync_retry_dead))
         .function(wrap_function!(woosync_events))
         .function(wrap_function!(woosync_event))
+        .function(wrap_function!(woosync_endpoint_save))
+        .function(wrap_function!(woosync_endpoints))
+        .function(wrap_function!(woosync_endpoint_delete))
+        .function(wrap_function!(woosync_purge))
 }

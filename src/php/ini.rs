@@ -17,6 +17,8 @@ pub const CONCURRENCY: &CStr = c"woosync.concurrency";
 pub const MAX_PAYLOAD_BYTES: &CStr = c"woosync.max_payload_bytes";
 pub const SOURCE: &CStr = c"woosync.source";
 pub const SHUTDOWN_GRACE: &CStr = c"woosync.shutdown_grace";
+pub const KEY: &CStr = c"woosync.key";
+pub const RETENTION_DAYS: &CStr = c"woosync.retention_days";
 
 /// Accepts every value, so that `ini_set` and `ini_restore` work (without a handler
 /// `ini_restore` silently does nothing).
@@ -37,7 +39,7 @@ const fn entry(name: &'static CStr, default: &'static CStr, perm: IniEntryPermis
     e
 }
 
-static ENTRIES: IniEntryDefs<10> = IniEntryDefs::new([
+static ENTRIES: IniEntryDefs<12> = IniEntryDefs::new([
     entry(DATABASE, c"", IniEntryPermission::All),
     entry(ENDPOINT, c"", IniEntryPermission::All),
     entry(SECRET, c"", IniEntryPermission::All),
@@ -47,6 +49,8 @@ static ENTRIES: IniEntryDefs<10> = IniEntryDefs::new([
     entry(MAX_PAYLOAD_BYTES, c"1048576", IniEntryPermission::System),
     entry(SOURCE, c"", IniEntryPermission::All),
     entry(SHUTDOWN_GRACE, c"1", IniEntryPermission::System),
+    entry(KEY, c"", IniEntryPermission::All),
+    entry(RETENTION_DAYS, c"7", IniEntryPermission::System),
     IniEntryDef::end(),
 ]);
 
@@ -88,5 +92,7 @@ pub fn values() -> IniValues {
         max_payload_bytes: get(MAX_PAYLOAD_BYTES),
         source: get(SOURCE),
         shutdown_grace: get(SHUTDOWN_GRACE),
+        key: get(KEY),
+        retention_days: get(RETENTION_DAYS),
     }
 }
