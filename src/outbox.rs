@@ -1561,7 +1561,7 @@ mod tests {
     }
 
     impl Outbox {
-        fn record_default_endpoint_plain(&mut self, d: &DefaultEndpoint) -> Result<()> {
+        pub(super) fn record_default_endpoint_plain(&mut self, d: &DefaultEndpoint) -> Result<()> {
             self.record_default_endpoint(d, None)
         }
     }
