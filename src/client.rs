@@ -133,6 +133,7 @@ pub fn dispatch(ini: &IniValues, topic: &str, data_json: &str, opts: &DispatchOp
     let max = config::max_payload_bytes(&ini.max_payload_bytes)?;
     config::concurrency(&ini.concurrency)?;
     config::retention_days(&ini.retention_days)?;
+    config::shutdown_grace(&ini.shutdown_grace)?;
     let path = config::database_path(&ini.database);
     with_state(|st| {
         let e = entry(st, &path);
@@ -200,6 +201,11 @@ pub fn status(ini: &IniValues) -> Result<Report> {
         let e = entry(st, &path);
         let status = e.outbox(&path)?.status()?;
         e.ensure_sender(&path, ini);
+        // A sender thread just started decides within moments whether it leads or stands by.
+        let settle = Instant::now() + Duration::from_millis(100);
+        while e.sender.as_ref().is_some_and(|s| s.state() == WorkerState::Starting) && Instant::now() < settle {
+            std::thread::sleep(Duration::from_micros(200));
+        }
         let worker = e.sender.as_ref().map_or(WorkerState::Stopped, |s| s.state());
         let worker_error = e.sender.as_ref().and_then(|s| s.error());
         let key_configured = StoreKey::parse(&ini.key).ok().flatten().is_some();

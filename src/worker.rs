@@ -429,11 +429,7 @@ impl Coordinator {
     /// Rebuilds the delivery targets when endpoints changed (or every few seconds, for secret
     /// rotation windows and breaker timers).
     fn refresh(&mut self, outbox: &Outbox, force: bool) {
-        let force = force || self.shared.key_changed.swap(false, SeqCst);
-        if !force && self.endpoints_checked.elapsed() < Duration::from_millis(200) {
-            return;
-        }
-        self.endpoints_checked = Instant::now();
+        let force = force || self.shared.key_changed.swap(false, SeqCst) || self.endpoints_checked.elapsed() > Duration::from_secs(5);
         let version = match db(|| outbox.endpoints_version()) {
             Ok(v) => v,
             Err(e) => {
@@ -452,6 +448,7 @@ impl Coordinator {
             }
         };
         self.endpoints_version = version;
+        self.endpoints_checked = Instant::now();
         let now = event::now();
         let key = self.shared.key.lock().ok().and_then(|g| g.clone());
         let mut targets = HashMap::new();
@@ -637,6 +634,12 @@ impl Coordinator {
                     }
                     match db(|| outbox.claim(&[(id, allowed, lease)], &self.me, now)) {
                         Ok(rows) => {
+                            // Endpoint changes committed before these events: send with them
+                            // (a corrected URL applies to every event claimed after it was saved).
+                            if !rows.is_empty() {
+                                self.refresh(outbox, false);
+                            }
+                            let t = self.targets.get(&id).cloned().unwrap_or(t);
                             for c in rows {
                                 let job = Job {
                                     target: t.clone(),

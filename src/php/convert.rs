@@ -102,7 +102,9 @@ impl Encoder {
             }
             DataType::Object(_) => {
                 let obj = z.object().ok_or_else(|| self.fail("is an unreadable object"))?;
-                let name = obj.get_class_name().unwrap_or_default();
+                let full = obj.get_class_name().unwrap_or_default();
+                // Anonymous classes are named "class@anonymous\0<file>…".
+                let name = full.split('\0').next().unwrap_or_default().to_string();
                 if name != "stdClass" {
                     return Err(self.fail(&format!(
                         "is an object of class {name}; only scalars, arrays and stdClass can be sent (convert it to an array first)"

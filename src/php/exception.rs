@@ -30,7 +30,8 @@ fn class() -> &'static ClassEntry {
 
 /// A `WooSyncException` with the error's message and code.
 pub fn to_php(e: Error) -> PhpException {
-    PhpException::new(e.to_string(), e.code(), class())
+    // A message with a NUL byte cannot be thrown (e.g. anonymous class names contain one).
+    PhpException::new(e.to_string().replace('\0', ""), e.code(), class())
 }
 
 pub fn input(msg: impl Into<String>) -> PhpException {
