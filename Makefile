@@ -44,7 +44,7 @@ test-integration: build
 	WOOSYNC_SO=$(SO) $(VENV)/bin/pytest tests -q -p no:cacheprovider
 
 demo: build
-	$(PY) scripts/demo.py --so $(SO)
+	$(PY) scripts/demo.py $(SO)
 
 bench: build
 	$(PY) bench/bench.py --so $(SO)

@@ -187,7 +187,6 @@ def main(argv=None) -> int:
         r = php_json(so, ini, r"""
             $ok = woosync_flush(20);
             $s = woosync_status();
-            if (getenv('WOOSYNC_DEMO_DEBUG')) fwrite(STDERR, json_encode($s, JSON_PRETTY_PRINT) . "\n");
             echo json_encode(['flushed' => $ok, 'status' => $s]), "\n";
         """)
         st = r["status"]
@@ -197,6 +196,9 @@ def main(argv=None) -> int:
         print("  the receiver got:")
         for q in rx.requests[before:]:
             show_request(q, secret)
+        if not r["flushed"]:
+            print(f"  {RED}still pending; woosync_status():{RESET}")
+            print("    " + json.dumps(st, indent=2).replace("\n", "\n    "))
 
         collect()
         section("result")

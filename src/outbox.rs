@@ -32,6 +32,8 @@ pub const RESPONSE_SNIPPET: usize = 1024;
 pub const ROTATION_SECONDS: f64 = 86_400.0;
 /// Consecutive retryable failures that open an endpoint's circuit breaker.
 pub const BREAKER_THRESHOLD: i64 = 5;
+/// Longest pause of an open breaker before it probes again.
+pub const BREAKER_MAX_PAUSE: f64 = 600.0;
 
 /// Delivery states as stored.
 pub mod state {
@@ -253,6 +255,9 @@ pub struct Finished {
     pub decision: Decision,
     /// The failure says the endpoint is unhealthy (feeds the circuit breaker).
     pub endpoint_failure: bool,
+    /// First pause of the breaker, in seconds (the endpoint's first retry delay); it doubles
+    /// with each further failure up to [`BREAKER_MAX_PAUSE`].
+    pub breaker_base: f64,
 }
 
 /// Counts and health for `woosync_status()`.
@@ -1232,7 +1237,7 @@ impl Outbox {
                 .prepare_cached(
                     "UPDATE endpoints SET consecutive_failures = consecutive_failures + 1,
                        breaker_until = CASE WHEN consecutive_failures + 1 >= ?3
-                         THEN ?2 + min(600.0, 30.0 * (1 << min(consecutive_failures + 1 - ?3, 5))) ELSE breaker_until END
+                         THEN ?2 + min(?5, ?4 * (1 << min(consecutive_failures + 1 - ?3, 10))) ELSE breaker_until END
                      WHERE id = ?1",
                 )
                 .map_err(map)?;
@@ -1269,7 +1274,7 @@ impl Outbox {
                 } else {
                     failed.execute(params![f.endpoint_id, summary, now]).map_err(map)?;
                     if f.endpoint_failure {
-                        unhealthy.execute(params![f.endpoint_id, now, BREAKER_THRESHOLD]).map_err(map)?;
+                        unhealthy.execute(params![f.endpoint_id, now, BREAKER_THRESHOLD, f.breaker_base.max(1.0), BREAKER_MAX_PAUSE]).map_err(map)?;
                     }
                 }
                 if let Decision::DeadAndDisable(reason) = &f.decision {
@@ -1585,6 +1590,7 @@ mod tests {
             response: b"ok".to_vec(),
             delivery_uuid: "u".into(),
             endpoint_failure: !matches!(d, Decision::Delivered),
+            breaker_base: 5.0,
             decision: d,
         }])
         .unwrap();

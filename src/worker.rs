@@ -781,6 +781,7 @@ impl Coordinator {
             error: outcome.error,
             response: outcome.response,
             delivery_uuid: outcome.delivery_uuid,
+            breaker_base: job.target.retry.delays.first().copied().unwrap_or(5.0),
             endpoint_failure: match outcome.http_status {
                 None => true,
                 Some(code) => delivery::classify_status(code) == delivery::StatusClass::Retry,
