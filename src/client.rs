@@ -6,12 +6,12 @@
 //! closes, never reuses) the parent's SQLite connections and thread handles, then starts fresh.
 //! Only the PHP thread touches the registry, so its mutex is never held by another thread at fork.
 
+use crate::config::EndpointConfig;
 use crate::config::{self, DefaultEndpoint, IniValues};
 use crate::error::{Error, Result};
 use crate::outbox::{EventDetail, EventFilter, EventSummary, NewEvent, Outbox, Role, Status};
 use crate::secrets::StoreKey;
 use crate::worker::{self, Sender, SenderOptions, Waker, WorkerState};
-use crate::config::EndpointConfig;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -44,20 +44,26 @@ fn with_state<T>(f: impl FnOnce(&mut ProcessState) -> T) -> T {
             std::mem::forget(old);
         }
     }
-    let state = guard.get_or_insert_with(|| ProcessState { pid, entries: HashMap::new() });
+    let state = guard.get_or_insert_with(|| ProcessState {
+        pid,
+        entries: HashMap::new(),
+    });
     f(state)
 }
 
 fn entry<'a>(state: &'a mut ProcessState, path: &Path) -> &'a mut Entry {
-    state.entries.entry(path.to_path_buf()).or_insert_with(|| Entry {
-        outbox: None,
-        sender: None,
-        sender_started: None,
-        waker: None,
-        recorded: None,
-        key_text: None,
-        key: None,
-    })
+    state
+        .entries
+        .entry(path.to_path_buf())
+        .or_insert_with(|| Entry {
+            outbox: None,
+            sender: None,
+            sender_started: None,
+            waker: None,
+            recorded: None,
+            key_text: None,
+            key: None,
+        })
 }
 
 impl Entry {
@@ -65,7 +71,9 @@ impl Entry {
         if self.outbox.is_none() {
             self.outbox = Some(Outbox::open(path, Role::Request)?);
         }
-        self.outbox.as_mut().ok_or_else(|| Error::storage("outbox not open"))
+        self.outbox
+            .as_mut()
+            .ok_or_else(|| Error::storage("outbox not open"))
     }
 
     /// Parses `woosync.key` when it changed and hands it to this process's sender.
@@ -84,11 +92,20 @@ impl Entry {
     fn ensure_sender(&mut self, path: &Path, ini: &IniValues) {
         let concurrency = config::concurrency(&ini.concurrency).unwrap_or(4);
         let retention_days = config::retention_days(&ini.retention_days).unwrap_or(7.0);
-        let stopped = self.sender.as_ref().is_none_or(|s| s.state() == WorkerState::Stopped);
-        let recently = self.sender_started.is_some_and(|t| t.elapsed() < Duration::from_secs(1));
+        let stopped = self
+            .sender
+            .as_ref()
+            .is_none_or(|s| s.state() == WorkerState::Stopped);
+        let recently = self
+            .sender_started
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1));
         if stopped && !recently {
             self.sender_started = Some(Instant::now());
-            if let Ok(s) = Sender::start(SenderOptions { database: path.to_path_buf(), concurrency, retention_days }) {
+            if let Ok(s) = Sender::start(SenderOptions {
+                database: path.to_path_buf(),
+                concurrency,
+                retention_days,
+            }) {
                 s.set_key(self.key.clone());
                 self.sender = Some(s);
             }
@@ -105,7 +122,8 @@ impl Entry {
     fn record_default(&mut self, path: &Path, d: &DefaultEndpoint) -> Result<()> {
         if self.recorded.as_ref() != Some(d) {
             let key = self.key.clone();
-            self.outbox(path)?.record_default_endpoint(d, key.as_ref())?;
+            self.outbox(path)?
+                .record_default_endpoint(d, key.as_ref())?;
             self.recorded = Some(d.clone());
         }
         Ok(())
@@ -121,13 +139,20 @@ pub struct DispatchOptions {
 }
 
 /// Validates, stores durably, wakes the sender; returns the event id.
-pub fn dispatch(ini: &IniValues, topic: &str, data_json: &str, opts: &DispatchOptions) -> Result<String> {
+pub fn dispatch(
+    ini: &IniValues,
+    topic: &str,
+    data_json: &str,
+    opts: &DispatchOptions,
+) -> Result<String> {
     crate::event::validate_topic(topic)?;
     if let Some(k) = &opts.key {
         crate::event::validate_key(k)?;
     }
     if opts.coalesce && opts.key.is_none() {
-        return Err(Error::input("option \"coalesce\" needs a \"key\": events are coalesced per key, topic and endpoint"));
+        return Err(Error::input(
+            "option \"coalesce\" needs a \"key\": events are coalesced per key, topic and endpoint",
+        ));
     }
     let default = DefaultEndpoint::from_ini(ini)?;
     let max = config::max_payload_bytes(&ini.max_payload_bytes)?;
@@ -203,20 +228,37 @@ pub fn status(ini: &IniValues) -> Result<Report> {
         e.ensure_sender(&path, ini);
         // A sender thread just started decides within moments whether it leads or stands by.
         let settle = Instant::now() + Duration::from_millis(100);
-        while e.sender.as_ref().is_some_and(|s| s.state() == WorkerState::Starting) && Instant::now() < settle {
+        while e
+            .sender
+            .as_ref()
+            .is_some_and(|s| s.state() == WorkerState::Starting)
+            && Instant::now() < settle
+        {
             std::thread::sleep(Duration::from_micros(200));
         }
-        let worker = e.sender.as_ref().map_or(WorkerState::Stopped, |s| s.state());
+        let worker = e
+            .sender
+            .as_ref()
+            .map_or(WorkerState::Stopped, |s| s.state());
         let worker_error = e.sender.as_ref().and_then(|s| s.error());
         let key_configured = StoreKey::parse(&ini.key).ok().flatten().is_some();
-        Ok(Report { database: path.clone(), key_configured, status, worker, worker_error, sender_pid: worker::sender_pid(&path) })
+        Ok(Report {
+            database: path.clone(),
+            key_configured,
+            status,
+            worker,
+            worker_error,
+            sender_pid: worker::sender_pid(&path),
+        })
     })
 }
 
 /// Requeues a dead or delivered event (replay) or routes an unrouted one.
 pub fn retry(ini: &IniValues, event_id: &str) -> Result<bool> {
     if !crate::event::is_event_id(event_id) {
-        return Err(Error::input(format!("{event_id:?} is not an event id (expected evt_ followed by 26 ULID characters)")));
+        return Err(Error::input(format!(
+            "{event_id:?} is not an event id (expected evt_ followed by 26 ULID characters)"
+        )));
     }
     let default = DefaultEndpoint::from_ini(ini)?;
     let path = config::database_path(&ini.database);
@@ -275,7 +317,9 @@ pub fn shutdown(grace: f64) {
     with_state(|st| {
         for e in st.entries.values() {
             if let Some(s) = &e.sender {
-                let left = deadline.saturating_duration_since(Instant::now()).as_secs_f64();
+                let left = deadline
+                    .saturating_duration_since(Instant::now())
+                    .as_secs_f64();
                 s.shutdown(left);
             }
         }

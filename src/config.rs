@@ -43,7 +43,9 @@ fn parse_num(name: &str, text: &str, min: f64, max: f64, default: f64) -> Result
     }
     match t.parse::<f64>() {
         Ok(v) if v.is_finite() && v >= min && v <= max => Ok(v),
-        _ => Err(Error::config(format!("{name}={t:?} is invalid: use a number from {min} to {max}"))),
+        _ => Err(Error::config(format!(
+            "{name}={t:?} is invalid: use a number from {min} to {max}"
+        ))),
     }
 }
 
@@ -57,7 +59,13 @@ pub fn concurrency(text: &str) -> Result<usize> {
 }
 /// Largest encoded body accepted by dispatch.
 pub fn max_payload_bytes(text: &str) -> Result<usize> {
-    Ok(parse_num("woosync.max_payload_bytes", text, 256.0, 64.0 * 1024.0 * 1024.0, 1_048_576.0)? as usize)
+    Ok(parse_num(
+        "woosync.max_payload_bytes",
+        text,
+        256.0,
+        64.0 * 1024.0 * 1024.0,
+        1_048_576.0,
+    )? as usize)
 }
 /// Seconds module shutdown waits for in-flight attempts.
 pub fn shutdown_grace(text: &str) -> Result<f64> {
@@ -75,11 +83,15 @@ pub const DEAD_RETENTION_DAYS: f64 = 30.0;
 pub fn validate_endpoint_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
     if ok {
         Ok(())
     } else {
-        Err(Error::input(format!("invalid endpoint name {name:?}: use 1 to 64 of a-z, 0-9, _ and -")))
+        Err(Error::input(format!(
+            "invalid endpoint name {name:?}: use 1 to 64 of a-z, 0-9, _ and -"
+        )))
     }
 }
 
@@ -87,11 +99,18 @@ pub fn validate_endpoint_name(name: &str) -> Result<()> {
 pub fn validate_topic_pattern(p: &str) -> Result<()> {
     let ok = p == "*"
         || (!p.is_empty()
-            && p.split('.').all(|w| w == "*" || (!w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))));
+            && p.split('.').all(|w| {
+                w == "*"
+                    || (!w.is_empty()
+                        && w.bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
+            }));
     if ok {
         Ok(())
     } else {
-        Err(Error::input(format!("invalid topic filter {p:?}: use dotted topics with * wildcards, such as \"order.*\"")))
+        Err(Error::input(format!(
+            "invalid topic filter {p:?}: use dotted topics with * wildcards, such as \"order.*\""
+        )))
     }
 }
 
@@ -140,13 +159,18 @@ impl EndpointConfig {
             validate_topic_pattern(t)?;
         }
         if !(self.rate_limit.is_finite() && self.rate_limit >= 0.0) {
-            return Err(Error::config("rate_limit must be a number of deliveries per second (0 = no limit)"));
+            return Err(Error::config(
+                "rate_limit must be a number of deliveries per second (0 = no limit)",
+            ));
         }
         if !(self.timeout.is_finite() && (0.1..=3600.0).contains(&self.timeout)) {
-            return Err(Error::config("timeout must be between 0.1 and 3600 seconds"));
+            return Err(Error::config(
+                "timeout must be between 0.1 and 3600 seconds",
+            ));
         }
         if !self.proxy.is_empty() {
-            ureq::Proxy::new(&self.proxy).map_err(|e| Error::config(format!("invalid proxy {:?}: {e}", self.proxy)))?;
+            ureq::Proxy::new(&self.proxy)
+                .map_err(|e| Error::config(format!("invalid proxy {:?}: {e}", self.proxy)))?;
         }
         RetrySchedule::parse(&self.retry_delays)?;
         Ok(())
@@ -192,7 +216,9 @@ impl Format {
         match s.trim() {
             "" | "standard" => Ok(Format::Standard),
             "woocommerce" => Ok(Format::WooCommerce),
-            other => Err(Error::config(format!("unknown format {other:?}: use \"standard\" or \"woocommerce\""))),
+            other => Err(Error::config(format!(
+                "unknown format {other:?}: use \"standard\" or \"woocommerce\""
+            ))),
         }
     }
     pub fn as_str(self) -> &'static str {
@@ -283,7 +309,13 @@ mod tests {
     fn urls() {
         assert!(validate_url("http://127.0.0.1:8080/hook").is_ok());
         assert!(validate_url("https://crm.example.com").is_ok());
-        for bad in ["ftp://x", "http://", "127.0.0.1:80", "http:// x", "https://:80/"] {
+        for bad in [
+            "ftp://x",
+            "http://",
+            "127.0.0.1:80",
+            "http:// x",
+            "https://:80/",
+        ] {
             assert!(validate_url(bad).is_err(), "{bad}");
         }
     }
@@ -300,7 +332,10 @@ mod tests {
 
     #[test]
     fn default_endpoint() {
-        let mut ini = IniValues { endpoint: "http://127.0.0.1:1/x".into(), ..Default::default() };
+        let mut ini = IniValues {
+            endpoint: "http://127.0.0.1:1/x".into(),
+            ..Default::default()
+        };
         let d = DefaultEndpoint::from_ini(&ini).unwrap();
         assert_eq!(d.retry_delays, crate::retry::DEFAULT_DELAYS);
         ini.secret = "whsec_bad".into();
@@ -319,7 +354,10 @@ mod tests {
         assert!(!topic_matches(&f(&["order.*"]), "product.stock_updated"));
         assert!(topic_matches(&f(&["*.created"]), "customer.created"));
         assert!(!topic_matches(&f(&["*.created"]), "customer.updated"));
-        assert!(topic_matches(&f(&["product.stock_updated"]), "product.stock_updated"));
+        assert!(topic_matches(
+            &f(&["product.stock_updated"]),
+            "product.stock_updated"
+        ));
         assert!(!topic_matches(&f(&["product"]), "product.stock_updated"));
     }
 

@@ -91,7 +91,14 @@ fn random_hex(bytes: usize) -> String {
 }
 
 /// Every header of one attempt (besides Content-Type and User-Agent, set by the agent call).
-pub fn headers(target: &Target, event_id: &str, topic: &str, body: &[u8], timestamp: i64, delivery_uuid: &str) -> Vec<(String, String)> {
+pub fn headers(
+    target: &Target,
+    event_id: &str,
+    topic: &str,
+    body: &[u8],
+    timestamp: i64,
+    delivery_uuid: &str,
+) -> Vec<(String, String)> {
     let (resource, ev) = event::resource_and_event(topic);
     let mut h: Vec<(String, String)> = vec![
         (signer::HEADER_ID.into(), event_id.into()),
@@ -107,8 +114,14 @@ pub fn headers(target: &Target, event_id: &str, topic: &str, body: &[u8], timest
     }
     if let Some(first) = target.secrets.first() {
         let all: Vec<&Secret> = target.secrets.iter().collect();
-        h.push((signer::HEADER_SIGNATURE.into(), signer::signature_header(&all, event_id, timestamp, body)));
-        h.push((signer::WC_SIGNATURE.into(), signer::wc_signature(first, body)));
+        h.push((
+            signer::HEADER_SIGNATURE.into(),
+            signer::signature_header(&all, event_id, timestamp, body),
+        ));
+        h.push((
+            signer::WC_SIGNATURE.into(),
+            signer::wc_signature(first, body),
+        ));
     }
     h
 }
@@ -130,7 +143,13 @@ fn error_class(e: &ureq::Error) -> &'static str {
 }
 
 /// Sends one attempt. Never panics on network trouble: every failure is an outcome.
-pub fn attempt(target: &Target, event_id: &str, topic: &str, stored_body: &[u8], data_offset: usize) -> AttemptOutcome {
+pub fn attempt(
+    target: &Target,
+    event_id: &str,
+    topic: &str,
+    stored_body: &[u8],
+    data_offset: usize,
+) -> AttemptOutcome {
     let body: &[u8] = match target.format {
         Format::Standard => stored_body,
         Format::WooCommerce => event::data_of(stored_body, data_offset),
@@ -138,19 +157,42 @@ pub fn attempt(target: &Target, event_id: &str, topic: &str, stored_body: &[u8],
     let started_at = event::now();
     let clock = Instant::now();
     let delivery_uuid = random_hex(16);
-    let mut out = AttemptOutcome { started_at, delivery_uuid: delivery_uuid.clone(), ..Default::default() };
-    let mut req = target.agent.post(&target.url).header("Content-Type", "application/json");
-    for (k, v) in headers(target, event_id, topic, body, started_at as i64, &delivery_uuid) {
+    let mut out = AttemptOutcome {
+        started_at,
+        delivery_uuid: delivery_uuid.clone(),
+        ..Default::default()
+    };
+    let mut req = target
+        .agent
+        .post(&target.url)
+        .header("Content-Type", "application/json");
+    for (k, v) in headers(
+        target,
+        event_id,
+        topic,
+        body,
+        started_at as i64,
+        &delivery_uuid,
+    ) {
         req = req.header(k, v);
     }
     match req.send(body) {
         Ok(mut resp) => {
             let code = resp.status().as_u16();
             out.http_status = Some(code);
-            let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(|s| s.to_string());
-            out.retry_after = header("retry-after").and_then(|v| retry::parse_retry_after(&v, event::now()));
+            let header = |name: &str| {
+                resp.headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|s| s.to_string())
+            };
+            out.retry_after =
+                header("retry-after").and_then(|v| retry::parse_retry_after(&v, event::now()));
             if (300..400).contains(&code) {
-                out.error = Some(format!("redirect not followed; Location: {}", header("location").unwrap_or_default()));
+                out.error = Some(format!(
+                    "redirect not followed; Location: {}",
+                    header("location").unwrap_or_default()
+                ));
             }
             let mut snippet = Vec::with_capacity(256);
             let mut reader = resp.body_mut().as_reader();
@@ -184,7 +226,14 @@ pub fn attempt(target: &Target, event_id: &str, topic: &str, stored_body: &[u8],
 }
 
 /// Decides what happens to a delivery after attempt number `attempts_made` (1-based).
-pub fn decide(o: &AttemptOutcome, schedule: &RetrySchedule, attempts_made: u32, now: f64, jitter: f64, url: &str) -> Decision {
+pub fn decide(
+    o: &AttemptOutcome,
+    schedule: &RetrySchedule,
+    attempts_made: u32,
+    now: f64,
+    jitter: f64,
+    url: &str,
+) -> Decision {
     let class = match o.http_status {
         Some(code) => classify_status(code),
         None => StatusClass::Retry,
@@ -192,9 +241,9 @@ pub fn decide(o: &AttemptOutcome, schedule: &RetrySchedule, attempts_made: u32, 
     match class {
         StatusClass::Success => Decision::Delivered,
         StatusClass::Permanent => Decision::Dead,
-        StatusClass::Gone => {
-            Decision::DeadAndDisable(format!("{url} answered 410 Gone; save the endpoint (or change its URL) to re-enable it"))
-        }
+        StatusClass::Gone => Decision::DeadAndDisable(format!(
+            "{url} answered 410 Gone; save the endpoint (or change its URL) to re-enable it"
+        )),
         StatusClass::Retry => {
             if attempts_made >= schedule.max_attempts() {
                 return Decision::Dead;
@@ -226,20 +275,48 @@ mod tests {
     }
 
     fn outcome(status: Option<u16>, ra: Option<f64>) -> AttemptOutcome {
-        AttemptOutcome { http_status: status, retry_after: ra, ..Default::default() }
+        AttemptOutcome {
+            http_status: status,
+            retry_after: ra,
+            ..Default::default()
+        }
     }
 
     #[test]
     fn decisions() {
         let s = RetrySchedule::parse("10,20").unwrap();
-        assert_eq!(decide(&outcome(Some(200), None), &s, 1, 0.0, 0.5, "u"), Decision::Delivered);
-        assert_eq!(decide(&outcome(Some(400), None), &s, 1, 0.0, 0.5, "u"), Decision::Dead);
-        assert!(matches!(decide(&outcome(Some(410), None), &s, 1, 0.0, 0.5, "u"), Decision::DeadAndDisable(_)));
-        assert_eq!(decide(&outcome(Some(500), None), &s, 1, 100.0, 0.5, "u"), Decision::RetryAt(110.0));
-        assert_eq!(decide(&outcome(None, None), &s, 2, 100.0, 0.5, "u"), Decision::RetryAt(120.0));
-        assert_eq!(decide(&outcome(Some(500), None), &s, 3, 100.0, 0.5, "u"), Decision::Dead);
-        assert_eq!(decide(&outcome(Some(429), Some(7.0)), &s, 1, 100.0, 0.9, "u"), Decision::RetryAt(107.0));
-        assert_eq!(decide(&outcome(Some(429), Some(7.0)), &s, 3, 100.0, 0.9, "u"), Decision::Dead);
+        assert_eq!(
+            decide(&outcome(Some(200), None), &s, 1, 0.0, 0.5, "u"),
+            Decision::Delivered
+        );
+        assert_eq!(
+            decide(&outcome(Some(400), None), &s, 1, 0.0, 0.5, "u"),
+            Decision::Dead
+        );
+        assert!(matches!(
+            decide(&outcome(Some(410), None), &s, 1, 0.0, 0.5, "u"),
+            Decision::DeadAndDisable(_)
+        ));
+        assert_eq!(
+            decide(&outcome(Some(500), None), &s, 1, 100.0, 0.5, "u"),
+            Decision::RetryAt(110.0)
+        );
+        assert_eq!(
+            decide(&outcome(None, None), &s, 2, 100.0, 0.5, "u"),
+            Decision::RetryAt(120.0)
+        );
+        assert_eq!(
+            decide(&outcome(Some(500), None), &s, 3, 100.0, 0.5, "u"),
+            Decision::Dead
+        );
+        assert_eq!(
+            decide(&outcome(Some(429), Some(7.0)), &s, 1, 100.0, 0.9, "u"),
+            Decision::RetryAt(107.0)
+        );
+        assert_eq!(
+            decide(&outcome(Some(429), Some(7.0)), &s, 3, 100.0, 0.9, "u"),
+            Decision::Dead
+        );
     }
 
     #[test]
@@ -257,16 +334,29 @@ mod tests {
             agent: make_agent(1.0, 4, "").unwrap(),
         };
         let h = headers(&t, "evt_1", "order.status_changed", b"{}", 1000, "uuid");
-        let get = |n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()).unwrap();
+        let get = |n: &str| {
+            h.iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
         assert_eq!(get("X-WC-Webhook-Resource"), "order");
         assert_eq!(get("X-WC-Webhook-Event"), "status_changed");
         assert_eq!(get("X-WC-Webhook-Source"), "https://shop.example");
         assert_eq!(get("X-WC-Webhook-ID"), "3");
-        assert_eq!(get("webhook-signature"), signer::sign(&secret, "evt_1", 1000, b"{}"));
+        assert_eq!(
+            get("webhook-signature"),
+            signer::sign(&secret, "evt_1", 1000, b"{}")
+        );
         let hv: Vec<(String, String)> = h.clone();
         assert!(signer::verify(b"{}", &hv, &secret.text, 10, 1000).unwrap());
-        let unsigned = Target { secrets: vec![], ..t };
-        assert!(!headers(&unsigned, "evt_1", "a.b", b"{}", 1, "u").iter().any(|(k, _)| k.contains("ignature")));
+        let unsigned = Target {
+            secrets: vec![],
+            ..t
+        };
+        assert!(!headers(&unsigned, "evt_1", "a.b", b"{}", 1, "u")
+            .iter()
+            .any(|(k, _)| k.contains("ignature")));
     }
 
     #[test]

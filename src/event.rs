@@ -22,7 +22,11 @@ pub fn now() -> f64 {
 
 /// Checks a topic against `^[a-z0-9_]+(\.[a-z0-9_]+)+$`.
 pub fn validate_topic(topic: &str) -> Result<()> {
-    let ok_chars = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    let ok_chars = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    };
     let parts: Vec<&str> = topic.split('.').collect();
     if topic.len() <= MAX_TOPIC_BYTES && parts.len() >= 2 && parts.iter().all(|p| ok_chars(p)) {
         Ok(())
@@ -59,7 +63,10 @@ fn random_u128() -> u128 {
     let mut buf = [0u8; 16];
     if getrandom::fill(&mut buf).is_err() {
         // Fall back to time and address entropy; ids stay unique through the monotonic counter.
-        let t = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let t = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         let addr = &buf as *const _ as usize as u128;
         return t ^ (addr << 64) ^ (std::process::id() as u128) << 32;
     }
@@ -77,7 +84,11 @@ pub fn new_ulid() -> String {
     let fresh = random_u128() & (MASK80 >> 1);
     let (ms, rand) = match LAST_ULID.lock() {
         Ok(mut last) => {
-            let next = if now_ms <= last.0 { (last.0, (last.1 + 1) & MASK80) } else { (now_ms, fresh) };
+            let next = if now_ms <= last.0 {
+                (last.0, (last.1 + 1) & MASK80)
+            } else {
+                (now_ms, fresh)
+            };
             *last = next;
             next
         }
@@ -87,7 +98,11 @@ pub fn new_ulid() -> String {
     let mut out = String::with_capacity(26);
     for i in 0..26 {
         let shift = 125 - 5 * i as i32;
-        let idx = if shift >= 0 { (value >> shift) & 0x1f } else { 0 };
+        let idx = if shift >= 0 {
+            (value >> shift) & 0x1f
+        } else {
+            0
+        };
         out.push(CROCKFORD[idx as usize] as char);
     }
     out
@@ -166,7 +181,14 @@ pub struct Envelope {
 }
 
 /// Builds the envelope around already-encoded JSON `data`.
-pub fn build_envelope(id: &str, topic: &str, created_at: f64, key: Option<&str>, sequence: i64, data: &str) -> Envelope {
+pub fn build_envelope(
+    id: &str,
+    topic: &str,
+    created_at: f64,
+    key: Option<&str>,
+    sequence: i64,
+    data: &str,
+) -> Envelope {
     let mut body = String::with_capacity(data.len() + 160);
     body.push_str("{\"id\":");
     push_json_str(&mut body, id);
@@ -205,7 +227,16 @@ mod tests {
     fn topics() {
         assert!(validate_topic("product.stock_updated").is_ok());
         assert!(validate_topic("a.b.c9").is_ok());
-        for bad in ["product", "Product.x", "a..b", ".a", "a.", "a.b-c", "", "a. b"] {
+        for bad in [
+            "product",
+            "Product.x",
+            "a..b",
+            ".a",
+            "a.",
+            "a.b-c",
+            "",
+            "a. b",
+        ] {
             assert!(validate_topic(bad).is_err(), "{bad}");
         }
     }
@@ -220,7 +251,10 @@ mod tests {
 
     #[test]
     fn split_topic() {
-        assert_eq!(resource_and_event("order.status_changed"), ("order", "status_changed"));
+        assert_eq!(
+            resource_and_event("order.status_changed"),
+            ("order", "status_changed")
+        );
         assert_eq!(resource_and_event("a.b.c"), ("a", "b.c"));
     }
 
@@ -255,7 +289,14 @@ mod tests {
 
     #[test]
     fn envelope_shape() {
-        let e = build_envelope("evt_X", "order.created", 0.0, Some("order:\"1\""), 3, "{\"a\":1}");
+        let e = build_envelope(
+            "evt_X",
+            "order.created",
+            0.0,
+            Some("order:\"1\""),
+            3,
+            "{\"a\":1}",
+        );
         assert_eq!(
             e.body,
             "{\"id\":\"evt_X\",\"type\":\"order.created\",\"timestamp\":\"1970-01-01T00:00:00.000Z\",\"key\":\"order:\\\"1\\\"\",\"sequence\":3,\"data\":{\"a\":1}}"

@@ -101,14 +101,19 @@ fn pin_library() {
         let mut info: libc::Dl_info = std::mem::zeroed();
         let addr = pin_library as *const () as *const libc::c_void;
         if libc::dladdr(addr, &mut info) != 0 && !info.dli_fname.is_null() {
-            libc::dlopen(info.dli_fname, libc::RTLD_NOW | libc::RTLD_NOLOAD | libc::RTLD_NODELETE);
+            libc::dlopen(
+                info.dli_fname,
+                libc::RTLD_NOW | libc::RTLD_NOLOAD | libc::RTLD_NODELETE,
+            );
         }
     }
 }
 
 /// This boot's id (`/proc/sys/kernel/random/boot_id`).
 pub fn boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default()
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// Start time of a process in clock ticks since boot (field 22 of `/proc/<pid>/stat`).
@@ -151,7 +156,10 @@ mod tests {
         assert!(identity_alive(&me, &boot));
         let pid = std::process::id();
         assert!(!identity_alive(&format!("{boot}:{pid}:1"), &boot));
-        assert!(!identity_alive(&format!("other-boot:{pid}:{}", start_time(pid).unwrap()), &boot));
+        assert!(!identity_alive(
+            &format!("other-boot:{pid}:{}", start_time(pid).unwrap()),
+            &boot
+        ));
         assert!(!identity_alive("garbage", &boot));
         assert!(!identity_alive(&format!("{boot}:999999999:5"), &boot));
     }

@@ -12,9 +12,9 @@
 //! Claims therefore only look at `ready` rows and never scan blocked ones.
 
 use crate::config::{self, DefaultEndpoint, EndpointConfig, Format};
-use crate::secrets::{self, StoreKey};
 use crate::error::{Error, Result};
 use crate::event::{self, Envelope};
+use crate::secrets::{self, StoreKey};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -115,7 +115,7 @@ CREATE TABLE deliveries(
   updated_at REAL NOT NULL
 );
 CREATE INDEX deliveries_due ON deliveries(state, endpoint_id, next_attempt_at) WHERE state < 3;
-CREATE INDEX deliveries_key ON deliveries(endpoint_id, key, seq) WHERE key IS NOT NULL AND state < 3;
+CREATE INDEX deliveries_key ON deliveries(endpoint_id, key, seq) WHERE state < 3;
 CREATE INDEX deliveries_open ON deliveries(id, event_rowid) WHERE state < 3;
 CREATE INDEX deliveries_event ON deliveries(event_rowid);
 CREATE TABLE attempts(
@@ -410,7 +410,13 @@ fn prepare_file(path: &Path) -> Result<()> {
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)
-                .map_err(|e| storage(path, &format!("cannot create directory {}", dir.display()), e))?;
+                .map_err(|e| {
+                    storage(
+                        path,
+                        &format!("cannot create directory {}", dir.display()),
+                        e,
+                    )
+                })?;
         }
         if !dir.is_dir() {
             return Err(Error::storage(format!(
@@ -420,14 +426,18 @@ fn prepare_file(path: &Path) -> Result<()> {
             )));
         }
         if !writable(dir) {
-            let meta = std::fs::metadata(dir).map_err(|e| storage(path, "cannot read directory", e))?;
+            let meta =
+                std::fs::metadata(dir).map_err(|e| storage(path, "cannot read directory", e))?;
             return Err(not_writable(dir, &meta));
         }
     }
     match std::fs::metadata(path) {
         Ok(meta) => {
             if !meta.is_file() {
-                return Err(Error::storage(format!("outbox {} is not a regular file", path.display())));
+                return Err(Error::storage(format!(
+                    "outbox {} is not a regular file",
+                    path.display()
+                )));
             }
             if !writable(path) {
                 return Err(not_writable(path, &meta));
@@ -435,8 +445,11 @@ fn prepare_file(path: &Path) -> Result<()> {
             if meta.len() > 0 {
                 use std::io::Read;
                 let mut head = [0u8; 16];
-                let mut f = std::fs::File::open(path).map_err(|e| storage(path, "cannot open", e))?;
-                let n = f.read(&mut head).map_err(|e| storage(path, "cannot read", e))?;
+                let mut f =
+                    std::fs::File::open(path).map_err(|e| storage(path, "cannot open", e))?;
+                let n = f
+                    .read(&mut head)
+                    .map_err(|e| storage(path, "cannot read", e))?;
                 if n < 16 || &head != b"SQLite format 3\0" {
                     return Err(Error::storage(format!(
                         "{} is not a woosync outbox (not a SQLite database); it was left untouched: move it away or set woosync.database to another file",
@@ -447,7 +460,12 @@ fn prepare_file(path: &Path) -> Result<()> {
             Ok(())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+            {
                 Ok(_) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
                 Err(e) => Err(storage(path, "cannot create", e)),
@@ -492,8 +510,18 @@ impl Outbox {
     pub fn open(path: &Path, role: Role) -> Result<Outbox> {
         prepare_file(path)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let mut conn = Connection::open_with_flags(path, flags).map_err(|e| storage(path, "cannot open", e))?;
+        let mut conn = Connection::open_with_flags(path, flags)
+            .map_err(|e| storage(path, "cannot open", e))?;
         install_busy_handler(&mut conn).map_err(|e| storage(path, "cannot configure", e))?;
+        // Every statement of the hot paths stays prepared (the default cache holds 16), and query
+        // plans never depend on bound values: otherwise SQLite re-prepares a statement each time
+        // rusqlite returns it to its cache (clearing bindings expires such statements).
+        conn.set_prepared_statement_cache_capacity(64);
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )
+        .map_err(|e| storage(path, "cannot configure", e))?;
         let not_outbox = |e: rusqlite::Error| {
             Error::storage(format!(
                 "{} is not a valid woosync outbox ({e}); it was left untouched: move it away or set woosync.database to another file",
@@ -523,7 +551,8 @@ impl Outbox {
         }
         if fresh {
             // Must precede the first table; lets the retention pass return pages to the OS.
-            retry_busy(|| conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL")).map_err(|e| storage(path, "cannot configure", e))?;
+            retry_busy(|| conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL"))
+                .map_err(|e| storage(path, "cannot configure", e))?;
         }
         retry_busy(|| conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0)))
             .map_err(|e| storage(path, "cannot switch to WAL mode", e))?;
@@ -532,11 +561,18 @@ impl Outbox {
             Role::Request => "PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=-512; PRAGMA temp_store=MEMORY;",
             Role::Sender => "PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=-2048; PRAGMA journal_size_limit=67108864; PRAGMA temp_store=MEMORY;",
         };
-        conn.execute_batch(pragmas).map_err(|e| storage(path, "cannot configure", e))?;
+        conn.execute_batch(pragmas)
+            .map_err(|e| storage(path, "cannot configure", e))?;
         if fresh || version < SCHEMA_VERSION {
-            retry_busy(|| migrate(&mut conn)).map_err(|e| storage(path, "cannot create the schema", e))?;
+            retry_busy(|| migrate(&mut conn))
+                .map_err(|e| storage(path, "cannot create the schema", e))?;
         }
-        Ok(Outbox { conn, path: path.to_path_buf(), endpoints_version: -1, endpoints: Vec::new() })
+        Ok(Outbox {
+            conn,
+            path: path.to_path_buf(),
+            endpoints_version: -1,
+            endpoints: Vec::new(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -556,13 +592,20 @@ impl Outbox {
 
     /// Records the `default` endpoint as this process's INI describes it, when it differs from
     /// what is stored. A changed URL re-enables an endpoint disabled by a 410.
-    pub fn record_default_endpoint(&mut self, d: &DefaultEndpoint, key: Option<&StoreKey>) -> Result<()> {
+    pub fn record_default_endpoint(
+        &mut self,
+        d: &DefaultEndpoint,
+        key: Option<&StoreKey>,
+    ) -> Result<()> {
         let now = event::now();
         let name = config::DEFAULT_ENDPOINT;
         let path = self.path.clone();
         let path = &path;
         let map = |what: &'static str| move |e: rusqlite::Error| storage(path, what, e);
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map("begin"))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map("begin"))?;
         let current: Option<(String, String, String, f64, String)> = tx
             .query_row(
                 "SELECT url, secret, retry_delays, timeout, source FROM endpoints WHERE name = ?1",
@@ -572,8 +615,15 @@ impl Outbox {
             .optional()
             .map_err(map("read the default endpoint"))?;
         if let Some((url, secret, delays, timeout, source)) = &current {
-            let same_secret = secrets::open(key, name, secret).map(|s| s == d.secret).unwrap_or(false);
-            if url == &d.url && same_secret && delays == &d.retry_delays && *timeout == d.timeout && source == &d.source {
+            let same_secret = secrets::open(key, name, secret)
+                .map(|s| s == d.secret)
+                .unwrap_or(false);
+            if url == &d.url
+                && same_secret
+                && delays == &d.retry_delays
+                && *timeout == d.timeout
+                && source == &d.source
+            {
                 return Ok(());
             }
         }
@@ -591,7 +641,11 @@ impl Outbox {
             params![name, d.url, sealed, d.retry_delays, d.timeout, d.source, now],
         )
         .map_err(map("record the default endpoint"))?;
-        tx.execute("UPDATE meta SET v = v + 1 WHERE k = 'endpoints_version'", []).map_err(map("record the default endpoint"))?;
+        tx.execute(
+            "UPDATE meta SET v = v + 1 WHERE k = 'endpoints_version'",
+            [],
+        )
+        .map_err(map("record the default endpoint"))?;
         tx.commit().map_err(map("commit"))?;
         Ok(())
     }
@@ -599,7 +653,12 @@ impl Outbox {
     /// Creates or updates a named endpoint (`woosync_endpoint_save`). Saving re-enables an endpoint
     /// disabled by a 410 and closes its breaker. A new secret keeps the previous one signing too for
     /// [`ROTATION_SECONDS`].
-    pub fn save_endpoint(&mut self, name: &str, c: &EndpointConfig, key: Option<&StoreKey>) -> Result<()> {
+    pub fn save_endpoint(
+        &mut self,
+        name: &str,
+        c: &EndpointConfig,
+        key: Option<&StoreKey>,
+    ) -> Result<()> {
         config::validate_endpoint_name(name)?;
         if name == config::DEFAULT_ENDPOINT {
             return Err(Error::input("the endpoint \"default\" is configured through php.ini (woosync.endpoint, woosync.secret); save yours under another name"));
@@ -609,11 +668,16 @@ impl Outbox {
         let path = self.path.clone();
         let path = &path;
         let map = |what: &'static str| move |e: rusqlite::Error| storage(path, what, e);
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map("begin"))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map("begin"))?;
         let old: Option<(String, String, f64)> = tx
-            .query_row("SELECT secret, prev_secret, prev_secret_until FROM endpoints WHERE name = ?1", [name], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
+            .query_row(
+                "SELECT secret, prev_secret, prev_secret_until FROM endpoints WHERE name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
             .optional()
             .map_err(map("read endpoint"))?;
         let old_plain = match &old {
@@ -627,7 +691,9 @@ impl Outbox {
                 let sealed = secrets::seal(key, name, new)?;
                 match (old, old_plain.as_deref()) {
                     (Some((s, p, u)), Some(o)) if o == new.as_str() => (s.clone(), p.clone(), *u),
-                    (Some((s, _, _)), Some(o)) if !o.is_empty() && !new.is_empty() => (sealed, s.clone(), now + ROTATION_SECONDS),
+                    (Some((s, _, _)), Some(o)) if !o.is_empty() && !new.is_empty() => {
+                        (sealed, s.clone(), now + ROTATION_SECONDS)
+                    }
                     _ => (sealed, String::new(), 0.0),
                 }
             }
@@ -659,7 +725,11 @@ impl Outbox {
             ],
         )
         .map_err(map("save endpoint"))?;
-        tx.execute("UPDATE meta SET v = v + 1 WHERE k = 'endpoints_version'", []).map_err(map("save endpoint"))?;
+        tx.execute(
+            "UPDATE meta SET v = v + 1 WHERE k = 'endpoints_version'",
+            [],
+        )
+        .map_err(map("save endpoint"))?;
         tx.commit().map_err(map("commit"))?;
         Ok(())
     }
@@ -674,8 +744,16 @@ impl Outbox {
         let path = self.path.clone();
         let path = &path;
         let map = |what: &'static str| move |e: rusqlite::Error| storage(path, what, e);
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map("begin"))?;
-        let id: Option<i64> = tx.query_row("SELECT id FROM endpoints WHERE name = ?1", [name], |r| r.get(0)).optional().map_err(map("find endpoint"))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map("begin"))?;
+        let id: Option<i64> = tx
+            .query_row("SELECT id FROM endpoints WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(map("find endpoint"))?;
         let Some(id) = id else { return Ok(false) };
         tx.execute(
             "UPDATE deliveries SET state = 4, last_error = 'endpoint deleted', claimed_by = NULL, lease_until = NULL, updated_at = ?2
@@ -685,7 +763,11 @@ impl Outbox {
         .map_err(map("close deliveries"))?;
         tx.execute("UPDATE endpoints SET enabled = 0, url = '', secret = '', prev_secret = '', name = name || '#deleted-' || id WHERE id = ?1", [id])
             .map_err(map("delete endpoint"))?;
-        tx.execute("UPDATE meta SET v = v + 1 WHERE k = 'endpoints_version'", []).map_err(map("delete endpoint"))?;
+        tx.execute(
+            "UPDATE meta SET v = v + 1 WHERE k = 'endpoints_version'",
+            [],
+        )
+        .map_err(map("delete endpoint"))?;
         tx.commit().map_err(map("commit"))?;
         Ok(true)
     }
@@ -693,16 +775,34 @@ impl Outbox {
     /// Deletes finished events (delivered, dead, superseded, unrouted) older than `older_than_days`,
     /// with their deliveries and attempts, in short transactions of `batch` events. Returns how many.
     pub fn purge(&mut self, older_than_days: f64, batch: usize) -> Result<usize> {
-        self.purge_where(event::now() - older_than_days * 86_400.0, &[state::DELIVERED, state::DEAD, state::SUPERSEDED], true, batch, usize::MAX)
+        self.purge_where(
+            event::now() - older_than_days * 86_400.0,
+            &[state::DELIVERED, state::DEAD, state::SUPERSEDED],
+            true,
+            batch,
+            usize::MAX,
+        )
     }
 
     /// Retention pass (sender): delivered and superseded events after `retention_days`, dead and
     /// unrouted ones after 30 days; at most `max` events per call, then an incremental vacuum.
     pub fn retain(&mut self, retention_days: f64, max: usize) -> Result<usize> {
         let now = event::now();
-        let mut n = self.purge_where(now - retention_days * 86_400.0, &[state::DELIVERED, state::SUPERSEDED], false, 200, max)?;
+        let mut n = self.purge_where(
+            now - retention_days * 86_400.0,
+            &[state::DELIVERED, state::SUPERSEDED],
+            false,
+            200,
+            max,
+        )?;
         if n < max {
-            n += self.purge_where(now - config::DEAD_RETENTION_DAYS * 86_400.0, &[state::DELIVERED, state::DEAD, state::SUPERSEDED], true, 200, max - n)?;
+            n += self.purge_where(
+                now - config::DEAD_RETENTION_DAYS * 86_400.0,
+                &[state::DELIVERED, state::DEAD, state::SUPERSEDED],
+                true,
+                200,
+                max - n,
+            )?;
         }
         if n > 0 {
             let _ = self.conn.execute_batch("PRAGMA incremental_vacuum(2000)");
@@ -710,8 +810,19 @@ impl Outbox {
         Ok(n)
     }
 
-    fn purge_where(&mut self, before: f64, finished: &[i64], unrouted_too: bool, batch: usize, max: usize) -> Result<usize> {
-        let states = finished.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",");
+    fn purge_where(
+        &mut self,
+        before: f64,
+        finished: &[i64],
+        unrouted_too: bool,
+        batch: usize,
+        max: usize,
+    ) -> Result<usize> {
+        let states = finished
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
         // An event goes when none of its deliveries is open or outside `finished`, and its last
         // change is older than `before`. The newest event always stays (it anchors rowids, which
         // the routing mark relies on).
@@ -728,10 +839,16 @@ impl Outbox {
             let path = self.path.clone();
             let path = &path;
             let map = |what: &'static str| move |e: rusqlite::Error| storage(path, what, e);
-            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map("begin"))?;
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(map("begin"))?;
             let ids: Vec<i64> = tx
                 .prepare(&select)
-                .and_then(|mut s| s.query_map(params![before, batch.min(max - total) as i64], |r| r.get(0))?.collect())
+                .and_then(|mut s| {
+                    s.query_map(params![before, batch.min(max - total) as i64], |r| r.get(0))?
+                        .collect()
+                })
                 .map_err(map("select old events"))?;
             if ids.is_empty() {
                 break;
@@ -739,8 +856,10 @@ impl Outbox {
             for id in &ids {
                 tx.execute("DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE event_rowid = ?1)", [id])
                     .map_err(map("purge attempts"))?;
-                tx.execute("DELETE FROM deliveries WHERE event_rowid = ?1", [id]).map_err(map("purge deliveries"))?;
-                tx.execute("DELETE FROM events WHERE id = ?1", [id]).map_err(map("purge events"))?;
+                tx.execute("DELETE FROM deliveries WHERE event_rowid = ?1", [id])
+                    .map_err(map("purge deliveries"))?;
+                tx.execute("DELETE FROM events WHERE id = ?1", [id])
+                    .map_err(map("purge events"))?;
             }
             tx.commit().map_err(map("commit"))?;
             total += ids.len();
@@ -759,7 +878,10 @@ impl Outbox {
         let path = self.path.clone();
         let path = &path;
         let map = |what: &'static str| move |e: rusqlite::Error| storage(path, what, e);
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map("begin"))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map("begin"))?;
         if let Some(names) = &ev.endpoints {
             let version: i64 = tx
                 .prepare_cached("SELECT v FROM meta WHERE k = 'endpoints_version'")
@@ -785,7 +907,8 @@ impl Outbox {
                 .map_err(map("next sequence"))?,
             None => 0,
         };
-        let Envelope { body, data_offset } = event::build_envelope(&event_id, ev.topic, created_at, ev.key, seq, ev.data);
+        let Envelope { body, data_offset } =
+            event::build_envelope(&event_id, ev.topic, created_at, ev.key, seq, ev.data);
         if body.len() > ev.max_body_bytes {
             return Err(Error::input(format!(
                 "payload too large: the encoded body is {} bytes, woosync.max_payload_bytes is {}; send less data (e.g. ids instead of whole objects)",
@@ -822,51 +945,14 @@ impl Outbox {
     /// them: one delivery each, coalescing where asked; events nothing matches become unrouted.
     /// Returns how many events were routed.
     pub fn route_new(&mut self, limit: usize) -> Result<usize> {
-        let now = event::now();
         let path = self.path.clone();
-        let path = &path;
-        let map = |what: &'static str| move |e: rusqlite::Error| storage(path, what, e);
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map("begin"))?;
-        let upto: i64 = tx
-            .prepare_cached("SELECT v FROM meta WHERE k = 'routed_upto'")
-            .and_then(|mut s| s.query_row([], |r| r.get(0)))
-            .map_err(map("read routing mark"))?;
-        type Row = (i64, String, Option<String>, i64, bool, Option<String>);
-        let rows: Vec<Row> = tx
-            .prepare_cached("SELECT id, topic, key, seq, coalesce, route FROM events WHERE id > ?1 ORDER BY id LIMIT ?2")
-            .and_then(|mut s| {
-                s.query_map(params![upto, limit as i64], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get::<_, i64>(4)? != 0, r.get(5)?))
-                })?
-                .collect()
-            })
-            .map_err(map("read new events"))?;
-        let Some(last) = rows.last().map(|r| r.0) else {
-            return Ok(0);
-        };
-        let eps = load_endpoints(&tx).map_err(map("read endpoints"))?;
-        for (rowid, topic, key, seq, coalesce, route) in &rows {
-            let names: Option<Vec<&str>> = route.as_deref().map(|r| r.split('\n').collect());
-            let mut routed = 0;
-            for e in eps.iter().filter(|e| e.routes(topic)) {
-                if names.as_ref().is_some_and(|n| !n.contains(&e.name.as_str())) {
-                    continue;
-                }
-                insert_delivery(&tx, *rowid, e.id, key.as_deref(), *seq, coalesce.then_some(topic.as_str()), now)
-                    .map_err(map("insert delivery"))?;
-                routed += 1;
-            }
-            if routed == 0 {
-                tx.prepare_cached("UPDATE events SET unrouted = 1 WHERE id = ?1")
-                    .and_then(|mut s| s.execute([rowid]))
-                    .map_err(map("mark unrouted"))?;
-            }
-        }
-        tx.prepare_cached("UPDATE meta SET v = ?1 WHERE k = 'routed_upto'")
-            .and_then(|mut s| s.execute([last]))
-            .map_err(map("move routing mark"))?;
-        tx.commit().map_err(map("commit"))?;
-        Ok(rows.len())
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| storage(&path, "begin", e))?;
+        let n = route_tx(&tx, &path, limit)?;
+        tx.commit().map_err(|e| storage(&path, "commit", e))?;
+        Ok(n)
     }
 
     /// Puts a dead or delivered event back to pending (same id); routes an unrouted one.
@@ -876,11 +962,24 @@ impl Outbox {
         let path = self.path.clone();
         let path = &path;
         let map = |what: &'static str| move |e: rusqlite::Error| storage(&path, what, e);
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map("begin"))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map("begin"))?;
         let row: Option<(i64, String, Option<String>, i64, bool)> = tx
-            .query_row("SELECT id, topic, key, seq, unrouted FROM events WHERE event_id = ?1", [event_id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get::<_, i64>(4)? != 0))
-            })
+            .query_row(
+                "SELECT id, topic, key, seq, unrouted FROM events WHERE event_id = ?1",
+                [event_id],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get::<_, i64>(4)? != 0,
+                    ))
+                },
+            )
             .optional()
             .map_err(map("find event"))?;
         let Some((rowid, topic, key, seq, unrouted)) = row else {
@@ -890,14 +989,22 @@ impl Outbox {
         if unrouted {
             let eps = load_endpoints(&tx).map_err(map("read endpoints"))?;
             for e in eps.iter().filter(|e| e.routes(&topic)) {
-                insert_delivery(&tx, rowid, e.id, key.as_deref(), seq, None, now).map_err(map("insert delivery"))?;
+                insert_delivery(&tx, rowid, e.id, key.as_deref(), seq, None, now)
+                    .map_err(map("insert delivery"))?;
                 changed += 1;
             }
             if changed > 0 {
-                tx.execute("UPDATE events SET unrouted = 0 WHERE id = ?1", [rowid]).map_err(map("route event"))?;
+                tx.execute("UPDATE events SET unrouted = 0 WHERE id = ?1", [rowid])
+                    .map_err(map("route event"))?;
             }
         } else {
-            changed = requeue(&tx, "event_rowid = ?1 AND state IN (3, 4)", params![rowid], now).map_err(map("requeue"))?;
+            changed = requeue(
+                &tx,
+                "event_rowid = ?1 AND state IN (3, 4)",
+                params![rowid],
+                now,
+            )
+            .map_err(map("requeue"))?;
         }
         tx.commit().map_err(map("commit"))?;
         Ok(Some(changed > 0))
@@ -909,9 +1016,17 @@ impl Outbox {
         let path = self.path.clone();
         let path = &path;
         let map = |what: &'static str| move |e: rusqlite::Error| storage(&path, what, e);
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map("begin"))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map("begin"))?;
         let n = match endpoint {
-            Some(name) => requeue(&tx, "state = 4 AND endpoint_id = (SELECT id FROM endpoints WHERE name = ?1)", params![name], now),
+            Some(name) => requeue(
+                &tx,
+                "state = 4 AND endpoint_id = (SELECT id FROM endpoints WHERE name = ?1)",
+                params![name],
+                now,
+            ),
             None => requeue(&tx, "state = 4", params![], now),
         }
         .map_err(map("requeue"))?;
@@ -936,9 +1051,18 @@ impl Outbox {
         let eps = load_endpoints(&self.conn).map_err(|e| self.err("read endpoints", e))?;
         let mut per: std::collections::HashMap<i64, [i64; 6]> = Default::default();
         {
-            let mut stmt = self.conn.prepare_cached("SELECT endpoint_id, state, n FROM stats").map_err(|e| self.err("read stats", e))?;
+            let mut stmt = self
+                .conn
+                .prepare_cached("SELECT endpoint_id, state, n FROM stats")
+                .map_err(|e| self.err("read stats", e))?;
             let rows = stmt
-                .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                })
                 .map_err(|e| self.err("read stats", e))?;
             for row in rows {
                 let (ep, s, n) = row.map_err(|e| self.err("read stats", e))?;
@@ -1112,8 +1236,15 @@ impl Outbox {
         }
         args.push(f.limit.clamp(1, 10_000).into());
         args.push(f.offset.max(0).into());
-        sql.push_str(&format!(" ORDER BY e.id DESC, d.id LIMIT ?{} OFFSET ?{}", args.len() - 1, args.len()));
-        let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.err("list events", e))?;
+        sql.push_str(&format!(
+            " ORDER BY e.id DESC, d.id LIMIT ?{} OFFSET ?{}",
+            args.len() - 1,
+            args.len()
+        ));
+        let mut stmt = self
+            .conn
+            .prepare_cached(&sql)
+            .map_err(|e| self.err("list events", e))?;
         let rows = stmt
             .query_map(rusqlite::params_from_iter(args), |r| {
                 Ok(EventSummary {
@@ -1151,51 +1282,19 @@ impl Outbox {
     }
 
     /// Claims up to `limit` due deliveries per endpoint: ready → inflight with a lease.
-    pub fn claim(&mut self, wants: &[(i64, usize, f64)], me: &str, now: f64) -> Result<Vec<Claimed>> {
+    pub fn claim(
+        &mut self,
+        wants: &[(i64, usize, f64)],
+        me: &str,
+        now: f64,
+    ) -> Result<Vec<Claimed>> {
         let path = self.path.clone();
-        let map = |e: rusqlite::Error| storage(&path, "claim", e);
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map)?;
-        let mut out = Vec::new();
-        {
-            let mut select = tx
-                .prepare_cached(
-                    "SELECT d.id, d.key, d.attempts, e.event_id, e.topic, e.body, e.data_offset
-                     FROM deliveries d JOIN events e ON e.id = d.event_rowid
-                     WHERE d.state < 3 AND d.state = 1 AND d.endpoint_id = ?1 AND d.next_attempt_at <= ?2
-                     ORDER BY d.next_attempt_at LIMIT ?3",
-                )
-                .map_err(map)?;
-            let mut lease = tx
-                .prepare_cached(
-                    "UPDATE deliveries SET state = 2, attempts = attempts + 1, claimed_by = ?2, lease_until = ?3, updated_at = ?4 WHERE id = ?1",
-                )
-                .map_err(map)?;
-            for &(endpoint_id, limit, lease_secs) in wants {
-                if limit == 0 {
-                    continue;
-                }
-                let rows: Vec<Claimed> = select
-                    .query_map(params![endpoint_id, now, limit as i64], |r| {
-                        Ok(Claimed {
-                            delivery_id: r.get(0)?,
-                            endpoint_id,
-                            key: r.get(1)?,
-                            attempt: r.get::<_, i64>(2)? + 1,
-                            event_id: r.get(3)?,
-                            topic: r.get(4)?,
-                            body: r.get(5)?,
-                            data_offset: r.get::<_, i64>(6)? as usize,
-                        })
-                    })
-                    .and_then(|rows| rows.collect())
-                    .map_err(map)?;
-                for c in &rows {
-                    lease.execute(params![c.delivery_id, me, now + lease_secs, now]).map_err(map)?;
-                }
-                out.extend(rows);
-            }
-        }
-        tx.commit().map_err(map)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| storage(&path, "begin", e))?;
+        let out = claim_tx(&tx, &path, wants, usize::MAX, me, now)?;
+        tx.commit().map_err(|e| storage(&path, "commit", e))?;
         Ok(out)
     }
 
@@ -1204,101 +1303,62 @@ impl Outbox {
         if done.is_empty() {
             return Ok(());
         }
-        let now = event::now();
         let path = self.path.clone();
-        let map = |e: rusqlite::Error| storage(&path, "record attempt", e);
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map)?;
-        {
-            let mut attempt = tx
-                .prepare_cached(
-                    "INSERT INTO attempts(delivery_id, started_at, duration_ms, http_status, error_class, error, response, delivery_uuid)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )
-                .map_err(map)?;
-            let mut finish = tx
-                .prepare_cached(
-                    "UPDATE deliveries SET state = ?2, claimed_by = NULL, lease_until = NULL, last_status = ?3, last_error = ?4,
-                       next_attempt_at = ?5, updated_at = ?6 WHERE id = ?1 AND state = 2",
-                )
-                .map_err(map)?;
-            let mut ok = tx
-                .prepare_cached(
-                    "UPDATE endpoints SET last_success_at = ?2, consecutive_failures = 0, breaker_until = 0 WHERE id = ?1",
-                )
-                .map_err(map)?;
-            let mut failed = tx
-                .prepare_cached(
-                    "UPDATE endpoints SET last_error = ?2, last_error_at = ?3 WHERE id = ?1",
-                )
-                .map_err(map)?;
-            // Only failures that say something about the endpoint (timeouts, connection errors,
-            // 408/425/429/5xx) feed its breaker; a 4xx for one event does not.
-            let mut unhealthy = tx
-                .prepare_cached(
-                    "UPDATE endpoints SET consecutive_failures = consecutive_failures + 1,
-                       breaker_until = CASE WHEN consecutive_failures + 1 >= ?3
-                         THEN ?2 + min(?5, ?4 * (1 << min(consecutive_failures + 1 - ?3, 10))) ELSE breaker_until END
-                     WHERE id = ?1",
-                )
-                .map_err(map)?;
-            for f in done {
-                let response = &f.response[..f.response.len().min(RESPONSE_SNIPPET)];
-                attempt
-                    .execute(params![
-                        f.delivery_id,
-                        f.started_at,
-                        f.duration_ms,
-                        f.http_status,
-                        f.error_class,
-                        f.error,
-                        response,
-                        f.delivery_uuid
-                    ])
-                    .map_err(map)?;
-                let summary = describe(f);
-                let (new_state, next_at) = match &f.decision {
-                    Decision::Delivered => (state::DELIVERED, now),
-                    Decision::RetryAt(t) => (state::READY, *t),
-                    Decision::Dead | Decision::DeadAndDisable(_) => (state::DEAD, now),
-                };
-                let err_text = if matches!(f.decision, Decision::Delivered) { None } else { Some(summary.clone()) };
-                let n = finish
-                    .execute(params![f.delivery_id, new_state, f.http_status, err_text, next_at, now])
-                    .map_err(map)?;
-                if n == 0 {
-                    // The lease was taken over meanwhile; the attempt stays in the log only.
-                    continue;
-                }
-                if matches!(f.decision, Decision::Delivered) {
-                    ok.execute(params![f.endpoint_id, now]).map_err(map)?;
-                } else {
-                    failed.execute(params![f.endpoint_id, summary, now]).map_err(map)?;
-                    if f.endpoint_failure {
-                        unhealthy.execute(params![f.endpoint_id, now, BREAKER_THRESHOLD, f.breaker_base.max(1.0), BREAKER_MAX_PAUSE]).map_err(map)?;
-                    }
-                }
-                if let Decision::DeadAndDisable(reason) = &f.decision {
-                    tx.execute(
-                        "UPDATE endpoints SET disabled_at = ?2, disabled_reason = ?3 WHERE id = ?1",
-                        params![f.endpoint_id, now, reason],
-                    )
-                    .map_err(map)?;
-                    tx.execute("UPDATE meta SET v = v + 1 WHERE k = 'endpoints_version'", []).map_err(map)?;
-                }
-                if new_state != state::READY {
-                    if let Some(k) = &f.key {
-                        promote(&tx, f.endpoint_id, k).map_err(map)?;
-                    }
-                }
-            }
-        }
-        tx.commit().map_err(map)?;
-        Ok(())
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| storage(&path, "begin", e))?;
+        record_tx(&tx, &path, done)?;
+        tx.commit().map_err(|e| storage(&path, "commit", e))
+    }
+
+    /// One sender cycle in one transaction: record finished attempts, route new events, read the
+    /// endpoints version and claim due deliveries (at most `total`). Returns the claimed rows,
+    /// the endpoints version and how many events were routed.
+    pub fn cycle(
+        &mut self,
+        done: &[Finished],
+        route_limit: usize,
+        wants: &[(i64, usize, f64)],
+        total: usize,
+        me: &str,
+    ) -> Result<(Vec<Claimed>, i64, usize)> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| storage(&path, "begin", e))?;
+        record_tx(&tx, &path, done)?;
+        let new: bool = tx
+            .prepare_cached("SELECT coalesce((SELECT max(id) FROM events), 0) > (SELECT v FROM meta WHERE k = 'routed_upto')")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(|e| storage(&path, "check new events", e))?;
+        let routed = if new {
+            route_tx(&tx, &path, route_limit)?
+        } else {
+            0
+        };
+        let version: i64 = tx
+            .prepare_cached("SELECT v FROM meta WHERE k = 'endpoints_version'")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(|e| storage(&path, "read endpoints version", e))?;
+        let claimed = if total > 0 {
+            claim_tx(&tx, &path, wants, total, me, event::now())?
+        } else {
+            Vec::new()
+        };
+        tx.commit().map_err(|e| storage(&path, "commit", e))?;
+        Ok((claimed, version, routed))
     }
 
     /// Returns leased deliveries to `ready` when their holder is dead or their lease expired.
     /// `alive` tells whether a holder identity still runs. Returns how many were taken over.
-    pub fn take_over_leases(&mut self, me: &str, now: f64, alive: &dyn Fn(&str) -> bool) -> Result<usize> {
+    pub fn take_over_leases(
+        &mut self,
+        me: &str,
+        now: f64,
+        alive: &dyn Fn(&str) -> bool,
+    ) -> Result<usize> {
         let holders: Vec<(String, f64)> = {
             let mut stmt = self
                 .conn
@@ -1306,9 +1366,14 @@ impl Outbox {
                     "SELECT claimed_by, min(lease_until) FROM deliveries WHERE state < 3 AND state = 2 GROUP BY claimed_by",
                 )
                 .map_err(|e| self.err("read leases", e))?;
-            stmt.query_map([], |r| Ok((r.get::<_, Option<String>>(0)?.unwrap_or_default(), r.get::<_, Option<f64>>(1)?.unwrap_or(0.0))))
-                .and_then(|rows| rows.collect())
-                .map_err(|e| self.err("read leases", e))?
+            stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+                    r.get::<_, Option<f64>>(1)?.unwrap_or(0.0),
+                ))
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err("read leases", e))?
         };
         let mut taken = 0;
         for (holder, min_lease) in holders {
@@ -1321,9 +1386,20 @@ impl Outbox {
             }
             let path = self.path.clone();
             let map = |e: rusqlite::Error| storage(&path, "take over leases", e);
-            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map)?;
-            let cond = if dead { "claimed_by = ?1" } else { "claimed_by = ?1 AND lease_until <= ?2" };
-            let why = if dead { "holder process died during the attempt" } else { "lease expired" };
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(map)?;
+            let cond = if dead {
+                "claimed_by = ?1"
+            } else {
+                "claimed_by = ?1 AND lease_until <= ?2"
+            };
+            let why = if dead {
+                "holder process died during the attempt"
+            } else {
+                "lease expired"
+            };
             tx.execute(
                 &format!(
                     "INSERT INTO attempts(delivery_id, started_at, duration_ms, error_class, error)
@@ -1362,10 +1438,13 @@ impl Outbox {
         let mut best: Option<f64> = None;
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT min(next_attempt_at) FROM deliveries WHERE state < 3 AND state = 1 AND endpoint_id = ?1")
+            .prepare_cached("SELECT next_attempt_at FROM deliveries WHERE state < 3 AND state = 1 AND endpoint_id = ?1 ORDER BY next_attempt_at")
             .map_err(|e| self.err("next due", e))?;
         for id in endpoint_ids {
-            let t: Option<f64> = stmt.query_row([id], |r| r.get(0)).map_err(|e| self.err("next due", e))?;
+            let t: Option<f64> = stmt
+                .query_row([id], |r| r.get(0))
+                .optional()
+                .map_err(|e| self.err("next due", e))?;
             if let Some(t) = t {
                 best = Some(best.map_or(t, |b: f64| b.min(t)));
             }
@@ -1382,8 +1461,250 @@ impl Outbox {
 
     /// `PRAGMA data_version`: changes when another connection commits.
     pub fn data_version(&self) -> Result<i64> {
-        self.conn.query_row("PRAGMA data_version", [], |r| r.get(0)).map_err(|e| self.err("data version", e))
+        self.conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(|e| self.err("data version", e))
     }
+}
+
+/// Routes events stored since the last routing pass (see [`Outbox::route_new`]).
+fn route_tx(tx: &rusqlite::Transaction<'_>, path: &Path, limit: usize) -> Result<usize> {
+    let now = event::now();
+    let map = |what: &'static str| move |e: rusqlite::Error| storage(path, what, e);
+    let upto: i64 = tx
+        .prepare_cached("SELECT v FROM meta WHERE k = 'routed_upto'")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(map("read routing mark"))?;
+    type Row = (i64, String, Option<String>, i64, bool, Option<String>);
+    let rows: Vec<Row> = tx
+        .prepare_cached(
+            "SELECT id, topic, key, seq, coalesce, route FROM events WHERE id > ?1 ORDER BY id",
+        )
+        .and_then(|mut s| {
+            s.query_map(params![upto], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get::<_, i64>(4)? != 0,
+                    r.get(5)?,
+                ))
+            })?
+            .take(limit)
+            .collect()
+        })
+        .map_err(map("read new events"))?;
+    let Some(last) = rows.last().map(|r| r.0) else {
+        return Ok(0);
+    };
+    let eps = load_endpoints(tx).map_err(map("read endpoints"))?;
+    for (rowid, topic, key, seq, coalesce, route) in &rows {
+        let names: Option<Vec<&str>> = route.as_deref().map(|r| r.split('\n').collect());
+        let mut routed = 0;
+        for e in eps.iter().filter(|e| e.routes(topic)) {
+            if names
+                .as_ref()
+                .is_some_and(|n| !n.contains(&e.name.as_str()))
+            {
+                continue;
+            }
+            insert_delivery(
+                tx,
+                *rowid,
+                e.id,
+                key.as_deref(),
+                *seq,
+                coalesce.then_some(topic.as_str()),
+                now,
+            )
+            .map_err(map("insert delivery"))?;
+            routed += 1;
+        }
+        if routed == 0 {
+            tx.prepare_cached("UPDATE events SET unrouted = 1 WHERE id = ?1")
+                .and_then(|mut s| s.execute([rowid]))
+                .map_err(map("mark unrouted"))?;
+        }
+    }
+    tx.prepare_cached("UPDATE meta SET v = ?1 WHERE k = 'routed_upto'")
+        .and_then(|mut s| s.execute([last]))
+        .map_err(map("move routing mark"))?;
+    Ok(rows.len())
+}
+
+/// Claims due deliveries: per endpoint at most its limit, at most `total` in all.
+fn claim_tx(
+    tx: &rusqlite::Transaction<'_>,
+    path: &Path,
+    wants: &[(i64, usize, f64)],
+    total: usize,
+    me: &str,
+    now: f64,
+) -> Result<Vec<Claimed>> {
+    let map = |e: rusqlite::Error| storage(path, "claim", e);
+    let mut out = Vec::new();
+    {
+        let mut select = tx
+                .prepare_cached(
+                    "SELECT d.id, d.key, d.attempts, e.event_id, e.topic, e.body, e.data_offset
+                     FROM deliveries d JOIN events e ON e.id = d.event_rowid
+                     WHERE d.state < 3 AND d.state = 1 AND d.endpoint_id = ?1 AND d.next_attempt_at <= ?2
+                     ORDER BY d.next_attempt_at",
+                )
+                .map_err(map)?;
+        let mut lease = tx
+                .prepare_cached(
+                    "UPDATE deliveries SET state = 2, attempts = attempts + 1, claimed_by = ?2, lease_until = ?3, updated_at = ?4 WHERE id = ?1",
+                )
+                .map_err(map)?;
+        for &(endpoint_id, limit, lease_secs) in wants {
+            let limit = limit.min(total.saturating_sub(out.len()));
+            if limit == 0 {
+                continue;
+            }
+            // No `LIMIT ?`: a bound LIMIT makes SQLite re-prepare the statement on every use
+            // (rusqlite clears bindings when caching it); the rows stream, so take() is as cheap.
+            let rows: Vec<Claimed> = select
+                .query_map(params![endpoint_id, now], |r| {
+                    Ok(Claimed {
+                        delivery_id: r.get(0)?,
+                        endpoint_id,
+                        key: r.get(1)?,
+                        attempt: r.get::<_, i64>(2)? + 1,
+                        event_id: r.get(3)?,
+                        topic: r.get(4)?,
+                        body: r.get(5)?,
+                        data_offset: r.get::<_, i64>(6)? as usize,
+                    })
+                })
+                .and_then(|rows| rows.take(limit).collect())
+                .map_err(map)?;
+            for c in &rows {
+                lease
+                    .execute(params![c.delivery_id, me, now + lease_secs, now])
+                    .map_err(map)?;
+            }
+            out.extend(rows);
+        }
+    }
+    Ok(out)
+}
+
+/// Records finished attempts (see [`Outbox::record`]).
+fn record_tx(tx: &rusqlite::Transaction<'_>, path: &Path, done: &[Finished]) -> Result<()> {
+    let now = event::now();
+    let map = |e: rusqlite::Error| storage(path, "record attempt", e);
+    {
+        let mut attempt = tx
+                .prepare_cached(
+                    "INSERT INTO attempts(delivery_id, started_at, duration_ms, http_status, error_class, error, response, delivery_uuid)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .map_err(map)?;
+        let mut finish = tx
+                .prepare_cached(
+                    "UPDATE deliveries SET state = ?2, claimed_by = NULL, lease_until = NULL, last_status = ?3, last_error = ?4,
+                       next_attempt_at = ?5, updated_at = ?6 WHERE id = ?1 AND state = 2",
+                )
+                .map_err(map)?;
+        let mut ok = tx
+                .prepare_cached(
+                    "UPDATE endpoints SET last_success_at = ?2, consecutive_failures = 0, breaker_until = 0 WHERE id = ?1",
+                )
+                .map_err(map)?;
+        let mut failed = tx
+            .prepare_cached(
+                "UPDATE endpoints SET last_error = ?2, last_error_at = ?3 WHERE id = ?1",
+            )
+            .map_err(map)?;
+        // Only failures that say something about the endpoint (timeouts, connection errors,
+        // 408/425/429/5xx) feed its breaker; a 4xx for one event does not.
+        let mut unhealthy = tx
+                .prepare_cached(
+                    "UPDATE endpoints SET consecutive_failures = consecutive_failures + 1,
+                       breaker_until = CASE WHEN consecutive_failures + 1 >= ?3
+                         THEN ?2 + min(?5, ?4 * (1 << min(consecutive_failures + 1 - ?3, 10))) ELSE breaker_until END
+                     WHERE id = ?1",
+                )
+                .map_err(map)?;
+        for f in done {
+            let response = &f.response[..f.response.len().min(RESPONSE_SNIPPET)];
+            attempt
+                .execute(params![
+                    f.delivery_id,
+                    f.started_at,
+                    f.duration_ms,
+                    f.http_status,
+                    f.error_class,
+                    f.error,
+                    response,
+                    f.delivery_uuid
+                ])
+                .map_err(map)?;
+            let summary = describe(f);
+            let (new_state, next_at) = match &f.decision {
+                Decision::Delivered => (state::DELIVERED, now),
+                Decision::RetryAt(t) => (state::READY, *t),
+                Decision::Dead | Decision::DeadAndDisable(_) => (state::DEAD, now),
+            };
+            let err_text = if matches!(f.decision, Decision::Delivered) {
+                None
+            } else {
+                Some(summary.clone())
+            };
+            let n = finish
+                .execute(params![
+                    f.delivery_id,
+                    new_state,
+                    f.http_status,
+                    err_text,
+                    next_at,
+                    now
+                ])
+                .map_err(map)?;
+            if n == 0 {
+                // The lease was taken over meanwhile; the attempt stays in the log only.
+                continue;
+            }
+            if matches!(f.decision, Decision::Delivered) {
+                ok.execute(params![f.endpoint_id, now]).map_err(map)?;
+            } else {
+                failed
+                    .execute(params![f.endpoint_id, summary, now])
+                    .map_err(map)?;
+                if f.endpoint_failure {
+                    unhealthy
+                        .execute(params![
+                            f.endpoint_id,
+                            now,
+                            BREAKER_THRESHOLD,
+                            f.breaker_base.max(1.0),
+                            BREAKER_MAX_PAUSE
+                        ])
+                        .map_err(map)?;
+                }
+            }
+            if let Decision::DeadAndDisable(reason) = &f.decision {
+                tx.execute(
+                    "UPDATE endpoints SET disabled_at = ?2, disabled_reason = ?3 WHERE id = ?1",
+                    params![f.endpoint_id, now, reason],
+                )
+                .map_err(map)?;
+                tx.execute(
+                    "UPDATE meta SET v = v + 1 WHERE k = 'endpoints_version'",
+                    [],
+                )
+                .map_err(map)?;
+            }
+            if new_state != state::READY {
+                if let Some(k) = &f.key {
+                    promote(tx, f.endpoint_id, k).map_err(map)?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn describe(f: &Finished) -> String {
@@ -1428,7 +1749,9 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         tx.execute_batch(SCHEMA)?;
     }
     // Future: `if version < 2 { ... }` steps go here, each idempotent within this transaction.
-    tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"))?;
+    tx.execute_batch(&format!(
+        "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
+    ))?;
     tx.commit()
 }
 
@@ -1449,7 +1772,11 @@ fn load_endpoints(conn: &Connection) -> rusqlite::Result<Vec<EndpointRow>> {
             secret: r.get(3)?,
             prev_secret: r.get(4)?,
             prev_secret_until: r.get(5)?,
-            topics: topics.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect(),
+            topics: topics
+                .split(',')
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+                .collect(),
             enabled: r.get::<_, i64>(7)? != 0,
             disabled_reason: r.get(8)?,
             disabled_at: r.get(9)?,
@@ -1484,13 +1811,25 @@ fn insert_delivery(
     let mut blocked = false;
     if let Some(k) = key {
         if let Some(topic) = coalesce_topic {
-            superseded = tx
+            let ids: Vec<i64> = tx
                 .prepare_cached(
-                    "UPDATE deliveries SET state = 5, updated_at = ?4 WHERE id IN (
-                       SELECT d.id FROM deliveries d JOIN events e ON e.id = d.event_rowid
-                       WHERE d.endpoint_id = ?1 AND d.key = ?2 AND d.state < 3 AND d.state IN (0, 1) AND e.topic = ?3)",
+                    "SELECT d.id, e.topic FROM deliveries d JOIN events e ON e.id = d.event_rowid
+                     WHERE d.endpoint_id = ?1 AND d.key = ?2 AND d.state < 3 AND d.state IN (0, 1)",
                 )?
-                .execute(params![endpoint_id, k, topic, now])?;
+                .query_map(params![endpoint_id, k], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })?
+                .filter_map(|r| match r {
+                    Ok((id, t)) if t == topic => Some(Ok(id)),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                })
+                .collect::<rusqlite::Result<_>>()?;
+            let mut upd = tx
+                .prepare_cached("UPDATE deliveries SET state = 5, updated_at = ?2 WHERE id = ?1")?;
+            for id in &ids {
+                superseded += upd.execute(params![id, now])?;
+            }
         }
         blocked = tx
             .prepare_cached("SELECT 1 FROM deliveries WHERE endpoint_id = ?1 AND key = ?2 AND state < 3 LIMIT 1")?
@@ -1512,19 +1851,33 @@ fn insert_delivery(
 /// Makes the lowest-sequence queued delivery of (endpoint, key) ready when nothing of that key
 /// is ready or in flight.
 fn promote(tx: &rusqlite::Transaction<'_>, endpoint_id: i64, key: &str) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        "UPDATE deliveries SET state = 1 WHERE id = (
-           SELECT id FROM deliveries WHERE endpoint_id = ?1 AND key = ?2 AND state < 3 ORDER BY seq, id LIMIT 1)
-         AND state = 0
-         AND NOT EXISTS (SELECT 1 FROM deliveries WHERE endpoint_id = ?1 AND key = ?2 AND state < 3 AND state IN (1, 2))",
-    )?
-    .execute(params![endpoint_id, key])?;
+    // Plain statements without LIMIT or subqueries: their plans do not depend on bound values, so
+    // the cached statements are never re-prepared.
+    let busy = tx
+        .prepare_cached("SELECT 1 FROM deliveries WHERE endpoint_id = ?1 AND key = ?2 AND state < 3 AND state IN (1, 2)")?
+        .exists(params![endpoint_id, key])?;
+    if busy {
+        return Ok(());
+    }
+    let head: Option<(i64, i64)> = tx
+        .prepare_cached("SELECT id, state FROM deliveries WHERE endpoint_id = ?1 AND key = ?2 AND state < 3 ORDER BY seq, id")?
+        .query_row(params![endpoint_id, key], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    if let Some((id, state::QUEUED)) = head {
+        tx.prepare_cached("UPDATE deliveries SET state = 1 WHERE id = ?1 AND state = 0")?
+            .execute([id])?;
+    }
     Ok(())
 }
 
 /// Sets finished deliveries matching `cond` back to queued (attempt counter reset) and promotes
 /// each affected key's head. Returns how many were requeued.
-fn requeue(tx: &rusqlite::Transaction<'_>, cond: &str, args: &[&dyn rusqlite::ToSql], now: f64) -> rusqlite::Result<usize> {
+fn requeue(
+    tx: &rusqlite::Transaction<'_>,
+    cond: &str,
+    args: &[&dyn rusqlite::ToSql],
+    now: f64,
+) -> rusqlite::Result<usize> {
     let n_args = args.len();
     let now_idx = n_args + 1;
     let affected: Vec<(i64, Option<String>)> = {
@@ -1535,10 +1888,15 @@ fn requeue(tx: &rusqlite::Transaction<'_>, cond: &str, args: &[&dyn rusqlite::To
         ))?;
         let mut all: Vec<&dyn rusqlite::ToSql> = args.to_vec();
         all.push(&now);
-        let rows = stmt.query_map(all.as_slice(), |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+        let rows = stmt
+            .query_map(all.as_slice(), |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
         rows
     };
-    let mut keys: Vec<(i64, String)> = affected.iter().filter_map(|(e, k)| k.clone().map(|k| (*e, k))).collect();
+    let mut keys: Vec<(i64, String)> = affected
+        .iter()
+        .filter_map(|(e, k)| k.clone().map(|k| (*e, k)))
+        .collect();
     keys.sort();
     keys.dedup();
     for (e, k) in keys {
@@ -1552,17 +1910,31 @@ mod tests {
     use super::*;
 
     fn tmp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("woosync-test-{}-{}", std::process::id(), name));
+        let dir =
+            std::env::temp_dir().join(format!("woosync-test-{}-{}", std::process::id(), name));
         let _ = std::fs::remove_dir_all(&dir);
         dir.join("sub").join("outbox.sqlite")
     }
 
     fn default_ep(url: &str) -> DefaultEndpoint {
-        DefaultEndpoint { url: url.into(), secret: String::new(), retry_delays: "1,2".into(), timeout: 5.0, source: String::new() }
+        DefaultEndpoint {
+            url: url.into(),
+            secret: String::new(),
+            retry_delays: "1,2".into(),
+            timeout: 5.0,
+            source: String::new(),
+        }
     }
 
     fn ev<'a>(topic: &'a str, key: Option<&'a str>, coalesce: bool) -> NewEvent<'a> {
-        NewEvent { topic, key, coalesce, endpoints: None, data: "{\"a\":1}", max_body_bytes: 1 << 20 }
+        NewEvent {
+            topic,
+            key,
+            coalesce,
+            endpoints: None,
+            data: "{\"a\":1}",
+            max_body_bytes: 1 << 20,
+        }
     }
 
     impl Outbox {
@@ -1600,14 +1972,30 @@ mod tests {
     fn creates_schema_and_marks_file() {
         let p = tmp("schema");
         let ob = Outbox::open(&p, Role::Request).unwrap();
-        let app: i32 = ob.conn.query_row("PRAGMA application_id", [], |r| r.get(0)).unwrap();
+        let app: i32 = ob
+            .conn
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(app, APPLICATION_ID);
-        let mode: String = ob.conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        let mode: String = ob
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(mode, "wal");
         drop(ob);
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
-        assert_eq!(std::fs::metadata(p.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            std::fs::metadata(p.parent().unwrap())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o700
+        );
         Outbox::open(&p, Role::Sender).unwrap(); // reopen
     }
 
@@ -1623,7 +2011,8 @@ mod tests {
         let q = p.with_file_name("other.sqlite");
         {
             let c = Connection::open(&q).unwrap();
-            c.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);").unwrap();
+            c.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+                .unwrap();
         }
         let before = std::fs::read(&q).unwrap();
         let e = Outbox::open(&q, Role::Request).err().unwrap();
@@ -1635,7 +2024,10 @@ mod tests {
     fn refuses_newer_schema() {
         let p = tmp("newer");
         drop(Outbox::open(&p, Role::Request).unwrap());
-        Connection::open(&p).unwrap().execute_batch("PRAGMA user_version = 99").unwrap();
+        Connection::open(&p)
+            .unwrap()
+            .execute_batch("PRAGMA user_version = 99")
+            .unwrap();
         let e = Outbox::open(&p, Role::Request).err().unwrap();
         assert!(e.to_string().contains("newer"), "{e}");
     }
@@ -1648,28 +2040,47 @@ mod tests {
         let id = put(&mut ob, &ev("a.b", None, false));
         let st = ob.status().unwrap();
         assert_eq!((st.unrouted, st.pending()), (1, 0));
-        ob.record_default_endpoint_plain(&default_ep("http://127.0.0.1:9/x")).unwrap();
+        ob.record_default_endpoint_plain(&default_ep("http://127.0.0.1:9/x"))
+            .unwrap();
         assert_eq!(ob.retry_event(&id).unwrap(), Some(true));
         let st = ob.status().unwrap();
         assert_eq!((st.unrouted, st.pending()), (0, 1));
-        assert_eq!(ob.retry_event("evt_01ARZ3NDEKTSV4RRFFQ69G5FAV").unwrap(), None);
+        assert_eq!(
+            ob.retry_event("evt_01ARZ3NDEKTSV4RRFFQ69G5FAV").unwrap(),
+            None
+        );
     }
 
     #[test]
     fn per_key_order_and_promotion() {
         let p = tmp("order");
         let mut ob = Outbox::open(&p, Role::Request).unwrap();
-        ob.record_default_endpoint_plain(&default_ep("http://127.0.0.1:9/x")).unwrap();
+        ob.record_default_endpoint_plain(&default_ep("http://127.0.0.1:9/x"))
+            .unwrap();
         let ep = ob.endpoints().unwrap()[0].id;
         for _ in 0..3 {
-            put(&mut ob, &ev("product.stock_updated", Some("product:1"), false));
+            put(
+                &mut ob,
+                &ev("product.stock_updated", Some("product:1"), false),
+            );
         }
-        put(&mut ob, &ev("product.stock_updated", Some("product:2"), false));
+        put(
+            &mut ob,
+            &ev("product.stock_updated", Some("product:2"), false),
+        );
         put(&mut ob, &ev("a.b", None, false));
         let now = event::now() + 1.0;
         let c = ob.claim(&[(ep, 10, 20.0)], "me", now).unwrap();
-        assert_eq!(c.len(), 3, "heads of product:1, product:2 and the keyless event");
-        let head1 = c.iter().find(|x| x.key.as_deref() == Some("product:1")).unwrap().clone();
+        assert_eq!(
+            c.len(),
+            3,
+            "heads of product:1, product:2 and the keyless event"
+        );
+        let head1 = c
+            .iter()
+            .find(|x| x.key.as_deref() == Some("product:1"))
+            .unwrap()
+            .clone();
         assert!(String::from_utf8_lossy(&head1.body).contains("\"sequence\":1"));
         assert!(ob.claim(&[(ep, 10, 20.0)], "me", now).unwrap().is_empty());
         // A retry keeps the head: nothing else of product:1 becomes due.
@@ -1690,7 +2101,8 @@ mod tests {
     fn coalescing_supersedes_waiting_not_in_flight() {
         let p = tmp("coalesce");
         let mut ob = Outbox::open(&p, Role::Request).unwrap();
-        ob.record_default_endpoint_plain(&default_ep("http://127.0.0.1:9/x")).unwrap();
+        ob.record_default_endpoint_plain(&default_ep("http://127.0.0.1:9/x"))
+            .unwrap();
         let ep = ob.endpoints().unwrap()[0].id;
         put(&mut ob, &ev("product.stock_updated", Some("p:1"), true));
         let now = event::now() + 1.0;
@@ -1713,39 +2125,64 @@ mod tests {
     fn dead_holder_leases_are_taken_over() {
         let p = tmp("lease");
         let mut ob = Outbox::open(&p, Role::Sender).unwrap();
-        ob.record_default_endpoint_plain(&default_ep("http://127.0.0.1:9/x")).unwrap();
+        ob.record_default_endpoint_plain(&default_ep("http://127.0.0.1:9/x"))
+            .unwrap();
         let ep = ob.endpoints().unwrap()[0].id;
         put(&mut ob, &ev("a.b", Some("k"), false));
         put(&mut ob, &ev("a.b", None, false));
         let now = event::now() + 1.0;
         assert_eq!(ob.claim(&[(ep, 10, 100.0)], "ghost", now).unwrap().len(), 2);
-        assert_eq!(ob.take_over_leases("me", now, &|_| true).unwrap(), 0, "alive and leased");
-        assert_eq!(ob.take_over_leases("me", now + 101.0, &|_| true).unwrap(), 2, "expired");
+        assert_eq!(
+            ob.take_over_leases("me", now, &|_| true).unwrap(),
+            0,
+            "alive and leased"
+        );
+        assert_eq!(
+            ob.take_over_leases("me", now + 101.0, &|_| true).unwrap(),
+            2,
+            "expired"
+        );
         let c = ob.claim(&[(ep, 10, 100.0)], "ghost", now + 101.0).unwrap();
         assert_eq!(c.len(), 2);
-        assert_eq!(ob.take_over_leases("me", now, &|_| false).unwrap(), 2, "dead holder");
+        assert_eq!(
+            ob.take_over_leases("me", now, &|_| false).unwrap(),
+            2,
+            "dead holder"
+        );
         let st = ob.status().unwrap();
         assert_eq!((st.ready, st.in_flight), (2, 0));
         let d = ob.event(&c[0].event_id).unwrap().unwrap();
-        assert!(d.attempts.iter().any(|a| a.error_class.as_deref() == Some("abandoned")));
+        assert!(d
+            .attempts
+            .iter()
+            .any(|a| a.error_class.as_deref() == Some("abandoned")));
     }
 
     #[test]
     fn gone_disables_endpoint_and_url_change_reenables() {
         let p = tmp("gone");
         let mut ob = Outbox::open(&p, Role::Sender).unwrap();
-        ob.record_default_endpoint_plain(&default_ep("http://127.0.0.1:9/x")).unwrap();
+        ob.record_default_endpoint_plain(&default_ep("http://127.0.0.1:9/x"))
+            .unwrap();
         let ep = ob.endpoints().unwrap()[0].id;
         put(&mut ob, &ev("a.b", None, false));
-        let c = ob.claim(&[(ep, 10, 100.0)], "me", event::now() + 1.0).unwrap();
-        finish(&mut ob, &c[0], Decision::DeadAndDisable("HTTP 410 Gone".into()));
+        let c = ob
+            .claim(&[(ep, 10, 100.0)], "me", event::now() + 1.0)
+            .unwrap();
+        finish(
+            &mut ob,
+            &c[0],
+            Decision::DeadAndDisable("HTTP 410 Gone".into()),
+        );
         put(&mut ob, &ev("a.b", None, false));
         let e = &ob.endpoints().unwrap()[0];
         assert!(!e.sendable() && e.disabled_reason.is_some());
         assert_eq!(ob.status().unwrap().pending(), 1);
-        ob.record_default_endpoint_plain(&default_ep("http://127.0.0.1:9/x")).unwrap(); // same url: stays disabled
+        ob.record_default_endpoint_plain(&default_ep("http://127.0.0.1:9/x"))
+            .unwrap(); // same url: stays disabled
         assert!(!ob.endpoints().unwrap()[0].sendable());
-        ob.record_default_endpoint_plain(&default_ep("http://127.0.0.1:9/y")).unwrap();
+        ob.record_default_endpoint_plain(&default_ep("http://127.0.0.1:9/y"))
+            .unwrap();
         assert!(ob.endpoints().unwrap()[0].sendable());
     }
 
@@ -1753,7 +2190,8 @@ mod tests {
     fn replay_and_retry_dead() {
         let p = tmp("replay");
         let mut ob = Outbox::open(&p, Role::Sender).unwrap();
-        ob.record_default_endpoint_plain(&default_ep("http://127.0.0.1:9/x")).unwrap();
+        ob.record_default_endpoint_plain(&default_ep("http://127.0.0.1:9/x"))
+            .unwrap();
         let ep = ob.endpoints().unwrap()[0].id;
         let id = put(&mut ob, &ev("a.b", Some("k"), false));
         let now = event::now() + 1.0;
@@ -1775,32 +2213,60 @@ mod tests {
     fn payload_limit_keeps_earlier_events() {
         let p = tmp("limit");
         let mut ob = Outbox::open(&p, Role::Request).unwrap();
-        ob.record_default_endpoint_plain(&default_ep("http://127.0.0.1:9/x")).unwrap();
+        ob.record_default_endpoint_plain(&default_ep("http://127.0.0.1:9/x"))
+            .unwrap();
         put(&mut ob, &ev("a.b", Some("k"), false));
         let big = "x".repeat(2000);
-        let e = ob.enqueue(&NewEvent { data: &big, max_body_bytes: 1000, ..ev("a.b", Some("k"), false) }).unwrap_err();
+        let e = ob
+            .enqueue(&NewEvent {
+                data: &big,
+                max_body_bytes: 1000,
+                ..ev("a.b", Some("k"), false)
+            })
+            .unwrap_err();
         assert!(e.to_string().contains("too large"));
         assert_eq!(ob.status().unwrap().pending(), 1);
         let id = put(&mut ob, &ev("a.b", Some("k"), false));
         let d = ob.event(&id).unwrap().unwrap();
-        assert_eq!(d.seq, 2, "a rejected dispatch does not consume a sequence number");
+        assert_eq!(
+            d.seq, 2,
+            "a rejected dispatch does not consume a sequence number"
+        );
     }
 
     #[test]
     fn events_listing_filters() {
         let p = tmp("list");
         let mut ob = Outbox::open(&p, Role::Request).unwrap();
-        ob.record_default_endpoint_plain(&default_ep("http://127.0.0.1:9/x")).unwrap();
+        ob.record_default_endpoint_plain(&default_ep("http://127.0.0.1:9/x"))
+            .unwrap();
         for i in 0..5 {
             let k = format!("k{}", i % 2);
             put(&mut ob, &ev("order.created", Some(&k), false));
         }
-        let all = ob.events(&EventFilter { limit: 100, ..Default::default() }).unwrap();
+        let all = ob
+            .events(&EventFilter {
+                limit: 100,
+                ..Default::default()
+            })
+            .unwrap();
         assert_eq!(all.len(), 5);
         assert!(all[0].created_at >= all[4].created_at);
-        let k1 = ob.events(&EventFilter { key: Some("k1".into()), limit: 100, ..Default::default() }).unwrap();
+        let k1 = ob
+            .events(&EventFilter {
+                key: Some("k1".into()),
+                limit: 100,
+                ..Default::default()
+            })
+            .unwrap();
         assert_eq!(k1.len(), 2);
-        let pending = ob.events(&EventFilter { state: Some(state::READY), limit: 2, ..Default::default() }).unwrap();
+        let pending = ob
+            .events(&EventFilter {
+                state: Some(state::READY),
+                limit: 2,
+                ..Default::default()
+            })
+            .unwrap();
         assert_eq!(pending.len(), 2);
     }
 }
@@ -1812,16 +2278,37 @@ mod perf {
     #[test]
     #[ignore]
     fn enqueue_cost() {
-        let p = std::env::temp_dir().join(format!("woosync-perf-{}", std::process::id())).join("o.sqlite");
+        let p = std::env::temp_dir()
+            .join(format!("woosync-perf-{}", std::process::id()))
+            .join("o.sqlite");
         let mut ob = Outbox::open(&p, Role::Request).unwrap();
-        ob.record_default_endpoint_plain(&DefaultEndpoint { url: "http://127.0.0.1:9/".into(), secret: String::new(), retry_delays: "1".into(), timeout: 5.0, source: String::new() }).unwrap();
+        ob.record_default_endpoint_plain(&DefaultEndpoint {
+            url: "http://127.0.0.1:9/".into(),
+            secret: String::new(),
+            retry_delays: "1".into(),
+            timeout: 5.0,
+            source: String::new(),
+        })
+        .unwrap();
         let data = r#"{"id":1,"total":"10.00","items":[{"sku":"A","q":1}]}"#;
-        for (label, key) in [("keyed", Some("order:1")), ("keyless", None), ("keyed-again", Some("order:1"))] {
+        for (label, key) in [
+            ("keyed", Some("order:1")),
+            ("keyless", None),
+            ("keyed-again", Some("order:1")),
+        ] {
             let mut t = Vec::new();
             for i in 0..5000 {
                 let k = key.map(|k: &str| format!("{k}{}", i % 50));
                 let s = Instant::now();
-                ob.enqueue(&NewEvent { topic: "order.created", key: k.as_deref(), coalesce: false, endpoints: None, data, max_body_bytes: 1 << 20 }).unwrap();
+                ob.enqueue(&NewEvent {
+                    topic: "order.created",
+                    key: k.as_deref(),
+                    coalesce: false,
+                    endpoints: None,
+                    data,
+                    max_body_bytes: 1 << 20,
+                })
+                .unwrap();
                 t.push(s.elapsed().as_secs_f64() * 1e6);
                 if i % 100 == 99 {
                     ob.checkpoint().unwrap();
@@ -1832,14 +2319,110 @@ mod perf {
         }
         let c = Connection::open(&p).unwrap();
         c.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; CREATE TABLE IF NOT EXISTS bare(id INTEGER PRIMARY KEY, topic TEXT, k TEXT, body BLOB, created REAL)").unwrap();
-        let mut st = c.prepare("INSERT INTO bare(topic,k,body,created) VALUES (?1,?2,?3,?4)").unwrap();
+        let mut st = c
+            .prepare("INSERT INTO bare(topic,k,body,created) VALUES (?1,?2,?3,?4)")
+            .unwrap();
         let mut t = Vec::new();
         for _ in 0..5000 {
             let s = Instant::now();
-            st.execute(params!["order.created", "order:1", data.as_bytes(), 1.0]).unwrap();
+            st.execute(params!["order.created", "order:1", data.as_bytes(), 1.0])
+                .unwrap();
             t.push(s.elapsed().as_secs_f64() * 1e6);
         }
         t.sort_by(|a, b| a.partial_cmp(b).unwrap());
         println!("bare: p50 {:.1}us p99 {:.1}us", t[2500], t[4950]);
+    }
+}
+
+#[cfg(test)]
+mod reprepare {
+    use super::*;
+
+    /// Hot statements must not be re-prepared on every execution (it happens when the planner
+    /// makes a plan depend on a bound value).
+    #[test]
+    fn hot_statements_are_not_reprepared() {
+        let p = std::env::temp_dir()
+            .join(format!("woosync-reprep-{}", std::process::id()))
+            .join("o.sqlite");
+        let _ = std::fs::remove_dir_all(p.parent().unwrap());
+        let mut ob = Outbox::open(&p, Role::Sender).unwrap();
+        ob.record_default_endpoint(
+            &DefaultEndpoint {
+                url: "http://127.0.0.1:9/".into(),
+                secret: String::new(),
+                retry_delays: "1".into(),
+                timeout: 5.0,
+                source: String::new(),
+            },
+            None,
+        )
+        .unwrap();
+        let ep = ob.endpoints().unwrap()[0].id;
+        for round in 0..20 {
+            for i in 0..10 {
+                let k = format!("k{}", (round * 10 + i) % 7);
+                ob.enqueue(&NewEvent {
+                    topic: "a.b",
+                    key: Some(&k),
+                    coalesce: i % 2 == 0,
+                    endpoints: None,
+                    data: "{}",
+                    max_body_bytes: 1 << 20,
+                })
+                .unwrap();
+            }
+            let (claimed, _, _) = ob.cycle(&[], 100, &[(ep, 4, 20.0)], 4, "me").unwrap();
+            let done: Vec<Finished> = claimed
+                .iter()
+                .map(|c| Finished {
+                    delivery_id: c.delivery_id,
+                    endpoint_id: c.endpoint_id,
+                    key: c.key.clone(),
+                    started_at: event::now(),
+                    duration_ms: 1.0,
+                    http_status: Some(if round % 3 == 0 { 500 } else { 200 }),
+                    error_class: None,
+                    error: None,
+                    response: vec![],
+                    delivery_uuid: "u".into(),
+                    decision: if round % 3 == 0 {
+                        Decision::RetryAt(event::now())
+                    } else {
+                        Decision::Delivered
+                    },
+                    endpoint_failure: round % 3 == 0,
+                    breaker_base: 1.0,
+                })
+                .collect();
+            ob.cycle(&done, 100, &[(ep, 4, 20.0)], 0, "me").unwrap();
+            ob.next_due(&[ep]).unwrap();
+        }
+        let db = unsafe { ob.conn.handle() };
+        let mut bad = Vec::new();
+        let mut stmt = unsafe { rusqlite::ffi::sqlite3_next_stmt(db, std::ptr::null_mut()) };
+        while !stmt.is_null() {
+            let n = unsafe {
+                rusqlite::ffi::sqlite3_stmt_status(
+                    stmt,
+                    rusqlite::ffi::SQLITE_STMTSTATUS_REPREPARE,
+                    0,
+                )
+            };
+            let runs = unsafe {
+                rusqlite::ffi::sqlite3_stmt_status(stmt, rusqlite::ffi::SQLITE_STMTSTATUS_RUN, 0)
+            };
+            let sql = unsafe { std::ffi::CStr::from_ptr(rusqlite::ffi::sqlite3_sql(stmt)) }
+                .to_string_lossy()
+                .into_owned();
+            if n > 2 {
+                bad.push(format!(
+                    "{n} reprepares / {runs} runs: {}",
+                    sql.split_whitespace().collect::<Vec<_>>().join(" ")
+                ));
+            }
+            stmt = unsafe { rusqlite::ffi::sqlite3_next_stmt(db, stmt) };
+        }
+        assert!(bad.is_empty(), "{}", bad.join("\n"));
     }
 }

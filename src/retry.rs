@@ -30,9 +30,14 @@ impl RetrySchedule {
         let mut delays = Vec::new();
         for part in text.split(',') {
             let part = part.trim();
-            let v: f64 = part.parse().map_err(|_| bad(text, &format!("{part:?} is not a number")))?;
+            let v: f64 = part
+                .parse()
+                .map_err(|_| bad(text, &format!("{part:?} is not a number")))?;
             if !v.is_finite() || v < 0.0 || v > MAX_DELAY {
-                return Err(bad(text, &format!("{part} is outside 0..{MAX_DELAY} seconds")));
+                return Err(bad(
+                    text,
+                    &format!("{part} is outside 0..{MAX_DELAY} seconds"),
+                ));
             }
             delays.push(v);
         }
@@ -74,7 +79,10 @@ pub fn parse_retry_after(value: &str, now: f64) -> Option<f64> {
         n
     } else {
         let when = httpdate::parse_http_date(value).ok()?;
-        let unix = when.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs_f64();
+        let unix = when
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_secs_f64();
         unix - now
     };
     Some(secs.clamp(RETRY_AFTER_MIN, RETRY_AFTER_MAX))
@@ -131,7 +139,13 @@ mod tests {
         assert_eq!(parse_retry_after("999999", 0.0), Some(3600.0));
         assert_eq!(parse_retry_after("soon", 0.0), None);
         // Wed, 21 Oct 2015 07:28:00 GMT = 1445412480
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 1_445_412_480.0 - 30.0), Some(30.0));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 1_445_412_480.0 + 30.0), Some(1.0));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 1_445_412_480.0 - 30.0),
+            Some(30.0)
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 1_445_412_480.0 + 30.0),
+            Some(1.0)
+        );
     }
 }

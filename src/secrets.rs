@@ -28,15 +28,17 @@ impl StoreKey {
             return Ok(None);
         }
         let bytes = if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
-            (0..32).map(|i| u8::from_str_radix(&t[2 * i..2 * i + 2], 16).unwrap_or(0)).collect::<Vec<u8>>()
+            (0..32)
+                .map(|i| u8::from_str_radix(&t[2 * i..2 * i + 2], 16).unwrap_or(0))
+                .collect::<Vec<u8>>()
         } else {
             base64::engine::general_purpose::STANDARD
                 .decode(t)
                 .map_err(|_| Error::config("woosync.key must be 64 hex characters or base64 of 32 bytes (e.g. php -r 'echo bin2hex(random_bytes(32));')"))?
         };
-        let arr: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| Error::config("woosync.key must decode to exactly 32 bytes (64 hex characters)"))?;
+        let arr: [u8; 32] = bytes.try_into().map_err(|_| {
+            Error::config("woosync.key must decode to exactly 32 bytes (64 hex characters)")
+        })?;
         Ok(Some(StoreKey(arr)))
     }
 
@@ -54,34 +56,54 @@ pub fn is_sealed(stored: &str) -> bool {
 
 /// Seals `secret` for endpoint `name` (stored as is without a key; empty stays empty).
 pub fn seal(key: Option<&StoreKey>, name: &str, secret: &str) -> Result<String> {
-    let Some(key) = key else { return Ok(secret.to_string()) };
+    let Some(key) = key else {
+        return Ok(secret.to_string());
+    };
     if secret.is_empty() {
         return Ok(String::new());
     }
-    let cipher = Aes256Gcm::new_from_slice(&key.0).map_err(|_| Error::config("invalid woosync.key"))?;
+    let cipher =
+        Aes256Gcm::new_from_slice(&key.0).map_err(|_| Error::config("invalid woosync.key"))?;
     let mut nonce = [0u8; 12];
-    getrandom::fill(&mut nonce).map_err(|e| Error::storage(format!("no randomness for sealing a secret: {e}")))?;
+    getrandom::fill(&mut nonce)
+        .map_err(|e| Error::storage(format!("no randomness for sealing a secret: {e}")))?;
     let ct = cipher
-        .encrypt(Nonce::from_slice(&nonce), Payload { msg: secret.as_bytes(), aad: name.as_bytes() })
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: secret.as_bytes(),
+                aad: name.as_bytes(),
+            },
+        )
         .map_err(|_| Error::storage("cannot seal the endpoint secret"))?;
     let mut out = nonce.to_vec();
     out.extend_from_slice(&ct);
-    Ok(format!("{PREFIX}{}", base64::engine::general_purpose::STANDARD.encode(out)))
+    Ok(format!(
+        "{PREFIX}{}",
+        base64::engine::general_purpose::STANDARD.encode(out)
+    ))
 }
 
 /// Opens a stored secret. Plain values pass through; sealed ones need the key they were sealed with.
 pub fn open(key: Option<&StoreKey>, name: &str, stored: &str) -> Result<String> {
-    let Some(b64) = stored.strip_prefix(PREFIX) else { return Ok(stored.to_string()) };
+    let Some(b64) = stored.strip_prefix(PREFIX) else {
+        return Ok(stored.to_string());
+    };
     let key = key.ok_or_else(|| {
         Error::config(format!("the secret of endpoint {name:?} is encrypted in the outbox; set woosync.key (the same key it was saved with)"))
     })?;
     let raw = base64::engine::general_purpose::STANDARD
         .decode(b64)
-        .map_err(|_| Error::storage(format!("the stored secret of endpoint {name:?} is damaged")))?;
+        .map_err(|_| {
+            Error::storage(format!("the stored secret of endpoint {name:?} is damaged"))
+        })?;
     if raw.len() < 12 + 16 {
-        return Err(Error::storage(format!("the stored secret of endpoint {name:?} is damaged")));
+        return Err(Error::storage(format!(
+            "the stored secret of endpoint {name:?} is damaged"
+        )));
     }
-    let cipher = Aes256Gcm::new_from_slice(&key.0).map_err(|_| Error::config("invalid woosync.key"))?;
+    let cipher =
+        Aes256Gcm::new_from_slice(&key.0).map_err(|_| Error::config("invalid woosync.key"))?;
     let pt = cipher
         .decrypt(Nonce::from_slice(&raw[..12]), Payload { msg: &raw[12..], aad: name.as_bytes() })
         .map_err(|_| {
@@ -89,7 +111,8 @@ pub fn open(key: Option<&StoreKey>, name: &str, stored: &str) -> Result<String> 
                 "cannot decrypt the secret of endpoint {name:?}: woosync.key differs from the key it was saved with (save the endpoint again with its secret)"
             ))
         })?;
-    String::from_utf8(pt).map_err(|_| Error::storage(format!("the stored secret of endpoint {name:?} is damaged")))
+    String::from_utf8(pt)
+        .map_err(|_| Error::storage(format!("the stored secret of endpoint {name:?} is damaged")))
 }
 
 #[cfg(test)]
@@ -99,13 +122,22 @@ mod tests {
     #[test]
     fn round_trip_and_failures() {
         let k = StoreKey::parse(&"ab".repeat(32)).unwrap().unwrap();
-        let other = StoreKey::parse(&base64::engine::general_purpose::STANDARD.encode([7u8; 32])).unwrap().unwrap();
+        let other = StoreKey::parse(&base64::engine::general_purpose::STANDARD.encode([7u8; 32]))
+            .unwrap()
+            .unwrap();
         let sealed = seal(Some(&k), "crm", "whsec_abc").unwrap();
         assert!(is_sealed(&sealed) && !sealed.contains("whsec_abc"));
-        assert_ne!(sealed, seal(Some(&k), "crm", "whsec_abc").unwrap(), "random nonce");
+        assert_ne!(
+            sealed,
+            seal(Some(&k), "crm", "whsec_abc").unwrap(),
+            "random nonce"
+        );
         assert_eq!(open(Some(&k), "crm", &sealed).unwrap(), "whsec_abc");
         assert!(open(Some(&other), "crm", &sealed).is_err());
-        assert!(open(Some(&k), "other", &sealed).is_err(), "bound to the endpoint name");
+        assert!(
+            open(Some(&k), "other", &sealed).is_err(),
+            "bound to the endpoint name"
+        );
         assert!(open(None, "crm", &sealed).is_err());
         assert_eq!(open(None, "crm", "whsec_plain").unwrap(), "whsec_plain");
         assert_eq!(seal(None, "crm", "whsec_plain").unwrap(), "whsec_plain");

@@ -72,7 +72,10 @@ impl Secret {
                 key.len()
             )));
         }
-        Ok(Secret { text: text.to_string(), key })
+        Ok(Secret {
+            text: text.to_string(),
+            key,
+        })
     }
 }
 
@@ -81,11 +84,22 @@ pub fn mask(secret: &str) -> String {
     if secret.is_empty() {
         return String::new();
     }
-    let tail: String = secret.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+    let tail: String = secret
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     if secret.chars().count() <= 12 {
         return "****".to_string();
     }
-    let head = if secret.starts_with(SECRET_PREFIX) { SECRET_PREFIX } else { "" };
+    let head = if secret.starts_with(SECRET_PREFIX) {
+        SECRET_PREFIX
+    } else {
+        ""
+    };
     format!("{head}****{tail}")
 }
 
@@ -104,12 +118,22 @@ fn hmac_b64(key: &[u8], parts: &[&[u8]]) -> String {
 /// One Standard Webhooks signature: `v1,<base64>`.
 pub fn sign(secret: &Secret, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
     let ts = timestamp.to_string();
-    format!("v1,{}", hmac_b64(&secret.key, &[msg_id.as_bytes(), b".", ts.as_bytes(), b".", body]))
+    format!(
+        "v1,{}",
+        hmac_b64(
+            &secret.key,
+            &[msg_id.as_bytes(), b".", ts.as_bytes(), b".", body]
+        )
+    )
 }
 
 /// The `webhook-signature` value for several secrets (rotation): space-separated `v1,` entries.
 pub fn signature_header(secrets: &[&Secret], msg_id: &str, timestamp: i64, body: &[u8]) -> String {
-    secrets.iter().map(|s| sign(s, msg_id, timestamp, body)).collect::<Vec<_>>().join(" ")
+    secrets
+        .iter()
+        .map(|s| sign(s, msg_id, timestamp, body))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// WooCommerce's `X-WC-Webhook-Signature`: base64(HMAC-SHA256(secret text, body)).
@@ -119,10 +143,23 @@ pub fn wc_signature(secret: &Secret, body: &[u8]) -> String {
 
 /// Receiver-side Standard Webhooks check. `headers` are (name, value) pairs, names compared
 /// case-insensitively. Returns Ok(false) for a bad or stale signature, Err for a malformed secret.
-pub fn verify(body: &[u8], headers: &[(String, String)], secret: &str, tolerance_seconds: i64, now: i64) -> Result<bool> {
+pub fn verify(
+    body: &[u8],
+    headers: &[(String, String)],
+    secret: &str,
+    tolerance_seconds: i64,
+    now: i64,
+) -> Result<bool> {
     let secret = Secret::parse(secret)?;
-    let get = |name: &str| headers.iter().find(|(k, _)| k.trim().eq_ignore_ascii_case(name)).map(|(_, v)| v.trim());
-    let (Some(id), Some(ts), Some(sigs)) = (get(HEADER_ID), get(HEADER_TIMESTAMP), get(HEADER_SIGNATURE)) else {
+    let get = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim())
+    };
+    let (Some(id), Some(ts), Some(sigs)) =
+        (get(HEADER_ID), get(HEADER_TIMESTAMP), get(HEADER_SIGNATURE))
+    else {
         return Ok(false);
     };
     let Ok(ts_num) = ts.parse::<i64>() else {
@@ -188,7 +225,10 @@ mod tests {
 
     #[test]
     fn binary_body() {
-        let secret = format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode([7u8; 32]));
+        let secret = format!(
+            "whsec_{}",
+            base64::engine::general_purpose::STANDARD.encode([7u8; 32])
+        );
         let sec = Secret::parse(&secret).unwrap();
         let body = [0xffu8, 0x00, 0xfe, b'x'];
         let sig = sign(&sec, "evt_1", 5, &body);
@@ -200,9 +240,15 @@ mod tests {
         assert!(Secret::parse("whsec_c2hvcnQ=").is_err()); // 5 bytes
         assert!(Secret::parse("abc").is_err());
         assert!(Secret::parse("whsec_!!!").is_err());
-        let long = format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode([1u8; 65]));
+        let long = format!(
+            "whsec_{}",
+            base64::engine::general_purpose::STANDARD.encode([1u8; 65])
+        );
         assert!(Secret::parse(&long).is_err());
-        assert_eq!(mask("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), "whsec_****LaSw");
+        assert_eq!(
+            mask("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            "whsec_****LaSw"
+        );
         assert!(!format!("{:?}", Secret::parse(SECRET).unwrap()).contains("MfKQ"));
     }
 
@@ -217,7 +263,11 @@ mod tests {
     #[test]
     fn rotation_header_has_both() {
         let a = Secret::parse(SECRET).unwrap();
-        let b = Secret::parse(&format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode([9u8; 24]))).unwrap();
+        let b = Secret::parse(&format!(
+            "whsec_{}",
+            base64::engine::general_purpose::STANDARD.encode([9u8; 24])
+        ))
+        .unwrap();
         let h = signature_header(&[&a, &b], ID, TS, BODY);
         assert!(h.starts_with(SIG));
         assert_eq!(h.split(' ').count(), 2);

@@ -102,7 +102,8 @@ impl Shared {
         }
     }
     fn past_deadline(&self) -> bool {
-        self.shutdown.load(SeqCst) && (event::now() * 1000.0) as u64 >= self.deadline_ms.load(SeqCst)
+        self.shutdown.load(SeqCst)
+            && (event::now() * 1000.0) as u64 >= self.deadline_ms.load(SeqCst)
     }
 }
 
@@ -156,15 +157,25 @@ impl Sender {
         let (wake_tx, wake_rx) = bounded::<()>(1);
         let s2 = shared.clone();
         let w2 = wake_tx.clone();
-        std::thread::Builder::new().name("woosync-sender".into()).spawn(move || {
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&s2, &opts, w2, wake_rx)));
-            if let Err(p) = result {
-                let msg = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned());
-                s2.note_error(format!("sender thread panicked: {}", msg.unwrap_or_default()));
-            }
-            s2.done.store(true, SeqCst);
-            s2.set_state(WorkerState::Stopped);
-        })?;
+        std::thread::Builder::new()
+            .name("woosync-sender".into())
+            .spawn(move || {
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    run(&s2, &opts, w2, wake_rx)
+                }));
+                if let Err(p) = result {
+                    let msg = p
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned());
+                    s2.note_error(format!(
+                        "sender thread panicked: {}",
+                        msg.unwrap_or_default()
+                    ));
+                }
+                s2.done.store(true, SeqCst);
+                s2.set_state(WorkerState::Stopped);
+            })?;
         Ok(Sender { shared, wake_tx })
     }
 
@@ -205,7 +216,9 @@ impl Sender {
     /// Never waits when this process is only standing by.
     pub fn shutdown(&self, grace: f64) {
         let deadline = event::now() + grace.max(0.0);
-        self.shared.deadline_ms.store((deadline * 1000.0) as u64, SeqCst);
+        self.shared
+            .deadline_ms
+            .store((deadline * 1000.0) as u64, SeqCst);
         self.shared.shutdown.store(true, SeqCst);
         let _ = self.wake_tx.try_send(());
         if grace <= 0.0 {
@@ -214,7 +227,10 @@ impl Sender {
         let until = Instant::now() + Duration::from_secs_f64(grace);
         loop {
             let st = self.state();
-            if self.shared.done.load(SeqCst) || st == WorkerState::Standby || st == WorkerState::Stopped {
+            if self.shared.done.load(SeqCst)
+                || st == WorkerState::Standby
+                || st == WorkerState::Stopped
+            {
                 return;
             }
             if Instant::now() >= until {
@@ -233,11 +249,16 @@ pub struct Waker {
 
 impl Waker {
     pub fn new(db: &Path) -> Waker {
-        let socket = UnixDatagram::unbound().ok().filter(|s| s.set_nonblocking(true).is_ok());
+        let socket = UnixDatagram::unbound()
+            .ok()
+            .filter(|s| s.set_nonblocking(true).is_ok());
         if let Some(s) = &socket {
             fork::close_in_child(s.as_raw_fd());
         }
-        Waker { socket, addr: wake_address(db).ok() }
+        Waker {
+            socket,
+            addr: wake_address(db).ok(),
+        }
     }
     pub fn wake(&self) {
         if let (Some(s), Some(a)) = (&self.socket, &self.addr) {
@@ -283,7 +304,10 @@ fn run(shared: &Arc<Shared>, opts: &SenderOptions, wake_tx: ChanSender<()>, wake
     {
         Ok(f) => f,
         Err(e) => {
-            shared.note_error(format!("cannot open {}: {e}", lock_path(&opts.database).display()));
+            shared.note_error(format!(
+                "cannot open {}: {e}",
+                lock_path(&opts.database).display()
+            ));
             return;
         }
     };
@@ -325,12 +349,14 @@ fn run(shared: &Arc<Shared>, opts: &SenderOptions, wake_tx: ChanSender<()>, wake
             fork::close_in_child(sock.as_raw_fd());
             socket_ok = true;
             let tx = wake_tx.clone();
-            let _ = std::thread::Builder::new().name("woosync-wake".into()).spawn(move || {
-                let mut buf = [0u8; 16];
-                while sock.recv(&mut buf).is_ok() {
-                    let _ = tx.try_send(());
-                }
-            });
+            let _ = std::thread::Builder::new()
+                .name("woosync-wake".into())
+                .spawn(move || {
+                    let mut buf = [0u8; 16];
+                    while sock.recv(&mut buf).is_ok() {
+                        let _ = tx.try_send(());
+                    }
+                });
         }
     }
 
@@ -383,7 +409,11 @@ struct Bucket {
 
 impl Bucket {
     fn new(rate: f64) -> Bucket {
-        Bucket { rate, tokens: rate.max(1.0), at: Instant::now() }
+        Bucket {
+            rate,
+            tokens: rate.max(1.0),
+            at: Instant::now(),
+        }
     }
     fn refill(&mut self) {
         let dt = self.at.elapsed().as_secs_f64();
@@ -429,7 +459,9 @@ impl Coordinator {
     /// Rebuilds the delivery targets when endpoints changed (or every few seconds, for secret
     /// rotation windows and breaker timers).
     fn refresh(&mut self, outbox: &Outbox, force: bool) {
-        let force = force || self.shared.key_changed.swap(false, SeqCst) || self.endpoints_checked.elapsed() > Duration::from_secs(5);
+        let force = force
+            || self.shared.key_changed.swap(false, SeqCst)
+            || self.endpoints_checked.elapsed() > Duration::from_secs(5);
         let version = match db(|| outbox.endpoints_version()) {
             Ok(v) => v,
             Err(e) => {
@@ -454,12 +486,18 @@ impl Coordinator {
         let mut targets = HashMap::new();
         self.health.clear();
         for row in rows.into_iter().filter(|r| r.sendable()) {
-            self.health.insert(row.id, (row.consecutive_failures, row.breaker_until));
+            self.health
+                .insert(row.id, (row.consecutive_failures, row.breaker_until));
             let mut secrets = Vec::new();
             let mut bad = None;
-            for (text, valid) in [(&row.secret, true), (&row.prev_secret, row.prev_secret_until > now)] {
+            for (text, valid) in [
+                (&row.secret, true),
+                (&row.prev_secret, row.prev_secret_until > now),
+            ] {
                 if valid && !text.is_empty() {
-                    match secrets::open(key.as_ref(), &row.name, text).and_then(|t| Secret::parse(&t)) {
+                    match secrets::open(key.as_ref(), &row.name, text)
+                        .and_then(|t| Secret::parse(&t))
+                    {
                         Ok(s) => secrets.push(s),
                         Err(e) => bad = Some(e.to_string()),
                     }
@@ -467,7 +505,8 @@ impl Coordinator {
             }
             let retry = RetrySchedule::parse(&row.retry_delays);
             if let Some(e) = bad.or_else(|| retry.as_ref().err().map(|e| e.to_string())) {
-                self.shared.note_error(format!("endpoint {}: {e}", row.name));
+                self.shared
+                    .note_error(format!("endpoint {}: {e}", row.name));
                 continue;
             }
             let key = (row.timeout.to_bits(), row.proxy.clone());
@@ -479,7 +518,8 @@ impl Coordinator {
                         a
                     }
                     Err(e) => {
-                        self.shared.note_error(format!("endpoint {}: {e}", row.name));
+                        self.shared
+                            .note_error(format!("endpoint {}: {e}", row.name));
                         continue;
                     }
                 },
@@ -499,7 +539,10 @@ impl Coordinator {
                 }),
             );
             if row.rate_limit > 0.0 {
-                let b = self.buckets.entry(row.id).or_insert_with(|| Bucket::new(row.rate_limit));
+                let b = self
+                    .buckets
+                    .entry(row.id)
+                    .or_insert_with(|| Bucket::new(row.rate_limit));
                 b.rate = row.rate_limit;
             } else {
                 self.buckets.remove(&row.id);
@@ -514,30 +557,41 @@ impl Coordinator {
         for i in 0..self.concurrency {
             let rx = job_rx.clone();
             let tx = res_tx.clone();
-            let spawned = std::thread::Builder::new().name(format!("woosync-delivery-{}", i + 1)).spawn(move || {
-                for job in rx.iter() {
-                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        delivery::attempt(&job.target, &job.event_id, &job.topic, &job.body, job.data_offset)
-                    }))
-                    .unwrap_or_else(|_| AttemptOutcome {
-                        started_at: event::now(),
-                        error_class: Some("internal".into()),
-                        error: Some("delivery thread panicked".into()),
-                        ..Default::default()
-                    });
-                    if tx.send(Done { job, outcome }).is_err() {
-                        return;
+            let spawned = std::thread::Builder::new()
+                .name(format!("woosync-delivery-{}", i + 1))
+                .spawn(move || {
+                    for job in rx.iter() {
+                        let outcome =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                delivery::attempt(
+                                    &job.target,
+                                    &job.event_id,
+                                    &job.topic,
+                                    &job.body,
+                                    job.data_offset,
+                                )
+                            }))
+                            .unwrap_or_else(|_| AttemptOutcome {
+                                started_at: event::now(),
+                                error_class: Some("internal".into()),
+                                error: Some("delivery thread panicked".into()),
+                                ..Default::default()
+                            });
+                        if tx.send(Done { job, outcome }).is_err() {
+                            return;
+                        }
                     }
-                }
-            });
+                });
             if let Err(e) = spawned {
-                self.shared.note_error(format!("cannot start delivery thread: {e}"));
+                self.shared
+                    .note_error(format!("cannot start delivery thread: {e}"));
             }
         }
         drop(res_tx);
 
         let mut busy = 0usize;
-        let mut carry: Vec<Done> = Vec::new();
+        // Finished attempts not yet recorded (kept across a failed transaction).
+        let mut unrecorded: Vec<Finished> = Vec::new();
         let mut last_checkpoint = Instant::now();
         let mut dirty = false;
         let mut last_leases = Instant::now() - Duration::from_secs(60);
@@ -545,37 +599,96 @@ impl Coordinator {
         let mut last_retention = Instant::now() - Duration::from_secs(55);
         self.refresh(outbox, true);
         loop {
-            // Results first: they free threads and may unblock a key.
-            carry.extend(res_rx.try_iter());
-            if !carry.is_empty() {
-                busy -= carry.len().min(busy);
-                let now = event::now();
-                for d in &carry {
-                    if let Some(n) = self.in_flight.get_mut(&d.job.endpoint_id) {
-                        *n = n.saturating_sub(1);
+            // Results free threads and may unblock a key.
+            let now = event::now();
+            for d in res_rx.try_iter() {
+                busy = busy.saturating_sub(1);
+                if let Some(n) = self.in_flight.get_mut(&d.job.endpoint_id) {
+                    *n = n.saturating_sub(1);
+                }
+                unrecorded.push(self.finish(d, now));
+            }
+            let stopping = self.shared.shutdown.load(SeqCst);
+            let past = self.shared.past_deadline();
+            let free = if past {
+                0
+            } else {
+                self.concurrency - busy.min(self.concurrency)
+            };
+            let mut wants = Vec::with_capacity(self.targets.len());
+            if free > 0 {
+                let ids: Vec<i64> = self.targets.keys().copied().collect();
+                for id in ids {
+                    let allowed = self.allowed(id, free, now);
+                    let lease = self.targets.get(&id).map_or(20.0, |t| t.timeout + 5.0);
+                    if allowed > 0 {
+                        wants.push((id, allowed, lease));
                     }
                 }
-                let finished: Vec<Finished> = carry.drain(..).map(|d| self.finish(d, now)).collect();
-                let gone = finished.iter().any(|f| matches!(f.decision, Decision::DeadAndDisable(_)));
-                let health_changed = finished.iter().any(|f| f.endpoint_failure || self.health.get(&f.endpoint_id).is_some_and(|h| h.0 > 0));
-                if let Err(e) = db(|| outbox.record(&finished)) {
-                    self.shared.note_error(e);
-                }
+            }
+            // One transaction: record, route new events, read the endpoints version, claim.
+            let gone = unrecorded
+                .iter()
+                .any(|f| matches!(f.decision, Decision::DeadAndDisable(_)));
+            let failures = unrecorded.iter().any(|f| f.endpoint_failure)
+                || self.health.values().any(|h| h.0 > 0);
+            let had_results = !unrecorded.is_empty();
+            let (claimed, version, routed) =
+                match db(|| outbox.cycle(&unrecorded, ROUTE_BATCH, &wants, free, &self.me)) {
+                    Ok(r) => {
+                        unrecorded.clear();
+                        r
+                    }
+                    Err(e) => {
+                        self.shared.note_error(e);
+                        (Vec::new(), self.endpoints_version, 0)
+                    }
+                };
+            if had_results || routed > 0 || !claimed.is_empty() {
                 dirty = true;
-                if gone {
-                    self.refresh(outbox, true);
-                } else if health_changed {
-                    if let Ok(h) = db(|| outbox.endpoint_health()) {
-                        for (id, fails, until) in h {
-                            if self.health.contains_key(&id) {
-                                self.health.insert(id, (fails, until));
-                            }
+            }
+            // Endpoint changes committed before these rows were claimed apply to them.
+            if gone || version != self.endpoints_version {
+                self.refresh(outbox, true);
+            } else if had_results && failures {
+                if let Ok(h) = db(|| outbox.endpoint_health()) {
+                    for (id, fails, until) in h {
+                        if self.health.contains_key(&id) {
+                            self.health.insert(id, (fails, until));
                         }
                     }
                 }
             }
+            let claimed_any = !claimed.is_empty();
+            for c in claimed {
+                let Some(target) = self.targets.get(&c.endpoint_id).cloned() else {
+                    // The endpoint went away between the claim and now: the lease expires and
+                    // the row is retried with the endpoint's current state.
+                    continue;
+                };
+                let id = c.endpoint_id;
+                let job = Job {
+                    target,
+                    delivery_id: c.delivery_id,
+                    endpoint_id: c.endpoint_id,
+                    key: c.key,
+                    attempt: c.attempt,
+                    event_id: c.event_id,
+                    topic: c.topic,
+                    body: c.body,
+                    data_offset: c.data_offset,
+                };
+                if job_tx.send(job).is_ok() {
+                    *self.in_flight.entry(id).or_default() += 1;
+                    if let Some(b) = self.buckets.get_mut(&id) {
+                        b.take(1);
+                    }
+                    busy += 1;
+                }
+            }
             self.shared.busy.store(busy, SeqCst);
-            if last_retention.elapsed() >= Duration::from_secs(60) && !self.shared.shutdown.load(SeqCst) {
+
+            if last_retention.elapsed() >= Duration::from_secs(60) && !stopping {
                 last_retention = Instant::now();
                 if let Err(e) = db(|| outbox.retain(self.retention_days, 2000)) {
                     self.shared.note_error(e);
@@ -591,84 +704,6 @@ impl Coordinator {
                     Err(e) => self.shared.note_error(e),
                 }
             }
-            self.refresh(outbox, false);
-            // Route what dispatchers stored since the last pass (they only insert the event row).
-            loop {
-                match db(|| outbox.has_new_events()) {
-                    Ok(true) => match db(|| outbox.route_new(ROUTE_BATCH)) {
-                        Ok(n) => {
-                            dirty = true;
-                            if n < ROUTE_BATCH {
-                                break;
-                            }
-                        }
-                        Err(e) => {
-                            self.shared.note_error(e);
-                            break;
-                        }
-                    },
-                    Ok(false) => break,
-                    Err(e) => {
-                        self.shared.note_error(e);
-                        break;
-                    }
-                }
-            }
-            let stopping = self.shared.shutdown.load(SeqCst);
-            let past = self.shared.past_deadline();
-            // Claim no more than there are idle delivery threads.
-            let mut claimed_any = false;
-            if busy < self.concurrency && !past {
-                let now = event::now();
-                let mut free = self.concurrency - busy;
-                let ids: Vec<i64> = self.targets.keys().copied().collect();
-                for id in ids {
-                    if free == 0 {
-                        break;
-                    }
-                    let Some(t) = self.targets.get(&id).cloned() else { continue };
-                    let lease = t.timeout + 5.0;
-                    let allowed = self.allowed(id, free, now);
-                    if allowed == 0 {
-                        continue;
-                    }
-                    match db(|| outbox.claim(&[(id, allowed, lease)], &self.me, now)) {
-                        Ok(rows) => {
-                            // Endpoint changes committed before these events: send with them
-                            // (a corrected URL applies to every event claimed after it was saved).
-                            if !rows.is_empty() {
-                                self.refresh(outbox, false);
-                            }
-                            let t = self.targets.get(&id).cloned().unwrap_or(t);
-                            for c in rows {
-                                let job = Job {
-                                    target: t.clone(),
-                                    delivery_id: c.delivery_id,
-                                    endpoint_id: c.endpoint_id,
-                                    key: c.key,
-                                    attempt: c.attempt,
-                                    event_id: c.event_id,
-                                    topic: c.topic,
-                                    body: c.body,
-                                    data_offset: c.data_offset,
-                                };
-                                if job_tx.send(job).is_ok() {
-                                    *self.in_flight.entry(id).or_default() += 1;
-                                    if let Some(b) = self.buckets.get_mut(&id) {
-                                        b.take(1);
-                                    }
-                                    busy += 1;
-                                    free -= 1;
-                                    claimed_any = true;
-                                    dirty = true;
-                                }
-                            }
-                        }
-                        Err(e) => self.shared.note_error(e),
-                    }
-                }
-                self.shared.busy.store(busy, SeqCst);
-            }
             if dirty && last_checkpoint.elapsed() >= Duration::from_millis(100) {
                 if let Err(e) = db(|| outbox.checkpoint()) {
                     self.shared.note_error(e);
@@ -677,8 +712,9 @@ impl Coordinator {
                 dirty = false;
             }
             // How long to sleep: until results, a wake-up or the next due retry.
-            let ids: Vec<i64> = self.targets.keys().copied().collect();
-            let next_due = if busy < self.concurrency && !claimed_any {
+            let more_to_route = routed >= ROUTE_BATCH;
+            let next_due = if busy < self.concurrency && !claimed_any && !more_to_route {
+                let ids: Vec<i64> = self.targets.keys().copied().collect();
                 match db(|| outbox.next_due(&ids)) {
                     Ok(t) => t,
                     Err(e) => {
@@ -690,22 +726,27 @@ impl Coordinator {
                 None
             };
             if stopping {
-                let due_now = next_due.is_some_and(|t| t <= event::now());
+                let due_now = more_to_route || next_due.is_some_and(|t| t <= event::now());
                 if past || (busy == 0 && !claimed_any && !due_now) {
                     break;
                 }
             }
-            let mut wait = Duration::from_secs(1);
-            if !self.socket_ok {
-                wait = Duration::from_millis(25);
-            }
-            if claimed_any && busy < self.concurrency {
+            let mut wait = if self.socket_ok {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_millis(25)
+            };
+            if more_to_route || (claimed_any && busy < self.concurrency) {
                 wait = Duration::ZERO;
             } else if let Some(t) = next_due {
                 let secs = (t - event::now()).max(0.0);
                 // A due delivery held back by a breaker, a rate limit or a probe in flight: wake
                 // when that opens (results and wake-ups interrupt the wait anyway).
-                let secs = if secs == 0.0 { self.hold_back(event::now()).unwrap_or(0.05) } else { secs };
+                let secs = if secs == 0.0 {
+                    self.hold_back(event::now()).unwrap_or(0.05)
+                } else {
+                    secs
+                };
                 wait = wait.min(Duration::from_secs_f64(secs));
             }
             if stopping {
@@ -716,17 +757,26 @@ impl Coordinator {
                 continue;
             }
             select! {
-                recv(res_rx) -> msg => { if let Ok(d) = msg { carry.push(d); } }
+                recv(res_rx) -> msg => {
+                    if let Ok(d) = msg {
+                        busy = busy.saturating_sub(1);
+                        if let Some(n) = self.in_flight.get_mut(&d.job.endpoint_id) {
+                            *n = n.saturating_sub(1);
+                        }
+                        let f = self.finish(d, event::now());
+                        unrecorded.push(f);
+                    }
+                }
                 recv(wake_rx) -> _ => {}
                 default(wait) => {}
             }
         }
         // In-flight attempts are abandoned (see module docs); record what already finished.
-        carry.extend(res_rx.try_iter());
-        if !carry.is_empty() {
-            let now = event::now();
-            let finished: Vec<Finished> = carry.drain(..).map(|d| self.finish(d, now)).collect();
-            if let Err(e) = db(|| outbox.record(&finished)) {
+        for d in res_rx.try_iter() {
+            unrecorded.push(self.finish(d, event::now()));
+        }
+        if !unrecorded.is_empty() {
+            if let Err(e) = db(|| outbox.record(&unrecorded)) {
                 self.shared.note_error(e);
             }
         }
@@ -755,9 +805,16 @@ impl Coordinator {
 
     /// Seconds until the earliest breaker or rate limit that holds back work opens again.
     fn hold_back(&self, now: f64) -> Option<f64> {
-        let breakers = self.health.values().filter(|(f, u)| *f >= crate::outbox::BREAKER_THRESHOLD && *u > now).map(|(_, u)| u - now);
+        let breakers = self
+            .health
+            .values()
+            .filter(|(f, u)| *f >= crate::outbox::BREAKER_THRESHOLD && *u > now)
+            .map(|(_, u)| u - now);
         let buckets = self.buckets.values().map(|b| b.wait()).filter(|w| *w > 0.0);
-        breakers.chain(buckets).reduce(f64::min).map(|w| w.max(0.001))
+        breakers
+            .chain(buckets)
+            .reduce(f64::min)
+            .map(|w| w.max(0.001))
     }
 
     fn finish(&self, d: Done, now: f64) -> Finished {

@@ -7,18 +7,25 @@
 
 use crate::error::{Error, Result};
 use crate::event::push_json_str;
+use ext_php_rs::boxed::ZBox;
 use ext_php_rs::flags::DataType;
 use ext_php_rs::types::array::Iter;
 use ext_php_rs::types::{ZendHashTable, Zval};
-use ext_php_rs::boxed::ZBox;
 
 /// PHP's own nesting limit for json_encode.
 const MAX_DEPTH: usize = 512;
 
 /// A string zval's bytes as UTF-8, or an error naming `what`.
 pub fn utf8<'a>(z: &'a Zval, what: &str) -> Result<&'a str> {
-    let s = z.dereference().zend_str().ok_or_else(|| Error::input(format!("{what} must be a string")))?;
-    std::str::from_utf8(s.as_bytes()).map_err(|_| Error::input(format!("{what} is not valid UTF-8; convert it first (e.g. mb_convert_encoding)")))
+    let s = z
+        .dereference()
+        .zend_str()
+        .ok_or_else(|| Error::input(format!("{what} must be a string")))?;
+    std::str::from_utf8(s.as_bytes()).map_err(|_| {
+        Error::input(format!(
+            "{what} is not valid UTF-8; convert it first (e.g. mb_convert_encoding)"
+        ))
+    })
 }
 
 /// Bytes of a string zval.
@@ -37,7 +44,11 @@ fn path_str(path: &[String]) -> String {
 /// Formats a float as PHP's json_encode does with serialize_precision = -1.
 pub fn php_float(f: f64) -> String {
     if f == 0.0 {
-        return if f.is_sign_negative() { "-0".into() } else { "0".into() };
+        return if f.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
     }
     let sci = format!("{:e}", f); // shortest round-trip digits, e.g. "1.2345e-7"
     let (mant, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
@@ -81,7 +92,11 @@ impl Encoder {
             DataType::Null | DataType::Undef => self.out.push_str("null"),
             DataType::True => self.out.push_str("true"),
             DataType::False => self.out.push_str("false"),
-            DataType::Bool => self.out.push_str(if z.bool().unwrap_or(false) { "true" } else { "false" }),
+            DataType::Bool => self.out.push_str(if z.bool().unwrap_or(false) {
+                "true"
+            } else {
+                "false"
+            }),
             DataType::Long => self.out.push_str(&z.long().unwrap_or(0).to_string()),
             DataType::Double => {
                 let f = z.double().unwrap_or(f64::NAN);
@@ -97,11 +112,15 @@ impl Encoder {
                 push_json_str(&mut self.out, s);
             }
             DataType::Array => {
-                let ht = z.array().ok_or_else(|| self.fail("is an unreadable array"))?;
+                let ht = z
+                    .array()
+                    .ok_or_else(|| self.fail("is an unreadable array"))?;
                 self.table(ht, false)?;
             }
             DataType::Object(_) => {
-                let obj = z.object().ok_or_else(|| self.fail("is an unreadable object"))?;
+                let obj = z
+                    .object()
+                    .ok_or_else(|| self.fail("is an unreadable object"))?;
                 let full = obj.get_class_name().unwrap_or_default();
                 // Anonymous classes are named "class@anonymous\0<file>…".
                 let name = full.split('\0').next().unwrap_or_default().to_string();
@@ -110,7 +129,9 @@ impl Encoder {
                         "is an object of class {name}; only scalars, arrays and stdClass can be sent (convert it to an array first)"
                     )));
                 }
-                let props = obj.get_properties().map_err(|_| self.fail("has unreadable properties"))?;
+                let props = obj
+                    .get_properties()
+                    .map_err(|_| self.fail("has unreadable properties"))?;
                 self.table(props, true)?;
             }
             DataType::Resource => return Err(self.fail("is a resource, which JSON cannot hold")),
@@ -134,7 +155,10 @@ impl Encoder {
             let key = if let Some(n) = k.long() {
                 Key::Int(n)
             } else {
-                let b = k.zend_str().map(|s| s.as_bytes().to_vec()).unwrap_or_default();
+                let b = k
+                    .zend_str()
+                    .map(|s| s.as_bytes().to_vec())
+                    .unwrap_or_default();
                 match String::from_utf8(b) {
                     Ok(s) => Key::Str(s),
                     Err(_) => return Err(self.fail("has a key that is not valid UTF-8")),
@@ -142,7 +166,11 @@ impl Encoder {
             };
             entries.push((key, v));
         }
-        let is_list = !force_object && entries.iter().enumerate().all(|(i, (k, _))| matches!(k, Key::Int(n) if *n == i as i64));
+        let is_list = !force_object
+            && entries
+                .iter()
+                .enumerate()
+                .all(|(i, (k, _))| matches!(k, Key::Int(n) if *n == i as i64));
         self.stack.push(ptr);
         if is_list {
             self.out.push('[');
@@ -185,7 +213,11 @@ enum Key {
 
 /// Encodes a PHP array (the payload) as JSON.
 pub fn payload_json(ht: &ZendHashTable) -> Result<String> {
-    let mut e = Encoder { out: String::with_capacity(256), path: Vec::new(), stack: Vec::new() };
+    let mut e = Encoder {
+        out: String::with_capacity(256),
+        path: Vec::new(),
+        stack: Vec::new(),
+    };
     e.table(ht, false)?;
     Ok(e.out)
 }
@@ -195,7 +227,12 @@ pub fn entries(ht: &ZendHashTable) -> Vec<(Option<String>, &Zval)> {
     let mut out = Vec::new();
     let mut it = Iter::new(ht);
     while let Some((k, v)) = it.next_zval() {
-        let key = if k.long().is_some() { k.long().map(|n| n.to_string()) } else { k.zend_str().and_then(|s| std::str::from_utf8(s.as_bytes()).ok().map(str::to_string)) };
+        let key = if k.long().is_some() {
+            k.long().map(|n| n.to_string())
+        } else {
+            k.zend_str()
+                .and_then(|s| std::str::from_utf8(s.as_bytes()).ok().map(str::to_string))
+        };
         out.push((key, v));
     }
     out
@@ -208,7 +245,10 @@ pub fn headers(ht: &ZendHashTable) -> Vec<(String, String)> {
     for (k, v) in entries(ht) {
         let v = v.dereference();
         let values: Vec<String> = if let Some(arr) = v.array() {
-            entries(arr).into_iter().filter_map(|(_, x)| bytes(x).map(|b| String::from_utf8_lossy(b).into_owned())).collect()
+            entries(arr)
+                .into_iter()
+                .filter_map(|(_, x)| bytes(x).map(|b| String::from_utf8_lossy(b).into_owned()))
+                .collect()
         } else if let Some(b) = bytes(v) {
             vec![String::from_utf8_lossy(b).into_owned()]
         } else if let Some(n) = v.long() {
@@ -224,7 +264,10 @@ pub fn headers(ht: &ZendHashTable) -> Vec<(String, String)> {
                 }
             } else if let Some(name) = &k {
                 // `HTTP_WEBHOOK_ID` style names from $_SERVER work too.
-                let name = name.strip_prefix("HTTP_").map(|n| n.replace('_', "-")).unwrap_or_else(|| name.clone());
+                let name = name
+                    .strip_prefix("HTTP_")
+                    .map(|n| n.replace('_', "-"))
+                    .unwrap_or_else(|| name.clone());
                 out.push((name, val));
             }
         }

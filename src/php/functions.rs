@@ -1,7 +1,9 @@
 //! The PHP functions. Each one converts its arguments, calls the core and converts the result;
 //! every error is a `WooSyncException` (see `exception.rs`).
 
-use super::convert::{self, zbool, zbytes, zfloat, zint, znull, zopt_f, zopt_i, zopt_str, zstr, Arr};
+use super::convert::{
+    self, zbool, zbytes, zfloat, zint, znull, zopt_f, zopt_i, zopt_str, zstr, Arr,
+};
 use super::exception::{guard, input, to_php};
 use super::ini;
 use crate::client::{self, DispatchOptions};
@@ -62,7 +64,11 @@ fn dispatch_options(options: Option<&ZendHashTable>) -> PhpResult<DispatchOption
 /// @return string Event id, `evt_` followed by a ULID.
 /// @throws WooSyncException on invalid input, configuration or an unusable outbox.
 #[php_function]
-pub fn woosync_dispatch(topic: Binary<u8>, payload: &ZendHashTable, options: Option<&ZendHashTable>) -> PhpResult<String> {
+pub fn woosync_dispatch(
+    topic: Binary<u8>,
+    payload: &ZendHashTable,
+    options: Option<&ZendHashTable>,
+) -> PhpResult<String> {
     guard(|| {
         let topic = text(&topic, "topic")?;
         let opts = dispatch_options(options)?;
@@ -106,8 +112,18 @@ fn endpoint_array(e: &crate::outbox::EndpointStatus) -> Zval {
         .set("url", zstr(&r.url))
         .set("enabled", zbool(r.enabled && r.disabled_at.is_none()))
         .set("disabled_reason", zopt_str(r.disabled_reason.as_deref()))
-        .set("disabled_at", zopt_str(r.disabled_at.map(rfc3339).as_deref()))
-        .set("secret", zstr(&if crate::secrets::is_sealed(&r.secret) { "(encrypted)".to_string() } else { signer::mask(&r.secret) }))
+        .set(
+            "disabled_at",
+            zopt_str(r.disabled_at.map(rfc3339).as_deref()),
+        )
+        .set(
+            "secret",
+            zstr(&if crate::secrets::is_sealed(&r.secret) {
+                "(encrypted)".to_string()
+            } else {
+                signer::mask(&r.secret)
+            }),
+        )
         .set("topics", {
             let mut t = Arr::new();
             for x in &r.topics {
@@ -117,9 +133,26 @@ fn endpoint_array(e: &crate::outbox::EndpointStatus) -> Zval {
         })
         .set("format", zstr(r.format.as_str()))
         .set("health", zstr(health(r, now)))
-        .set("breaker_open_until", if r.breaker_until > now { zstr(&rfc3339(r.breaker_until)) } else { znull() })
-        .set("rotating_until", if r.prev_secret_until > now && !r.prev_secret.is_empty() { zstr(&rfc3339(r.prev_secret_until)) } else { znull() })
-        .set("secret_encrypted", zbool(crate::secrets::is_sealed(&r.secret)))
+        .set(
+            "breaker_open_until",
+            if r.breaker_until > now {
+                zstr(&rfc3339(r.breaker_until))
+            } else {
+                znull()
+            },
+        )
+        .set(
+            "rotating_until",
+            if r.prev_secret_until > now && !r.prev_secret.is_empty() {
+                zstr(&rfc3339(r.prev_secret_until))
+            } else {
+                znull()
+            },
+        )
+        .set(
+            "secret_encrypted",
+            zbool(crate::secrets::is_sealed(&r.secret)),
+        )
         .set("rate_limit", zfloat(r.rate_limit))
         .set("timeout", zfloat(r.timeout))
         .set("proxy", zstr(&r.proxy))
@@ -131,9 +164,15 @@ fn endpoint_array(e: &crate::outbox::EndpointStatus) -> Zval {
         .set("dead", zint(e.counts[4]))
         .set("superseded", zint(e.counts[5]))
         .set("consecutive_failures", zint(r.consecutive_failures))
-        .set("last_success_at", zopt_str(r.last_success_at.map(rfc3339).as_deref()))
+        .set(
+            "last_success_at",
+            zopt_str(r.last_success_at.map(rfc3339).as_deref()),
+        )
         .set("last_error", zopt_str(r.last_error.as_deref()))
-        .set("last_error_at", zopt_str(r.last_error_at.map(rfc3339).as_deref()));
+        .set(
+            "last_error_at",
+            zopt_str(r.last_error_at.map(rfc3339).as_deref()),
+        );
     a.into_zval()
 }
 
@@ -155,10 +194,19 @@ pub fn woosync_status() -> PhpResult<ZBox<ZendHashTable>> {
             .set("dead", zint(s.dead))
             .set("superseded", zint(s.superseded))
             .set("unrouted", zint(s.unrouted))
-            .set("oldest_pending_age", zopt_f(s.oldest_pending_at.map(|t| (now - t).max(0.0))))
+            .set(
+                "oldest_pending_age",
+                zopt_f(s.oldest_pending_at.map(|t| (now - t).max(0.0))),
+            )
             .set("last_error", zopt_str(s.last_error.as_deref()))
-            .set("last_error_at", zopt_str(s.last_error_at.map(rfc3339).as_deref()))
-            .set("last_success_at", zopt_str(s.last_success_at.map(rfc3339).as_deref()))
+            .set(
+                "last_error_at",
+                zopt_str(s.last_error_at.map(rfc3339).as_deref()),
+            )
+            .set(
+                "last_success_at",
+                zopt_str(s.last_success_at.map(rfc3339).as_deref()),
+            )
             .set("worker", zstr(r.worker.as_str()))
             .set("worker_error", zopt_str(r.worker_error.as_deref()))
             .set("sender_pid", zopt_i(r.sender_pid.map(i64::from)))
@@ -184,7 +232,12 @@ pub fn woosync_status() -> PhpResult<ZBox<ZendHashTable>> {
 /// @return bool
 #[php_function]
 #[php(defaults(tolerance_seconds = 300))]
-pub fn woosync_verify(body: Binary<u8>, headers: &ZendHashTable, secret: Binary<u8>, tolerance_seconds: i64) -> PhpResult<bool> {
+pub fn woosync_verify(
+    body: Binary<u8>,
+    headers: &ZendHashTable,
+    secret: Binary<u8>,
+    tolerance_seconds: i64,
+) -> PhpResult<bool> {
     guard(|| {
         let secret = text(&secret, "secret")?;
         let hs = convert::headers(headers);
@@ -211,7 +264,11 @@ pub fn woosync_retry(event_id: Binary<u8>) -> PhpResult<bool> {
 /// @return int How many deliveries were requeued.
 #[php_function]
 pub fn woosync_retry_dead(endpoint: Option<String>) -> PhpResult<i64> {
-    guard(|| client::retry_dead(&ini::values(), endpoint.as_deref()).map(|n| n as i64).map_err(to_php))
+    guard(|| {
+        client::retry_dead(&ini::values(), endpoint.as_deref())
+            .map(|n| n as i64)
+            .map_err(to_php)
+    })
 }
 
 fn state_code(name: &str) -> PhpResult<i64> {
@@ -232,7 +289,10 @@ fn state_code(name: &str) -> PhpResult<i64> {
 }
 
 fn parse_filter(ht: Option<&ZendHashTable>) -> PhpResult<EventFilter> {
-    let mut f = EventFilter { limit: 50, ..Default::default() };
+    let mut f = EventFilter {
+        limit: 50,
+        ..Default::default()
+    };
     let Some(ht) = ht else { return Ok(f) };
     for (k, v) in convert::entries(ht) {
         let v = v.dereference();
@@ -252,13 +312,19 @@ fn parse_filter(ht: Option<&ZendHashTable>) -> PhpResult<EventFilter> {
                     _ => return Err(input("filter \"since\" must be a unix timestamp")),
                 })
             }
-            Some("limit") => f.limit = v.long().ok_or_else(|| input("filter \"limit\" must be an integer"))?,
-            Some("offset") => f.offset = v.long().ok_or_else(|| input("filter \"offset\" must be an integer"))?,
-            other => {
-                return Err(input(format!(
-                    "unknown filter {other:?}; use status, topic, key, endpoint, since, limit, offset"
-                )))
+            Some("limit") => {
+                f.limit = v
+                    .long()
+                    .ok_or_else(|| input("filter \"limit\" must be an integer"))?
             }
+            Some("offset") => {
+                f.offset = v
+                    .long()
+                    .ok_or_else(|| input("filter \"offset\" must be an integer"))?
+            }
+            other => return Err(input(format!(
+                "unknown filter {other:?}; use status, topic, key, endpoint, since, limit, offset"
+            ))),
         }
     }
     Ok(f)
@@ -286,7 +352,11 @@ pub fn woosync_events(filter: Option<&ZendHashTable>) -> PhpResult<ZBox<ZendHash
                 .set("attempts", zint(r.attempts))
                 .set(
                     "next_attempt_at",
-                    if r.state <= state::READY { zopt_str(r.next_attempt_at.map(rfc3339).as_deref()) } else { znull() },
+                    if r.state <= state::READY {
+                        zopt_str(r.next_attempt_at.map(rfc3339).as_deref())
+                    } else {
+                        znull()
+                    },
                 )
                 .set("last_status", zopt_i(r.last_status))
                 .set("last_error", zopt_str(r.last_error.as_deref()));
@@ -305,7 +375,10 @@ fn event_array(d: &EventDetail) -> ZBox<ZendHashTable> {
         .set("created_at", zstr(&rfc3339(d.created_at)))
         .set("unrouted", zbool(d.unrouted))
         .set("body", zbytes(&d.body))
-        .set("payload", zbytes(crate::event::data_of(&d.body, d.data_offset)));
+        .set(
+            "payload",
+            zbytes(crate::event::data_of(&d.body, d.data_offset)),
+        );
     let mut ds = Arr::new();
     for x in &d.deliveries {
         let mut r = Arr::new();
@@ -314,7 +387,11 @@ fn event_array(d: &EventDetail) -> ZBox<ZendHashTable> {
             .set("attempts", zint(x.attempts))
             .set(
                 "next_attempt_at",
-                if x.state <= state::READY { zstr(&rfc3339(x.next_attempt_at)) } else { znull() },
+                if x.state <= state::READY {
+                    zstr(&rfc3339(x.next_attempt_at))
+                } else {
+                    znull()
+                },
             )
             .set("last_status", zopt_i(x.last_status))
             .set("last_error", zopt_str(x.last_error.as_deref()))
@@ -359,7 +436,11 @@ fn endpoint_config(ht: &ZendHashTable) -> PhpResult<EndpointConfig> {
         let v = v.dereference();
         let name = k.unwrap_or_default();
         let s = |what: &str| convert::utf8(v, what).map(str::to_string).map_err(to_php);
-        let num = |what: &str| match (v.long(), v.double(), v.str().and_then(|x| x.trim().parse::<f64>().ok())) {
+        let num = |what: &str| match (
+            v.long(),
+            v.double(),
+            v.str().and_then(|x| x.trim().parse::<f64>().ok()),
+        ) {
             (Some(n), _, _) => Ok(n as f64),
             (_, Some(d), _) => Ok(d),
             (_, _, Some(d)) => Ok(d),
@@ -426,7 +507,12 @@ pub fn woosync_endpoints() -> PhpResult<ZBox<ZendHashTable>> {
     guard(|| {
         let r = client::status(&ini::values()).map_err(to_php)?;
         let mut list = Arr::new();
-        for e in r.status.endpoints.iter().filter(|e| !e.row.name.contains("#deleted-")) {
+        for e in r
+            .status
+            .endpoints
+            .iter()
+            .filter(|e| !e.row.name.contains("#deleted-"))
+        {
             list.push(endpoint_array(e));
         }
         Ok(list.0)
@@ -454,7 +540,11 @@ pub fn woosync_endpoint_delete(name: Binary<u8>) -> PhpResult<()> {
 /// @return int Number of events deleted.
 #[php_function]
 pub fn woosync_purge(older_than_days: i64) -> PhpResult<i64> {
-    guard(|| client::purge(&ini::values(), older_than_days as f64).map(|n| n as i64).map_err(to_php))
+    guard(|| {
+        client::purge(&ini::values(), older_than_days as f64)
+            .map(|n| n as i64)
+            .map_err(to_php)
+    })
 }
 
 /// Adds every function to the module.

@@ -3,12 +3,17 @@
 
 use super::ini;
 use crate::signer;
-use ext_php_rs::ffi::{php_info_print_table_end, php_info_print_table_header, php_info_print_table_row, php_info_print_table_start};
+use ext_php_rs::ffi::{
+    php_info_print_table_end, php_info_print_table_header, php_info_print_table_row,
+    php_info_print_table_start,
+};
 use ext_php_rs::zend::ModuleEntry;
 use std::ffi::{CStr, CString};
 
 fn row(k: &str, v: &str) {
-    let (Ok(k), Ok(v)) = (CString::new(k), CString::new(v.replace('\0', ""))) else { return };
+    let (Ok(k), Ok(v)) = (CString::new(k), CString::new(v.replace('\0', ""))) else {
+        return;
+    };
     // SAFETY: two NUL-terminated strings for a 2-column row, during the info callback.
     unsafe { php_info_print_table_row(2, k.as_ptr(), v.as_ptr()) };
 }
@@ -16,7 +21,10 @@ fn row(k: &str, v: &str) {
 fn setting(name: &CStr, masked: bool) {
     let v = ini::get(name);
     let shown = if masked { signer::mask(&v) } else { v };
-    row(&name.to_string_lossy(), if shown.is_empty() { "(empty)" } else { &shown });
+    row(
+        &name.to_string_lossy(),
+        if shown.is_empty() { "(empty)" } else { &shown },
+    );
 }
 
 pub extern "C" fn info(_module: *mut ModuleEntry) {
@@ -27,7 +35,16 @@ pub extern "C" fn info(_module: *mut ModuleEntry) {
             php_info_print_table_header(2, c"woosync support".as_ptr(), c"enabled".as_ptr());
         }
         row("Version", env!("CARGO_PKG_VERSION"));
-        for name in [ini::DATABASE, ini::ENDPOINT, ini::RETRY_DELAYS, ini::TIMEOUT, ini::CONCURRENCY, ini::MAX_PAYLOAD_BYTES, ini::SOURCE, ini::SHUTDOWN_GRACE] {
+        for name in [
+            ini::DATABASE,
+            ini::ENDPOINT,
+            ini::RETRY_DELAYS,
+            ini::TIMEOUT,
+            ini::CONCURRENCY,
+            ini::MAX_PAYLOAD_BYTES,
+            ini::SOURCE,
+            ini::SHUTDOWN_GRACE,
+        ] {
             setting(name, false);
         }
         setting(ini::SECRET, true);
@@ -36,30 +53,50 @@ pub extern "C" fn info(_module: *mut ModuleEntry) {
         row("Outbox file", &path.to_string_lossy());
         if !path.exists() {
             row("Outbox", "not created yet (created by the first dispatch)");
-        } else { match crate::client::status(&values) {
-            Ok(r) => {
-                let s = &r.status;
-                row("Pending", &s.pending().to_string());
-                row("In flight", &s.in_flight.to_string());
-                row("Delivered", &s.delivered.to_string());
-                row("Dead", &s.dead.to_string());
-                row("Superseded", &s.superseded.to_string());
-                row("Unrouted", &s.unrouted.to_string());
-                row("Worker", r.worker.as_str());
-                row("Sender PID", &r.sender_pid.map(|p| p.to_string()).unwrap_or_else(|| "none".into()));
-                row("Last error", s.last_error.as_deref().unwrap_or("none"));
-                for e in &s.endpoints {
-                    let health = match (&e.row.disabled_reason, e.row.enabled) {
-                        (Some(why), _) => format!("DISABLED since {}: {why}", crate::event::rfc3339(e.row.disabled_at.unwrap_or(0.0))),
-                        (None, false) => "switched off".into(),
-                        (None, true) if e.row.url.is_empty() => "not configured".into(),
-                        (None, true) => "enabled".into(),
-                    };
-                    row(&format!("Endpoint {}", e.row.name), &format!("{} ({health})", if e.row.url.is_empty() { "-" } else { &e.row.url }));
+        } else {
+            match crate::client::status(&values) {
+                Ok(r) => {
+                    let s = &r.status;
+                    row("Pending", &s.pending().to_string());
+                    row("In flight", &s.in_flight.to_string());
+                    row("Delivered", &s.delivered.to_string());
+                    row("Dead", &s.dead.to_string());
+                    row("Superseded", &s.superseded.to_string());
+                    row("Unrouted", &s.unrouted.to_string());
+                    row("Worker", r.worker.as_str());
+                    row(
+                        "Sender PID",
+                        &r.sender_pid
+                            .map(|p| p.to_string())
+                            .unwrap_or_else(|| "none".into()),
+                    );
+                    row("Last error", s.last_error.as_deref().unwrap_or("none"));
+                    for e in &s.endpoints {
+                        let health = match (&e.row.disabled_reason, e.row.enabled) {
+                            (Some(why), _) => format!(
+                                "DISABLED since {}: {why}",
+                                crate::event::rfc3339(e.row.disabled_at.unwrap_or(0.0))
+                            ),
+                            (None, false) => "switched off".into(),
+                            (None, true) if e.row.url.is_empty() => "not configured".into(),
+                            (None, true) => "enabled".into(),
+                        };
+                        row(
+                            &format!("Endpoint {}", e.row.name),
+                            &format!(
+                                "{} ({health})",
+                                if e.row.url.is_empty() {
+                                    "-"
+                                } else {
+                                    &e.row.url
+                                }
+                            ),
+                        );
+                    }
                 }
+                Err(e) => row("Outbox", &format!("unavailable: {e}")),
             }
-            Err(e) => row("Outbox", &format!("unavailable: {e}")),
-        } }
+        }
         // SAFETY: closes the table opened above.
         unsafe { php_info_print_table_end() };
     });

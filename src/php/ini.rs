@@ -33,7 +33,11 @@ unsafe extern "C" fn accept_any(
     0
 }
 
-const fn entry(name: &'static CStr, default: &'static CStr, perm: IniEntryPermission) -> IniEntryDef {
+const fn entry(
+    name: &'static CStr,
+    default: &'static CStr,
+    perm: IniEntryPermission,
+) -> IniEntryDef {
     let mut e = IniEntryDef::new(name, default, perm);
     e.on_modify = Some(accept_any);
     e
@@ -43,7 +47,11 @@ static ENTRIES: IniEntryDefs<12> = IniEntryDefs::new([
     entry(DATABASE, c"", IniEntryPermission::All),
     entry(ENDPOINT, c"", IniEntryPermission::All),
     entry(SECRET, c"", IniEntryPermission::All),
-    entry(RETRY_DELAYS, c"5,300,1800,7200,18000,36000,36000", IniEntryPermission::All),
+    entry(
+        RETRY_DELAYS,
+        c"5,300,1800,7200,18000,36000,36000",
+        IniEntryPermission::All,
+    ),
     entry(TIMEOUT, c"15", IniEntryPermission::All),
     entry(CONCURRENCY, c"4", IniEntryPermission::System),
     entry(MAX_PAYLOAD_BYTES, c"1048576", IniEntryPermission::System),
@@ -59,7 +67,12 @@ pub fn register(module_number: i32) {
 }
 
 extern "C" {
-    fn zend_ini_string_ex(name: *const c_char, name_length: usize, orig: c_int, exists: *mut bool) -> *mut c_char;
+    fn zend_ini_string_ex(
+        name: *const c_char,
+        name_length: usize,
+        orig: c_int,
+        exists: *mut bool,
+    ) -> *mut c_char;
     fn zend_unregister_ini_entries(module_number: c_int);
 }
 
