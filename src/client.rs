@@ -31,6 +31,8 @@ struct Entry {
 struct ProcessState {
     pid: u32,
     entries: HashMap<PathBuf, Entry>,
+    /// The INI values last validated for dispatch, with what they gave.
+    validated: Option<(IniValues, DefaultEndpoint, usize)>,
 }
 
 static STATE: Mutex<Option<ProcessState>> = Mutex::new(None);
@@ -47,6 +49,7 @@ fn with_state<T>(f: impl FnOnce(&mut ProcessState) -> T) -> T {
     let state = guard.get_or_insert_with(|| ProcessState {
         pid,
         entries: HashMap::new(),
+        validated: None,
     });
     f(state)
 }
@@ -154,13 +157,22 @@ pub fn dispatch(
             "option \"coalesce\" needs a \"key\": events are coalesced per key, topic and endpoint",
         ));
     }
-    let default = DefaultEndpoint::from_ini(ini)?;
-    let max = config::max_payload_bytes(&ini.max_payload_bytes)?;
-    config::concurrency(&ini.concurrency)?;
-    config::retention_days(&ini.retention_days)?;
-    config::shutdown_grace(&ini.shutdown_grace)?;
     let path = config::database_path(&ini.database);
     with_state(|st| {
+        // Settings are validated once per distinct set of INI values, not on every dispatch.
+        let (default, max) = match &st.validated {
+            Some((seen, d, m)) if seen == ini => (d.clone(), *m),
+            _ => {
+                let d = DefaultEndpoint::from_ini(ini)?;
+                let m = config::max_payload_bytes(&ini.max_payload_bytes)?;
+                config::concurrency(&ini.concurrency)?;
+                config::retention_days(&ini.retention_days)?;
+                config::shutdown_grace(&ini.shutdown_grace)?;
+                StoreKey::parse(&ini.key)?;
+                st.validated = Some((ini.clone(), d.clone(), m));
+                (d, m)
+            }
+        };
         let e = entry(st, &path);
         e.set_key(ini)?;
         e.record_default(&path, &default)?;

@@ -35,6 +35,15 @@ pub const BREAKER_THRESHOLD: i64 = 5;
 /// Longest pause of an open breaker before it probes again.
 pub const BREAKER_MAX_PAUSE: f64 = 600.0;
 
+/// Pause of an endpoint's breaker after `failures` consecutive failures: it follows the
+/// endpoint's own retry schedule (so a CRM that is back is probed no later than a single event
+/// would have been retried), from its first delay on, at least 1 s and at most 10 minutes.
+pub fn breaker_pause(delays: &[f64], failures: i64) -> f64 {
+    let k = (failures - BREAKER_THRESHOLD).max(0) as usize;
+    let d = delays.get(k).or(delays.last()).copied().unwrap_or(5.0);
+    d.clamp(1.0, BREAKER_MAX_PAUSE)
+}
+
 /// Delivery states as stored.
 pub mod state {
     pub const QUEUED: i64 = 0;
@@ -255,9 +264,8 @@ pub struct Finished {
     pub decision: Decision,
     /// The failure says the endpoint is unhealthy (feeds the circuit breaker).
     pub endpoint_failure: bool,
-    /// First pause of the breaker, in seconds (the endpoint's first retry delay); it doubles
-    /// with each further failure up to [`BREAKER_MAX_PAUSE`].
-    pub breaker_base: f64,
+    /// How long the breaker pauses the endpoint if this failure opens (or keeps open) it.
+    pub breaker_pause: f64,
 }
 
 /// Counts and health for `woosync_status()`.
@@ -1083,9 +1091,8 @@ impl Outbox {
         let (routing, oldest_new): (i64, Option<f64>) = self
             .conn
             .prepare_cached(
-                "SELECT coalesce((SELECT max(id) FROM events), 0) - m.v,
-                        (SELECT created_at FROM events WHERE id > m.v ORDER BY id LIMIT 1)
-                 FROM meta m WHERE m.k = 'routed_upto'",
+                "SELECT coalesce((SELECT max(id) FROM events), 0) - coalesce((SELECT v FROM meta WHERE k = 'routed_upto'), 0),
+                        (SELECT created_at FROM events WHERE id > coalesce((SELECT v FROM meta WHERE k = 'routed_upto'), 0) ORDER BY id LIMIT 1)",
             )
             .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
             .map_err(|e| self.err("count new events", e))?;
@@ -1623,8 +1630,7 @@ fn record_tx(tx: &rusqlite::Transaction<'_>, path: &Path, done: &[Finished]) -> 
         let mut unhealthy = tx
                 .prepare_cached(
                     "UPDATE endpoints SET consecutive_failures = consecutive_failures + 1,
-                       breaker_until = CASE WHEN consecutive_failures + 1 >= ?3
-                         THEN ?2 + min(?5, ?4 * (1 << min(consecutive_failures + 1 - ?3, 10))) ELSE breaker_until END
+                       breaker_until = CASE WHEN consecutive_failures + 1 >= ?3 THEN ?2 + ?4 ELSE breaker_until END
                      WHERE id = ?1",
                 )
                 .map_err(map)?;
@@ -1679,8 +1685,7 @@ fn record_tx(tx: &rusqlite::Transaction<'_>, path: &Path, done: &[Finished]) -> 
                             f.endpoint_id,
                             now,
                             BREAKER_THRESHOLD,
-                            f.breaker_base.max(1.0),
-                            BREAKER_MAX_PAUSE
+                            f.breaker_pause
                         ])
                         .map_err(map)?;
                 }
@@ -1962,7 +1967,7 @@ mod tests {
             response: b"ok".to_vec(),
             delivery_uuid: "u".into(),
             endpoint_failure: !matches!(d, Decision::Delivered),
-            breaker_base: 5.0,
+            breaker_pause: 5.0,
             decision: d,
         }])
         .unwrap();
@@ -2392,7 +2397,7 @@ mod reprepare {
                         Decision::Delivered
                     },
                     endpoint_failure: round % 3 == 0,
-                    breaker_base: 1.0,
+                    breaker_pause: 1.0,
                 })
                 .collect();
             ob.cycle(&done, 100, &[(ep, 4, 20.0)], 0, "me").unwrap();
@@ -2424,5 +2429,21 @@ mod reprepare {
             stmt = unsafe { rusqlite::ffi::sqlite3_next_stmt(db, stmt) };
         }
         assert!(bad.is_empty(), "{}", bad.join("\n"));
+    }
+}
+
+#[cfg(test)]
+mod breaker {
+    use super::*;
+
+    #[test]
+    fn pause_follows_the_retry_schedule() {
+        let d = [5.0, 300.0, 1800.0, 7200.0];
+        assert_eq!(breaker_pause(&d, BREAKER_THRESHOLD), 5.0);
+        assert_eq!(breaker_pause(&d, BREAKER_THRESHOLD + 1), 300.0);
+        assert_eq!(breaker_pause(&d, BREAKER_THRESHOLD + 2), BREAKER_MAX_PAUSE);
+        assert_eq!(breaker_pause(&d, BREAKER_THRESHOLD + 50), BREAKER_MAX_PAUSE);
+        assert_eq!(breaker_pause(&[0.05, 0.1], BREAKER_THRESHOLD + 3), 1.0);
+        assert_eq!(breaker_pause(&[], BREAKER_THRESHOLD), 5.0);
     }
 }

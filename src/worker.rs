@@ -838,7 +838,10 @@ impl Coordinator {
             error: outcome.error,
             response: outcome.response,
             delivery_uuid: outcome.delivery_uuid,
-            breaker_base: job.target.retry.delays.first().copied().unwrap_or(5.0),
+            breaker_pause: crate::outbox::breaker_pause(
+                &job.target.retry.delays,
+                self.health.get(&job.endpoint_id).map_or(0, |h| h.0) + 1,
+            ),
             endpoint_failure: match outcome.http_status {
                 None => true,
                 Some(code) => delivery::classify_status(code) == delivery::StatusClass::Retry,

@@ -81,3 +81,22 @@ def test_valid_inputs_are_accepted(php):
     """ % ("[" + ", ".join(f"'{t}'" for t in GOOD_TOPICS) + "]"), {"woosync.max_payload_bytes": 1000})
     bad = {k: v for k, v in r.items() if not v["ok"]}
     assert not bad, bad
+
+
+def test_max_payload_bytes_applies_to_the_encoded_envelope(php):
+    """The limit is on the whole encoded body: a body of exactly max bytes passes, one more byte fails."""
+    r = php.json("""
+        $probe = woosync_dispatch('a.b', ['s' => 'x']);
+        $base = strlen(woosync_event($probe)['body']) - 1;   // envelope bytes without the string's content
+        out(['base' => $base]);
+    """)
+    base = r["base"]
+    limit = base + 200
+    r = php.json("""
+        $fits = attempt(fn() => woosync_dispatch('a.b', ['s' => str_repeat('y', %d)]));
+        $over = attempt(fn() => woosync_dispatch('a.b', ['s' => str_repeat('y', %d)]));
+        out(['fits' => $fits, 'len' => $fits['ok'] ? strlen(woosync_event($fits['value'])['body']) : null, 'over' => $over]);
+    """ % (limit - base, limit - base + 1), {"woosync.max_payload_bytes": limit})
+    assert r["fits"]["ok"], f"a {limit}-byte body must be accepted with max_payload_bytes={limit}: {r['fits']}"
+    assert r["len"] == limit
+    assert r["over"]["ok"] is False and r["over"]["class"] == "WooSyncException", r["over"]

@@ -116,7 +116,8 @@ def shared_dir():
     shutil.rmtree(d, ignore_errors=True)
 
 
-def test_unwritable_database_names_owner(php, shared_dir, receiver):
+@pytest.mark.parametrize("dir_mode", [0o755, 0o1777], ids=["dir-755", "dir-1777"])
+def test_unwritable_database_names_owner(php, shared_dir, receiver, dir_mode):
     if os.geteuid() != 0:
         pytest.fail("this test must run as root (it runs php as 'nobody' against a root-owned database)")
     db = shared_dir / "outbox.sqlite"
@@ -125,15 +126,18 @@ def test_unwritable_database_names_owner(php, shared_dir, receiver):
     assert r.startswith("evt_")
     for f in shared_dir.iterdir():
         os.chmod(f, 0o644)
-    files = {f.name: _digest(f) for f in shared_dir.iterdir() if f.is_file()}
-    assert oct(stat.S_IMODE(db.stat().st_mode)) == "0o644" and db.stat().st_uid == 0
+    os.chmod(shared_dir, dir_mode)
+    before = {f.name: _digest(f) for f in shared_dir.iterdir() if f.is_file()}
+    assert stat.S_IMODE(db.stat().st_mode) == 0o644 and db.stat().st_uid == 0
     # the extension must be loadable by nobody
-    so_ok = os.access(php.so, os.R_OK) and (php.so.stat().st_mode & 0o004)
-    assert so_ok, f"{php.so} must be world-readable for this test"
+    assert php.so.stat().st_mode & 0o004, f"{php.so} must be world-readable for this test"
+    script_dir = shared_dir / "scripts"
+    script_dir.mkdir()
+    os.chmod(script_dir, 0o755)
     res = php.run("""
         out(['dispatch' => attempt(fn() => woosync_dispatch('order.created', ['n' => 2])),
              'whoami' => posix_getpwuid(posix_geteuid())['name']]);
-    """, database=db, user="nobody", script_dir=shared_dir, ini={"woosync.endpoint": receiver.url}, timeout=30)
+    """, database=db, user="nobody", script_dir=script_dir, ini={"woosync.endpoint": receiver.url}, timeout=30)
     assert res.returncode == 0, res.describe()
     out = res.json_lines()[-1]
     assert out["whoami"] == "nobody"
@@ -142,7 +146,13 @@ def test_unwritable_database_names_owner(php, shared_dir, receiver):
     assert d["class"] == "WooSyncException", d
     msg = d["message"] or ""
     assert "root" in msg, f"the error should name the file owner (root): {msg!r}"
-    # the directory is root-owned 0755 too (nobody can't create the WAL files there): naming
-    # either the file or its directory is fine
-    assert str(db.parent) in msg, f"the error should name the database (or its directory): {msg!r}"
-    assert _digest(db) == files[db.name], "the database file was modified"
+    if dir_mode == 0o755:
+        # the directory is root-owned 0755 too (nobody can't create the WAL files there):
+        # naming the file or its directory is fine
+        assert str(db.parent) in msg, f"the error should name the database (or its directory): {msg!r}"
+    else:
+        assert str(db) in msg, f"the error should name the database file: {msg!r}"
+    after = {f.name: _digest(f) for f in shared_dir.iterdir() if f.is_file()}
+    assert after.get(db.name) == before[db.name], "the database file was modified"
+    changed = [n for n in before if after.get(n) != before[n]]
+    assert not changed, f"files changed by the refused process: {changed}"

@@ -214,3 +214,28 @@ def test_repeated_fork_while_delivering(php, receiver):
     assert not missing, f"not delivered: {missing}"
     dups = {i: n for i, n in got.items() if n > 1}
     assert not dups, f"delivered more than once: {dups}"
+
+
+def test_recovery_after_outage_follows_retry_delays(php, receiver):
+    """Several events fail repeatedly while the CRM is down (many consecutive failures); once it
+    is back, the next attempt comes after the configured delay (1 s here), not later."""
+    receiver.stop()
+    ini = fast_ini(receiver.url, delays="1,1,1,1,1,1,1,1,1,1", shutdown_grace=1)
+    r = php.json("""
+        $ids = [];
+        foreach (['product:1', 'product:2', 'order:3'] as $k) $ids[] = woosync_dispatch('product.updated', ['k' => $k], ['key' => $k]);
+        $ok = woosync_flush(5.0);   // ~4 failed attempts per event (delays 1 s)
+        out(['ids' => $ids, 'flushed' => $ok, 'events' => array_map('woosync_event', $ids)]);
+    """, ini, timeout=30)
+    assert r["flushed"] is False
+    fails = sum(e["deliveries"][0]["attempts"] for e in r["events"])
+    assert fails >= 3, f"expected failed attempts during the outage, got {fails}"
+    receiver.start()
+    t0 = time.monotonic()
+    r2 = php.json("out(['flushed' => woosync_flush(15), 'status' => woosync_status()]);", ini, timeout=40)
+    took = time.monotonic() - t0
+    assert r2["flushed"] is True, (
+        f"CRM back up, retry_delays=1: not delivered within 15 s (status: {r2['status']})")
+    assert took < 6, f"delivery after the outage took {took:.1f}s with 1 s retry delays"
+    got = {q.event_id for q in receiver.requests}
+    assert set(r["ids"]) <= got

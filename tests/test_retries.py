@@ -6,7 +6,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from conftest import fast_ini
-from helpers import delivery
+from helpers import delivery, to_unix
 from receiver import Response, wc_signature
 
 DISPATCH_FLUSH = """
@@ -235,3 +235,24 @@ def test_connection_refused_is_retried(php, receiver):
     assert d["state"] == "dead" and d["attempts"] == 3, d
     assert all(a["http_status"] is None and a["error_class"] for a in r["event"]["attempts"])
     assert r["status"]["last_error"]
+
+
+@pytest.mark.parametrize("value", ["999999", "date+3h"])
+def test_retry_after_is_clamped_to_one_hour(php, receiver, value):
+    def responder(req):
+        v = formatdate(time.time() + 3 * 3600, usegmt=True) if value == "date+3h" else value
+        return Response(503, headers={"Retry-After": v})
+
+    receiver.responder = responder
+    ini = fast_ini(receiver.url, delays="0.05,0.05", shutdown_grace=0.2)
+    r = php.json("""
+        $id = woosync_dispatch('order.created', ['n' => 1]);
+        $ok = woosync_flush(1.0);
+        out(['flushed' => $ok, 'event' => woosync_event($id), 'now' => microtime(true)]);
+    """, ini, timeout=30)
+    assert r["flushed"] is False
+    assert receiver.count() == 1
+    d = delivery(r["event"])
+    assert d["state"] in ("pending", "queued"), d
+    wait = to_unix(d["next_attempt_at"]) - r["now"]
+    assert 3500 <= wait <= 3605, f"Retry-After: {value} should be clamped to 1 h, next attempt in {wait:.0f}s"
