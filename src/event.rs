@@ -80,19 +80,19 @@ static LAST_ULID: Mutex<(u64, u128)> = Mutex::new((0, 0));
 pub fn new_ulid() -> String {
     const MASK80: u128 = (1u128 << 80) - 1;
     let now_ms = (now() * 1000.0) as u64;
-    // 79 random bits leave room to count up within one millisecond.
-    let fresh = random_u128() & (MASK80 >> 1);
+    // 79 random bits leave room to count up within one millisecond; within the same millisecond
+    // the previous id plus one is used (no system call for randomness on that path).
     let (ms, rand) = match LAST_ULID.lock() {
         Ok(mut last) => {
             let next = if now_ms <= last.0 {
                 (last.0, (last.1 + 1) & MASK80)
             } else {
-                (now_ms, fresh)
+                (now_ms, random_u128() & (MASK80 >> 1))
             };
             *last = next;
             next
         }
-        Err(_) => (now_ms, fresh),
+        Err(_) => (now_ms, random_u128() & (MASK80 >> 1)),
     };
     let value: u128 = ((ms as u128 & 0xFFFF_FFFF_FFFF) << 80) | rand;
     let mut out = String::with_capacity(26);
