@@ -29,6 +29,12 @@ pub fn startup(_ty: i32, module_number: i32) -> i32 {
 
 /// RINIT: start the sender of a process lazily, at its first request.
 pub extern "C" fn request_startup(_ty: i32, _module_number: i32) -> i32 {
+    // Only the first request of a process (or of a forked child) does anything.
+    static STARTED_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let pid = std::process::id();
+    if STARTED_PID.swap(pid, std::sync::atomic::Ordering::SeqCst) == pid {
+        return 0;
+    }
     let _ = catch_unwind(|| {
         let ini = ini::values();
         crate::client::request_started(&ini);
