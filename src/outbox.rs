@@ -483,6 +483,17 @@ fn prepare_file(path: &Path) -> Result<()> {
     }
 }
 
+/// Starts a short write transaction (`BEGIN IMMEDIATE`; the busy handler waits for other writers).
+fn begin<'a>(
+    conn: &'a mut Connection,
+    path: &'a Path,
+) -> Result<(rusqlite::Transaction<'a>, &'a Path)> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| storage(path, "begin", e))?;
+    Ok((tx, path))
+}
+
 fn is_busy(e: &rusqlite::Error) -> bool {
     matches!(
         e.sqlite_error_code(),
@@ -607,13 +618,8 @@ impl Outbox {
     ) -> Result<()> {
         let now = event::now();
         let name = config::DEFAULT_ENDPOINT;
-        let path = self.path.clone();
-        let path = &path;
+        let (tx, path) = begin(&mut self.conn, &self.path)?;
         let map = |what: &'static str| move |e: rusqlite::Error| storage(path, what, e);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(map("begin"))?;
         let current: Option<(String, String, String, f64, String)> = tx
             .query_row(
                 "SELECT url, secret, retry_delays, timeout, source FROM endpoints WHERE name = ?1",
@@ -673,13 +679,8 @@ impl Outbox {
         }
         c.validate()?;
         let now = event::now();
-        let path = self.path.clone();
-        let path = &path;
+        let (tx, path) = begin(&mut self.conn, &self.path)?;
         let map = |what: &'static str| move |e: rusqlite::Error| storage(path, what, e);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(map("begin"))?;
         let old: Option<(String, String, f64)> = tx
             .query_row(
                 "SELECT secret, prev_secret, prev_secret_until FROM endpoints WHERE name = ?1",
@@ -749,13 +750,8 @@ impl Outbox {
             return Err(Error::input("the endpoint \"default\" is configured through php.ini; clear woosync.endpoint instead"));
         }
         let now = event::now();
-        let path = self.path.clone();
-        let path = &path;
+        let (tx, path) = begin(&mut self.conn, &self.path)?;
         let map = |what: &'static str| move |e: rusqlite::Error| storage(path, what, e);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(map("begin"))?;
         let id: Option<i64> = tx
             .query_row("SELECT id FROM endpoints WHERE name = ?1", [name], |r| {
                 r.get(0)
@@ -844,13 +840,8 @@ impl Outbox {
         );
         let mut total = 0;
         while total < max {
-            let path = self.path.clone();
-            let path = &path;
+            let (tx, path) = begin(&mut self.conn, &self.path)?;
             let map = |what: &'static str| move |e: rusqlite::Error| storage(path, what, e);
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(map("begin"))?;
             let ids: Vec<i64> = tx
                 .prepare(&select)
                 .and_then(|mut s| {
@@ -883,13 +874,8 @@ impl Outbox {
     pub fn enqueue(&mut self, ev: &NewEvent<'_>) -> Result<String> {
         let event_id = event::new_event_id();
         let created_at = event::now();
-        let path = self.path.clone();
-        let path = &path;
+        let (tx, path) = begin(&mut self.conn, &self.path)?;
         let map = |what: &'static str| move |e: rusqlite::Error| storage(path, what, e);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(map("begin"))?;
         if let Some(names) = &ev.endpoints {
             let version: i64 = tx
                 .prepare_cached("SELECT v FROM meta WHERE k = 'endpoints_version'")
@@ -953,13 +939,9 @@ impl Outbox {
     /// them: one delivery each, coalescing where asked; events nothing matches become unrouted.
     /// Returns how many events were routed.
     pub fn route_new(&mut self, limit: usize) -> Result<usize> {
-        let path = self.path.clone();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| storage(&path, "begin", e))?;
+        let (tx, path) = begin(&mut self.conn, &self.path)?;
         let n = route_tx(&tx, &path, limit)?;
-        tx.commit().map_err(|e| storage(&path, "commit", e))?;
+        tx.commit().map_err(|e| storage(path, "commit", e))?;
         Ok(n)
     }
 
@@ -967,13 +949,8 @@ impl Outbox {
     /// Returns false when there was nothing to requeue.
     pub fn retry_event(&mut self, event_id: &str) -> Result<Option<bool>> {
         let now = event::now();
-        let path = self.path.clone();
-        let path = &path;
-        let map = |what: &'static str| move |e: rusqlite::Error| storage(&path, what, e);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(map("begin"))?;
+        let (tx, path) = begin(&mut self.conn, &self.path)?;
+        let map = |what: &'static str| move |e: rusqlite::Error| storage(path, what, e);
         let row: Option<(i64, String, Option<String>, i64, bool)> = tx
             .query_row(
                 "SELECT id, topic, key, seq, unrouted FROM events WHERE event_id = ?1",
@@ -1021,13 +998,8 @@ impl Outbox {
     /// Requeues every dead delivery (of one endpoint, or all). Returns how many.
     pub fn retry_dead(&mut self, endpoint: Option<&str>) -> Result<usize> {
         let now = event::now();
-        let path = self.path.clone();
-        let path = &path;
-        let map = |what: &'static str| move |e: rusqlite::Error| storage(&path, what, e);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(map("begin"))?;
+        let (tx, path) = begin(&mut self.conn, &self.path)?;
+        let map = |what: &'static str| move |e: rusqlite::Error| storage(path, what, e);
         let n = match endpoint {
             Some(name) => requeue(
                 &tx,
@@ -1295,13 +1267,9 @@ impl Outbox {
         me: &str,
         now: f64,
     ) -> Result<Vec<Claimed>> {
-        let path = self.path.clone();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| storage(&path, "begin", e))?;
+        let (tx, path) = begin(&mut self.conn, &self.path)?;
         let out = claim_tx(&tx, &path, wants, usize::MAX, me, now)?;
-        tx.commit().map_err(|e| storage(&path, "commit", e))?;
+        tx.commit().map_err(|e| storage(path, "commit", e))?;
         Ok(out)
     }
 
@@ -1310,13 +1278,9 @@ impl Outbox {
         if done.is_empty() {
             return Ok(());
         }
-        let path = self.path.clone();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| storage(&path, "begin", e))?;
+        let (tx, path) = begin(&mut self.conn, &self.path)?;
         record_tx(&tx, &path, done)?;
-        tx.commit().map_err(|e| storage(&path, "commit", e))
+        tx.commit().map_err(|e| storage(path, "commit", e))
     }
 
     /// One sender cycle in one transaction: record finished attempts, route new events, read the
@@ -1330,16 +1294,12 @@ impl Outbox {
         total: usize,
         me: &str,
     ) -> Result<(Vec<Claimed>, i64, usize)> {
-        let path = self.path.clone();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| storage(&path, "begin", e))?;
+        let (tx, path) = begin(&mut self.conn, &self.path)?;
         record_tx(&tx, &path, done)?;
         let new: bool = tx
             .prepare_cached("SELECT coalesce((SELECT max(id) FROM events), 0) > (SELECT v FROM meta WHERE k = 'routed_upto')")
             .and_then(|mut s| s.query_row([], |r| r.get(0)))
-            .map_err(|e| storage(&path, "check new events", e))?;
+            .map_err(|e| storage(path, "check new events", e))?;
         let routed = if new {
             route_tx(&tx, &path, route_limit)?
         } else {
@@ -1348,13 +1308,13 @@ impl Outbox {
         let version: i64 = tx
             .prepare_cached("SELECT v FROM meta WHERE k = 'endpoints_version'")
             .and_then(|mut s| s.query_row([], |r| r.get(0)))
-            .map_err(|e| storage(&path, "read endpoints version", e))?;
+            .map_err(|e| storage(path, "read endpoints version", e))?;
         let claimed = if total > 0 {
             claim_tx(&tx, &path, wants, total, me, event::now())?
         } else {
             Vec::new()
         };
-        tx.commit().map_err(|e| storage(&path, "commit", e))?;
+        tx.commit().map_err(|e| storage(path, "commit", e))?;
         Ok((claimed, version, routed))
     }
 
@@ -1391,12 +1351,8 @@ impl Outbox {
             if !dead && min_lease > now {
                 continue;
             }
-            let path = self.path.clone();
-            let map = |e: rusqlite::Error| storage(&path, "take over leases", e);
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(map)?;
+            let (tx, path) = begin(&mut self.conn, &self.path)?;
+            let map = |e: rusqlite::Error| storage(path, "take over leases", e);
             let cond = if dead {
                 "claimed_by = ?1"
             } else {

@@ -322,9 +322,11 @@ fn parse_filter(ht: Option<&ZendHashTable>) -> PhpResult<EventFilter> {
                     .long()
                     .ok_or_else(|| input("filter \"offset\" must be an integer"))?
             }
-            other => return Err(input(format!(
+            other => {
+                return Err(input(format!(
                 "unknown filter {other:?}; use status, topic, key, endpoint, since, limit, offset"
-            ))),
+            )))
+            }
         }
     }
     Ok(f)
