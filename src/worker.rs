@@ -267,8 +267,9 @@ impl Waker {
     }
 }
 
-/// Events routed per transaction.
-const ROUTE_BATCH: usize = 500;
+/// Events routed per transaction: small enough that the sender never holds the write lock
+/// for more than about a millisecond, so dispatches do not queue behind it.
+const ROUTE_BATCH: usize = 128;
 
 struct Job {
     target: Arc<Target>,
