@@ -547,10 +547,14 @@ impl Outbox {
                 path.display()
             ))
         };
+        // One read transaction: the three values come from one snapshot, even while another
+        // process is creating the schema of a brand-new file.
         let (app_id, version, tables) = retry_busy(|| {
-            let app: i32 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
-            let ver: i32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-            let n: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+            let tx = conn.unchecked_transaction()?;
+            let app: i32 = tx.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+            let ver: i32 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            let n: i64 = tx.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+            tx.commit()?;
             Ok((app, ver, n))
         })
         .map_err(not_outbox)?;

@@ -618,7 +618,11 @@ impl Coordinator {
             };
             let mut wants = Vec::with_capacity(self.targets.len());
             if free > 0 {
-                let ids: Vec<i64> = self.targets.keys().copied().collect();
+                // An endpoint whose failure is not recorded yet waits one cycle: its breaker state
+                // is only known once the failure is counted (otherwise a half-open breaker would
+                // let a second probe out with the first one's failure).
+                let just_failed: Vec<i64> = unrecorded.iter().filter(|f| f.endpoint_failure).map(|f| f.endpoint_id).collect();
+                let ids: Vec<i64> = self.targets.keys().copied().filter(|id| !just_failed.contains(id)).collect();
                 for id in ids {
                     let allowed = self.allowed(id, free, now);
                     let lease = self.targets.get(&id).map_or(20.0, |t| t.timeout + 5.0);

@@ -145,6 +145,7 @@ function woosync_endpoint_delete(string $name): void {}
 /**
  * Deletes delivered, dead, superseded and unrouted events older than the given number of days
  * (the sender also does this on its own after `woosync.retention_days`, dead ones after 30).
+ * The newest event of the outbox is always kept (it anchors the order of row ids).
  *
  * @param int $older_than_days
  * @return int Number of events deleted.
