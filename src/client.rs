@@ -93,6 +93,9 @@ impl Entry {
 
     /// Starts (or restarts after a failure, at most once a second) this process's sender thread.
     fn ensure_sender(&mut self, path: &Path, ini: &IniValues) {
+        // Every path that may start the sender hands it the storage key (a malformed key is
+        // reported by dispatch; here it simply is not handed over).
+        let _ = self.set_key(ini);
         let concurrency = config::concurrency(&ini.concurrency).unwrap_or(4);
         let retention_days = config::retention_days(&ini.retention_days).unwrap_or(7.0);
         let stopped = self

@@ -1389,6 +1389,18 @@ impl Outbox {
         Ok(taken)
     }
 
+    /// Records a problem that keeps the sender from using an endpoint (e.g. a sealed secret it
+    /// cannot open) as the endpoint's last error.
+    pub fn note_endpoint_error(&mut self, endpoint_id: i64, error: &str) -> Result<()> {
+        let (tx, path) = begin(&mut self.conn, &self.path)?;
+        tx.execute(
+            "UPDATE endpoints SET last_error = ?2, last_error_at = ?3 WHERE id = ?1",
+            params![endpoint_id, error, event::now()],
+        )
+        .map_err(|e| storage(path, "record endpoint error", e))?;
+        tx.commit().map_err(|e| storage(path, "commit", e))
+    }
+
     /// (endpoint id, consecutive failures, breaker open until) of every endpoint.
     pub fn endpoint_health(&self) -> Result<Vec<(i64, i64, f64)>> {
         let mut stmt = self

@@ -459,7 +459,7 @@ impl Coordinator {
 
     /// Rebuilds the delivery targets when endpoints changed (or every few seconds, for secret
     /// rotation windows and breaker timers).
-    fn refresh(&mut self, outbox: &Outbox, force: bool) {
+    fn refresh(&mut self, outbox: &mut Outbox, force: bool) {
         let force = force
             || self.shared.key_changed.swap(false, SeqCst)
             || self.endpoints_checked.elapsed() > Duration::from_secs(5);
@@ -508,6 +508,12 @@ impl Coordinator {
             if let Some(e) = bad.or_else(|| retry.as_ref().err().map(|e| e.to_string())) {
                 self.shared
                     .note_error(format!("endpoint {}: {e}", row.name));
+                // Visible to every process (status, php --ri, the admin notice), not only this one.
+                if row.last_error.as_deref() != Some(e.as_str()) {
+                    if let Err(err) = db(|| outbox.note_endpoint_error(row.id, &e)) {
+                        self.shared.note_error(err);
+                    }
+                }
                 continue;
             }
             let key = (row.timeout.to_bits(), row.proxy.clone());
@@ -621,8 +627,17 @@ impl Coordinator {
                 // An endpoint whose failure is not recorded yet waits one cycle: its breaker state
                 // is only known once the failure is counted (otherwise a half-open breaker would
                 // let a second probe out with the first one's failure).
-                let just_failed: Vec<i64> = unrecorded.iter().filter(|f| f.endpoint_failure).map(|f| f.endpoint_id).collect();
-                let ids: Vec<i64> = self.targets.keys().copied().filter(|id| !just_failed.contains(id)).collect();
+                let just_failed: Vec<i64> = unrecorded
+                    .iter()
+                    .filter(|f| f.endpoint_failure)
+                    .map(|f| f.endpoint_id)
+                    .collect();
+                let ids: Vec<i64> = self
+                    .targets
+                    .keys()
+                    .copied()
+                    .filter(|id| !just_failed.contains(id))
+                    .collect();
                 for id in ids {
                     let allowed = self.allowed(id, free, now);
                     let lease = self.targets.get(&id).map_or(20.0, |t| t.timeout + 5.0);
