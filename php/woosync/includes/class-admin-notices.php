@@ -1,0 +1,150 @@
+<?php
+/**
+ * Admin notices: woosync is never silently broken.
+ *
+ * @package Woosync
+ */
+
+namespace Woosync;
+
+defined( 'ABSPATH' ) || exit;
+
+/**
+ * Tells administrators what is wrong and how to fix it: extension missing, dispatch failing,
+ * events waiting in or dropped from the fallback table, an endpoint disabled (410) or failing.
+ */
+class Admin_Notices {
+
+	/**
+	 * Fallback table.
+	 *
+	 * @var Fallback_Queue
+	 */
+	private $fallback;
+
+	/**
+	 * Constructor.
+	 *
+	 * @param Fallback_Queue $fallback Fallback table.
+	 */
+	public function __construct( Fallback_Queue $fallback ) {
+		$this->fallback = $fallback;
+	}
+
+	/**
+	 * Wires the hooks.
+	 */
+	public function register() {
+		add_action( 'admin_notices', array( $this, 'render' ) );
+		add_action( 'network_admin_notices', array( $this, 'render' ) );
+	}
+
+	/**
+	 * The notices that apply now, as [type, message] pairs (also used by `wp woosync status`).
+	 *
+	 * @return array<int, array{0:string,1:string}>
+	 */
+	public function messages() {
+		$out      = array();
+		$kept     = $this->fallback->count();
+		$dropped  = $this->fallback->dropped();
+		$settings_url = admin_url( 'options-general.php?page=' . Settings::PAGE );
+
+		if ( ! Extension::loaded() ) {
+			$out[] = array(
+				'error',
+				sprintf(
+					/* translators: 1: events waiting, 2: events dropped */
+					__( 'WooSync: the woosync PHP extension is not loaded, so changes are not sent to your CRM. The site keeps working; %1$d events are kept in the fallback table and will be sent once the extension works (%2$d dropped because the table was full). Fix: install libwoosync.so and add "extension=/path/to/libwoosync.so" to php.ini (or a conf.d file) for both PHP-FPM and the CLI, then restart PHP-FPM.', 'woosync' ),
+					$kept,
+					$dropped
+				),
+			);
+		} else {
+			$failure = Dispatcher::last_failure();
+			if ( $failure && $kept > 0 ) {
+				$out[] = array(
+					'error',
+					sprintf(
+						/* translators: 1: error message, 2: events waiting, 3: events dropped */
+						__( 'WooSync: storing events in the outbox fails: %1$s. %2$d events are kept in the fallback table and replayed by WP-Cron once this is fixed (%3$d dropped). Check that PHP can write the outbox file (see "wp woosync status").', 'woosync' ),
+						(string) $failure['message'],
+						$kept,
+						$dropped
+					),
+				);
+			} elseif ( $kept > 0 ) {
+				/* translators: %d: events waiting */
+				$out[] = array( 'warning', sprintf( __( 'WooSync: %d events are waiting in the fallback table; WP-Cron replays them shortly.', 'woosync' ), $kept ) );
+			}
+			$status = Extension::status( $error );
+			if ( null === $status ) {
+				/* translators: %s: error message */
+				$out[] = array( 'error', sprintf( __( 'WooSync: the outbox cannot be read: %s', 'woosync' ), (string) $error ) );
+			} else {
+				if ( ! empty( $status['worker_error'] ) ) {
+					/* translators: %s: error message of the delivery thread */
+					$out[] = array( 'error', sprintf( __( 'WooSync: the delivery thread reports: %s', 'woosync' ), (string) $status['worker_error'] ) );
+				}
+				foreach ( (array) ( $status['endpoints'] ?? array() ) as $endpoint ) {
+					if ( ! is_array( $endpoint ) ) {
+						continue;
+					}
+					$name = (string) ( $endpoint['name'] ?? '' );
+					if ( empty( $endpoint['enabled'] ) && '' !== (string) ( $endpoint['disabled_reason'] ?? '' ) ) {
+						$out[] = array(
+							'error',
+							sprintf(
+								/* translators: 1: endpoint name, 2: reason, 3: settings URL */
+								__( 'WooSync: endpoint "%1$s" is disabled (%2$s); its events wait in the outbox. Check the URL with your CRM, then save the WooSync settings (%3$s) to re-enable it.', 'woosync' ),
+								$name,
+								(string) $endpoint['disabled_reason'],
+								$settings_url
+							),
+						);
+					} elseif ( (int) ( $endpoint['consecutive_failures'] ?? 0 ) >= 3 || (int) ( $endpoint['dead'] ?? 0 ) > 0 ) {
+						$out[] = array(
+							'warning',
+							sprintf(
+								/* translators: 1: endpoint name, 2: failures in a row, 3: dead events, 4: last error */
+								__( 'WooSync: deliveries to "%1$s" are failing (%2$d failures in a row, %3$d dead events). Last error: %4$s. Retry with "wp woosync retry --dead" once the CRM is fixed.', 'woosync' ),
+								$name,
+								(int) ( $endpoint['consecutive_failures'] ?? 0 ),
+								(int) ( $endpoint['dead'] ?? 0 ),
+								(string) ( $endpoint['last_error'] ?? '' )
+							),
+						);
+					}
+				}
+			}
+		}
+		if ( $dropped > 0 && Extension::loaded() ) {
+			$out[] = array(
+				'warning',
+				/* translators: %d: events dropped */
+				sprintf( __( 'WooSync: %d events were dropped while the fallback table was full. Run "wp woosync reconcile --products --orders" to send the current state to your CRM.', 'woosync' ), $dropped ),
+			);
+		}
+		return $out;
+	}
+
+	/**
+	 * Prints the notices for users who can manage WooSync.
+	 */
+	public function render() {
+		if ( ! current_user_can( Settings::capability() ) ) {
+			return;
+		}
+		try {
+			foreach ( $this->messages() as $message ) {
+				printf(
+					'<div class="notice notice-%1$s woosync-notice"><p>%2$s</p></div>',
+					esc_attr( $message[0] ),
+					esc_html( $message[1] )
+				);
+			}
+		} catch ( \Throwable $e ) {
+			printf( '<div class="notice notice-error woosync-notice"><p>%s</p></div>', esc_html( 'WooSync: ' . $e->getMessage() ) );
+		}
+	}
+}
