@@ -1031,6 +1031,8 @@ impl Outbox {
 
     /// Counts (maintained by triggers, O(1)), oldest pending age and endpoint health.
     pub fn status(&self) -> Result<Status> {
+        // One read transaction: counts from one snapshot, even while the sender commits.
+        let snapshot = self.conn.unchecked_transaction().map_err(|e| self.err("begin", e))?;
         let mut st = Status::default();
         let eps = load_endpoints(&self.conn).map_err(|e| self.err("read endpoints", e))?;
         let mut per: std::collections::HashMap<i64, [i64; 6]> = Default::default();
@@ -1099,6 +1101,7 @@ impl Outbox {
             let counts = per.get(&row.id).copied().unwrap_or_default();
             st.endpoints.push(EndpointStatus { row, counts });
         }
+        snapshot.commit().map_err(|e| self.err("end read", e))?;
         Ok(st)
     }
 
