@@ -22,12 +22,12 @@ deps: $(VENV)/.installed
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-$(VENV)/.installed: tests/requirements.txt
+$(VENV)/.installed: tests/requirements.txt tests/requirements-browser.txt
 	@command -v python3 >/dev/null || { echo "python3 is required"; exit 1; }
 	@python3 -m venv $(VENV) 2>/dev/null || { \
 		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-venv >/dev/null && python3 -m venv $(VENV); }
-	$(VENV)/bin/pip install -q -r tests/requirements.txt
+	$(VENV)/bin/pip install -q -r tests/requirements.txt -r tests/requirements-browser.txt
 	touch $@
 
 build: deps
