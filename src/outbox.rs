@@ -169,6 +169,10 @@ INSERT INTO stats(endpoint_id, state, n) VALUES (0, 6, 0);
 INSERT INTO meta(k, v) VALUES ('endpoints_version', 0), ('routed_upto', 0);
 ";
 
+/// Creation time of the oldest open delivery: one index step, never a sort over open rows.
+const OLDEST_OPEN_SQL: &str = "SELECT e.created_at FROM deliveries d INDEXED BY deliveries_open
+     JOIN events e ON e.id = d.event_rowid WHERE d.state < 3 ORDER BY d.id LIMIT 1";
+
 /// Who opens the outbox: the request path (PHP thread) or a sender thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -1078,7 +1082,7 @@ impl Outbox {
         let oldest_open: Option<f64> = self
             .conn
             .prepare_cached(
-                "SELECT e.created_at FROM deliveries d JOIN events e ON e.id = d.event_rowid WHERE d.state < 3 ORDER BY d.id LIMIT 1",
+                OLDEST_OPEN_SQL,
             )
             .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
             .map_err(|e| self.err("oldest pending", e))?;
@@ -2404,6 +2408,28 @@ mod reprepare {
             stmt = unsafe { rusqlite::ffi::sqlite3_next_stmt(db, stmt) };
         }
         assert!(bad.is_empty(), "{}", bad.join("\n"));
+    }
+}
+
+#[cfg(test)]
+mod plans {
+    use super::*;
+
+    /// Status must stay cheap with millions of rows: no query of it may sort or scan open rows.
+    #[test]
+    fn oldest_pending_uses_the_open_index_without_sorting() {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(SCHEMA).unwrap();
+        let plan: Vec<String> = c
+            .prepare(&format!("EXPLAIN QUERY PLAN {OLDEST_OPEN_SQL}"))
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let text = plan.join(" | ");
+        assert!(text.contains("deliveries_open"), "{text}");
+        assert!(!text.contains("TEMP B-TREE"), "{text}");
     }
 }
 
