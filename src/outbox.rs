@@ -369,6 +369,8 @@ pub struct EventSummary {
     pub next_attempt_at: Option<f64>,
     pub last_status: Option<i64>,
     pub last_error: Option<String>,
+    /// Duration of the delivery's last attempt.
+    pub last_duration_ms: Option<f64>,
 }
 
 fn storage(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
@@ -1192,7 +1194,8 @@ impl Outbox {
         let mut sql = String::from(
             "SELECT e.event_id, e.topic, e.key, e.seq, e.created_at,
                     CASE WHEN d.id IS NOT NULL THEN d.state WHEN e.unrouted = 1 THEN 6 ELSE 1 END, p.name, coalesce(d.attempts, 0),
-                    d.next_attempt_at, d.last_status, d.last_error
+                    d.next_attempt_at, d.last_status, d.last_error,
+                    (SELECT a.duration_ms FROM attempts a WHERE a.delivery_id = d.id ORDER BY a.id DESC LIMIT 1)
              FROM events e LEFT JOIN deliveries d ON d.event_rowid = e.id LEFT JOIN endpoints p ON p.id = d.endpoint_id
              WHERE 1",
         );
@@ -1249,6 +1252,7 @@ impl Outbox {
                     next_attempt_at: r.get(8)?,
                     last_status: r.get(9)?,
                     last_error: r.get(10)?,
+                    last_duration_ms: r.get(11)?,
                 })
             })
             .and_then(|rows| rows.collect())

@@ -90,7 +90,9 @@ function woosync_retry(string $event_id): bool {}
 function woosync_retry_dead(?string $endpoint = null): int {}
 
 /**
- * Deliveries (one row per event and endpoint), newest first.
+ * Deliveries (one row per event and endpoint), newest first: id, topic, key, sequence,
+ * created_at, endpoint, state, attempts, next_attempt_at, last_status, last_error,
+ * last_duration_ms.
  *
  * @param array|null $filter `status` (pending|queued|in_flight|delivered|dead|superseded|unrouted),
  *                           `topic`, `key`, `endpoint`, `since` (unix time), `limit` (default 50),

@@ -361,7 +361,8 @@ pub fn woosync_events(filter: Option<&ZendHashTable>) -> PhpResult<ZBox<ZendHash
                     },
                 )
                 .set("last_status", zopt_i(r.last_status))
-                .set("last_error", zopt_str(r.last_error.as_deref()));
+                .set("last_error", zopt_str(r.last_error.as_deref()))
+                .set("last_duration_ms", zopt_f(r.last_duration_ms));
             list.push(a.into_zval());
         }
         Ok(list.0)

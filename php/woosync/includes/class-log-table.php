@@ -507,6 +507,9 @@ class Log_Table extends \WP_List_Table {
 		if ( (int) ( $item['attempts'] ?? 0 ) < 1 ) {
 			return '—';
 		}
+		if ( array_key_exists( 'last_duration_ms', $item ) ) {
+			return esc_html( Log_Page::ms( $item['last_duration_ms'] ) );
+		}
 		$last = $this->last_attempt( $item );
 		return esc_html( Log_Page::ms( $last['duration_ms'] ?? null ) );
 	}
