@@ -30,6 +30,8 @@ pub const BUSY_WAIT: Duration = Duration::from_secs(10);
 pub const RESPONSE_SNIPPET: usize = 1024;
 /// How long a replaced secret keeps signing too (two `v1,` signatures), so receivers can roll over.
 pub const ROTATION_SECONDS: f64 = 86_400.0;
+/// WAL size (in frames, ~4 KB each) past which the sender rewinds the log: 8192 frames ≈ 32 MB.
+pub const WAL_RESTART_FRAMES: i64 = 8192;
 /// Consecutive retryable failures that open an endpoint's circuit breaker.
 pub const BREAKER_THRESHOLD: i64 = 5;
 /// Longest pause of an open breaker before it probes again.
@@ -548,6 +550,13 @@ impl Outbox {
         )
         .map_err(|e| storage(path, "cannot configure", e))?;
         let not_outbox = |e: rusqlite::Error| {
+            if is_busy(&e) {
+                return Error::storage(format!(
+                    "outbox {} is busy: another process held its lock for more than {} s ({e}); try again",
+                    path.display(),
+                    BUSY_WAIT.as_secs()
+                ));
+            }
             Error::storage(format!(
                 "{} is not a valid woosync outbox ({e}); it was left untouched: move it away or set woosync.database to another file",
                 path.display()
@@ -1444,9 +1453,21 @@ impl Outbox {
 
     /// Copies the WAL into the database without waiting for readers (sender only).
     pub fn checkpoint(&self) -> Result<()> {
-        self.conn
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-            .map_err(|e| self.err("checkpoint", e))
+        let (_busy, log, done): (i64, i64, i64) = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(|e| self.err("checkpoint", e))?;
+        // Under a sustained stream of dispatches a passive checkpoint never finds the log fully
+        // copied when the next writer starts, so the WAL never rewinds and grows without bound
+        // (and every reader slows down on it). Past WAL_RESTART_FRAMES, and once nearly everything
+        // is copied, a RESTART checkpoint makes the next writer start the log from the beginning;
+        // it holds writers back only while it copies the last few frames.
+        if log > WAL_RESTART_FRAMES && log - done < WAL_RESTART_FRAMES / 8 {
+            self.conn
+                .query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
+                .map_err(|e| self.err("checkpoint", e))?;
+        }
+        Ok(())
     }
 
     /// `PRAGMA data_version`: changes when another connection commits.
