@@ -1,0 +1,26 @@
+<?php
+// woosync delivery: dispatch n events (burst, or paced every interval_us), log "<id> <dispatch time>" lines,
+// then wait with woosync_flush. Prints JSON timings and status.
+require __DIR__ . '/common.php';
+$a = bench_args();
+$n = $a['n']; $interval = ($a['interval_us'] ?? 0) / 1e6; $keys = $a['keys'] ?? 0;
+$log = [];
+$payload = bench_payload(1);
+$t0 = microtime(true);
+$next = $t0;
+for ($i = 0; $i < $n; $i++) {
+    if ($interval > 0) {
+        $next += $interval;
+        while (($d = $next - microtime(true)) > 0) { if ($d > 0.0003) usleep((int)(($d - 0.0002) * 1e6)); }
+    }
+    $opt = $keys > 0 ? ['key' => 'product:' . ($i % $keys)] : null;
+    $id = woosync_dispatch('product.updated', $payload, $opt);
+    $log[] = $id . ' ' . sprintf('%.6f', microtime(true));
+}
+$t1 = microtime(true);
+$ok = woosync_flush($a['flush_timeout'] ?? 60.0);
+$t2 = microtime(true);
+if (!empty($a['idlog'])) file_put_contents($a['idlog'], implode("\n", $log) . "\n");
+$st = woosync_status();
+echo json_encode(['t0' => $t0, 't_dispatched' => $t1, 't_end' => $t2, 'flushed' => $ok, 'pid' => getmypid(),
+    'sender_pid' => $st['sender_pid'] ?? null, 'delivered' => $st['delivered'], 'pending' => $st['pending'], 'dead' => $st['dead']] + bench_rss_kb());
