@@ -76,6 +76,10 @@ pub fn make_agent(timeout: f64, concurrency: usize, proxy: &str) -> Result<ureq:
         .http_status_as_error(false)
         .max_idle_connections_per_host(concurrency.max(4))
         .max_idle_connections(concurrency.max(4) * 4)
+        // ureq's defaults are 128 KB in and out per connection; responses are read for 1 KB and
+        // bodies are streamed from memory, so smaller buffers keep the sender's memory small.
+        .input_buffer_size(64 * 1024)
+        .output_buffer_size(16 * 1024)
         .proxy(proxy)
         .user_agent(format!("woosync/{}", env!("CARGO_PKG_VERSION")))
         .accept("*/*")

@@ -1606,6 +1606,8 @@ fn claim_tx(
 fn record_tx(tx: &rusqlite::Transaction<'_>, path: &Path, done: &[Finished]) -> Result<()> {
     let now = event::now();
     let map = |e: rusqlite::Error| storage(path, "record attempt", e);
+    // Endpoints whose success is already written in this batch with no failure since.
+    let mut healthy: Vec<i64> = Vec::new();
     {
         let mut attempt = tx
                 .prepare_cached(
@@ -1678,8 +1680,13 @@ fn record_tx(tx: &rusqlite::Transaction<'_>, path: &Path, done: &[Finished]) -> 
                 continue;
             }
             if matches!(f.decision, Decision::Delivered) {
-                ok.execute(params![f.endpoint_id, now]).map_err(map)?;
+                // Consecutive successes of one endpoint in a batch write the same values: once.
+                if !healthy.contains(&f.endpoint_id) {
+                    ok.execute(params![f.endpoint_id, now]).map_err(map)?;
+                    healthy.push(f.endpoint_id);
+                }
             } else {
+                healthy.retain(|id| *id != f.endpoint_id);
                 failed
                     .execute(params![f.endpoint_id, summary, now])
                     .map_err(map)?;
