@@ -374,3 +374,10 @@ pub fn purge(ini: &IniValues, days: f64) -> Result<usize> {
     let path = config::database_path(&ini.database);
     with_state(|st| entry(st, &path).outbox(&path)?.purge(days, 500))
 }
+
+/// Privacy erasure of one ordering key; returns (deleted, still pending).
+pub fn erase(ini: &IniValues, key: &str) -> Result<(usize, usize)> {
+    crate::event::validate_key(key)?;
+    let path = config::database_path(&ini.database);
+    with_state(|st| entry(st, &path).outbox(&path)?.erase_key(key))
+}

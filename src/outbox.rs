@@ -833,6 +833,55 @@ impl Outbox {
         Ok(n)
     }
 
+    /// Privacy erasure of one ordering key (`customer:42`): deletes its finished events (with
+    /// their deliveries and attempts) and returns (deleted, still pending). Pending events are kept
+    /// until delivered. The newest event of the outbox cannot be deleted (it anchors row ids): if it
+    /// belongs to the key and is finished, its body is replaced by an empty one and its key cleared.
+    pub fn erase_key(&mut self, key: &str) -> Result<(usize, usize)> {
+        let (tx, path) = begin(&mut self.conn, &self.path)?;
+        let map = |what: &'static str| move |e: rusqlite::Error| storage(path, what, e);
+        let rows: Vec<(i64, String, String, f64, bool)> = tx
+            .prepare(
+                "SELECT e.id, e.event_id, e.topic, e.created_at,
+                        e.id > (SELECT v FROM meta WHERE k = 'routed_upto')
+                        OR EXISTS (SELECT 1 FROM deliveries d WHERE d.event_rowid = e.id AND d.state < 3)
+                 FROM events e WHERE e.key = ?1",
+            )
+            .and_then(|mut st| {
+                st.query_map([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get::<_, bool>(4)?)))?
+                    .collect()
+            })
+            .map_err(map("find events of key"))?;
+        let newest: i64 = tx
+            .query_row("SELECT coalesce(max(id), 0) FROM events", [], |r| r.get(0))
+            .map_err(map("find newest event"))?;
+        let (mut deleted, mut pending) = (0, 0);
+        for (id, event_id, topic, created_at, open) in rows {
+            if open {
+                pending += 1;
+                continue;
+            }
+            tx.execute("DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE event_rowid = ?1)", [id])
+                .map_err(map("erase attempts"))?;
+            if id == newest {
+                let env = event::build_envelope(&event_id, &topic, created_at, None, 0, "null");
+                tx.execute(
+                    "UPDATE events SET key = NULL, seq = 0, body = ?2, data_offset = ?3 WHERE id = ?1",
+                    params![id, env.body.as_bytes(), env.data_offset as i64],
+                )
+                .map_err(map("erase newest event"))?;
+                tx.execute("UPDATE deliveries SET key = NULL, last_error = NULL WHERE event_rowid = ?1", [id])
+                    .map_err(map("erase newest event"))?;
+            } else {
+                tx.execute("DELETE FROM deliveries WHERE event_rowid = ?1", [id]).map_err(map("erase deliveries"))?;
+                tx.execute("DELETE FROM events WHERE id = ?1", [id]).map_err(map("erase events"))?;
+            }
+            deleted += 1;
+        }
+        tx.commit().map_err(map("commit"))?;
+        Ok((deleted, pending))
+    }
+
     fn purge_where(
         &mut self,
         before: f64,
@@ -2223,6 +2272,39 @@ mod tests {
         let d = ob.event(&id).unwrap().unwrap();
         assert_eq!(d.attempts.len(), 2);
         assert_eq!(d.deliveries[0].state, state::READY);
+    }
+
+    #[test]
+    fn erase_key_deletes_finished_events_and_keeps_pending() {
+        let p = tmp("erase");
+        let mut ob = Outbox::open(&p, Role::Sender).unwrap();
+        ob.record_default_endpoint_plain(&default_ep("http://127.0.0.1:9/x")).unwrap();
+        let ep = ob.endpoints().unwrap()[0].id;
+        let data = "{\"email\":\"a@example.test\"}";
+        let ev = |k| NewEvent { topic: "customer.updated", key: Some(k), coalesce: false, endpoints: None, data, max_body_bytes: 1 << 20 };
+        let first = put(&mut ob, &ev("customer:1"));
+        let other = put(&mut ob, &ev("customer:2"));
+        let now = event::now() + 1.0;
+        for c in ob.claim(&[(ep, 10, 100.0)], "me", now).unwrap() {
+            finish(&mut ob, &c, Decision::Delivered);
+        }
+        let waiting = put(&mut ob, &ev("customer:1"));
+        assert_eq!(ob.erase_key("customer:1").unwrap(), (1, 1));
+        assert!(ob.event(&first).unwrap().is_none());
+        assert!(ob.event(&waiting).unwrap().is_some(), "pending events stay until delivered");
+        assert!(ob.event(&other).unwrap().is_some(), "other keys untouched");
+        // Deliver the waiting one; it is now the newest event: erased in place.
+        for c in ob.claim(&[(ep, 10, 100.0)], "me", now).unwrap() {
+            finish(&mut ob, &c, Decision::Delivered);
+        }
+        assert_eq!(ob.erase_key("customer:1").unwrap(), (1, 0));
+        let kept = ob.event(&waiting).unwrap().unwrap();
+        assert!(!String::from_utf8_lossy(&kept.body).contains("a@example.test"));
+        assert!(kept.key.is_none() && kept.attempts.is_empty());
+        // New events still get routed after the erasure.
+        put(&mut ob, &ev("customer:3"));
+        assert_eq!(ob.status().unwrap().pending(), 1);
+        assert_eq!(ob.claim(&[(ep, 10, 100.0)], "me", now).unwrap().len(), 1);
     }
 
     #[test]

@@ -154,3 +154,15 @@ function woosync_endpoint_delete(string $name): void {}
  * @throws WooSyncException
  */
 function woosync_purge(int $older_than_days): int {}
+
+/**
+ * Privacy erasure: deletes every finished event of an ordering key (such as `customer:42` or
+ * `order:7`) with its deliveries and attempts. Events still waiting for delivery are kept until
+ * delivered (erase again afterwards). If the outbox's newest event is one of them, its body is
+ * emptied instead (it anchors row ids).
+ *
+ * @param string $key
+ * @return array `deleted` and `pending` counts.
+ * @throws WooSyncException
+ */
+function woosync_erase(string $key): array {}

@@ -550,6 +550,22 @@ pub fn woosync_purge(older_than_days: i64) -> PhpResult<i64> {
     })
 }
 
+/// Privacy erasure: deletes every finished event of an ordering key (such as `customer:42` or
+/// `order:7`) with its attempts; events still waiting for delivery are kept until delivered.
+///
+/// @param string $key
+/// @return array `deleted` (events removed) and `pending` (events kept until delivered).
+#[php_function]
+pub fn woosync_erase(key: Binary<u8>) -> PhpResult<ZBox<ZendHashTable>> {
+    guard(|| {
+        let key = text(&key, "key")?;
+        let (deleted, pending) = client::erase(&ini::values(), &key).map_err(to_php)?;
+        let mut a = Arr::new();
+        a.set("deleted", zint(deleted as i64)).set("pending", zint(pending as i64));
+        Ok(a.0)
+    })
+}
+
 /// Adds every function to the module.
 pub fn register(module: ModuleBuilder) -> ModuleBuilder {
     module
@@ -565,4 +581,5 @@ pub fn register(module: ModuleBuilder) -> ModuleBuilder {
         .function(wrap_function!(woosync_endpoints))
         .function(wrap_function!(woosync_endpoint_delete))
         .function(wrap_function!(woosync_purge))
+        .function(wrap_function!(woosync_erase))
 }

@@ -179,11 +179,29 @@ class Privacy {
 		unset( $page );
 		$rows     = $this->fallback->find_containing( $email );
 		$removed  = $this->fallback->delete( wp_list_pluck( $rows, 'id' ) );
-		$retained = count( $this->outbox_events( $this->keys_for( $email ) ) );
+		$retained = 0;
 		$messages = array();
-		if ( $retained > 0 ) {
-			/* translators: %d: number of events */
-			$messages[] = sprintf( __( 'WooSync keeps %d events about this customer in its outbox as a record of what was sent to the CRM; "wp woosync purge --older-than=<days>" removes old events. Erase the customer in the CRM as well.', 'woosync' ), $retained );
+		if ( Extension::has( 'woosync_erase' ) ) {
+			foreach ( $this->keys_for( $email ) as $key ) {
+				try {
+					$result    = woosync_erase( $key );
+					$removed  += (int) ( $result['deleted'] ?? 0 );
+					$retained += (int) ( $result['pending'] ?? 0 );
+				} catch ( \Throwable $e ) {
+					/* translators: %s: error message */
+					$messages[] = sprintf( __( 'WooSync could not erase its outbox events: %s', 'woosync' ), $e->getMessage() );
+				}
+			}
+			if ( $retained > 0 ) {
+				/* translators: %d: number of events */
+				$messages[] = sprintf( __( 'WooSync keeps %d events about this customer until they are delivered to the CRM; run the eraser again afterwards. Erase the customer in the CRM as well.', 'woosync' ), $retained );
+			}
+		} else {
+			$retained = count( $this->outbox_events( $this->keys_for( $email ) ) );
+			if ( $retained > 0 ) {
+				/* translators: %d: number of events */
+				$messages[] = sprintf( __( 'WooSync keeps %d events about this customer in its outbox as a record of what was sent to the CRM; "wp woosync purge --older-than=<days>" removes old events. Erase the customer in the CRM as well.', 'woosync' ), $retained );
+			}
 		}
 		return array(
 			'items_removed'  => $removed > 0,
