@@ -58,7 +58,6 @@ class LogSite:
         self.ini = {"woosync.database": str(outbox), "woosync.endpoint": rx.url, "woosync.secret": secret,
                     "woosync.key": os.urandom(32).hex(), "woosync.retry_delays": "0.05,0.05",
                     "woosync.timeout": "5"}
-        self.server: subprocess.Popen | None = None
         self.log = site.base / "php-server.log"
 
     @property
@@ -70,34 +69,10 @@ class LogSite:
 
     def serve(self) -> None:
         """php -S: one process (no PHP_CLI_SERVER_WORKERS), so the extension's sender lives in it."""
-        args = self.site.php_args(True, self.ini) + ["-S", f"127.0.0.1:{self.site.port}", "-t", str(self.site.root)]
-        env = self.site.env()
-        env.pop("PHP_CLI_SERVER_WORKERS", None)
-        self._logf = open(self.log, "wb")
-        self.server = subprocess.Popen(args, stdout=self._logf, stderr=subprocess.STDOUT, env=env,
-                                       cwd=str(self.site.root), start_new_session=True)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.server.poll() is not None:
-                raise RuntimeError("php -S exited:\n" + self.log.read_text(errors="replace")[-3000:])
-            try:
-                with socket.create_connection(("127.0.0.1", self.site.port), timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("php -S did not start")
+        self.site.serve(True, self.ini, workers=1, log=self.log)
 
     def stop(self) -> None:
-        if self.server is not None and self.server.poll() is None:
-            os.killpg(self.server.pid, signal.SIGTERM)
-            try:
-                self.server.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.server.pid, signal.SIGKILL)
-                self.server.wait(10)
-        self.server = None
-        if getattr(self, "_logf", None):
-            self._logf.close()
+        self.site.stop_server()
 
     def event(self, event_id: str) -> dict:
         return self.php(f"out(woosync_event({json.dumps(event_id)}));").last_json()
@@ -329,6 +304,7 @@ def test_outbox_values_are_shown_as_text(logsite, events, browser):
     eid = res.last_json()["id"]
     browser.login(logsite.url, "admin", logsite.site.admin_password)
     browser.get(logsite.url + PAGE)
+    browser.wait_for(f'tr[data-event="{eid}"] .column-key')
     assert browser.text(f'tr[data-event="{eid}"] .column-key') == "<script>window.__pwned=1</script>"
     browser.click(f'tr[data-event="{eid}"] a.row-title.woosync-view')
     browser.wait_for(f'.woosync-modal .woosync-detail[data-event="{eid}"]')

@@ -258,14 +258,26 @@ if ( ! defined( 'ABSPATH' ) )""", 1)
             path.write_text("<?php\n" + code + "\n")
 
     # ---- the web -------------------------------------------------------------------------------------
-    def serve(self, extension: bool = True, ini: Optional[dict] = None) -> None:
+    def serve(self, extension: bool = True, ini: Optional[dict] = None, workers: int = 3,
+              log: Optional[Path] = None) -> None:
+        """php -S on the site's port. `workers=1` keeps one process (so the extension's sender lives
+        in the server itself); `log` receives the server's output (else it is discarded)."""
         self.stop_server()
-        env = self.env({"PHP_CLI_SERVER_WORKERS": "3"})
+        env = self.env()
+        if workers > 1:
+            env["PHP_CLI_SERVER_WORKERS"] = str(workers)
+        else:
+            env.pop("PHP_CLI_SERVER_WORKERS", None)
+        self._server_log = open(log, "wb") if log else None
+        out = self._server_log or subprocess.DEVNULL
         self.server = subprocess.Popen(self.php_args(extension, ini) + ["-S", f"127.0.0.1:{self.port}", "-t", str(self.root)],
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                                       stdout=out, stderr=subprocess.STDOUT if log else subprocess.DEVNULL, env=env,
                                        cwd=str(self.root), start_new_session=True)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
+            if self.server.poll() is not None:
+                tail = log.read_text(errors="replace")[-3000:] if log else ""
+                raise RuntimeError("php -S exited:\n" + tail)
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1):
                     return
@@ -282,6 +294,9 @@ if ( ! defined( 'ABSPATH' ) )""", 1)
                 os.killpg(self.server.pid, signal.SIGKILL)
                 self.server.wait(10)
         self.server = None
+        if getattr(self, "_server_log", None):
+            self._server_log.close()
+            self._server_log = None
 
     def browser(self, user: str, password: str) -> "Browser":
         b = Browser(self.url)
