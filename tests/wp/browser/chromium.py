@@ -10,6 +10,7 @@ if they linger).
 from __future__ import annotations
 
 import os
+import urllib.parse
 import shutil
 import signal
 import subprocess
@@ -63,12 +64,21 @@ class Chrome:
         self.wait(lambda d: d.execute_script("return document.readyState") == "complete", 30)
 
     def login(self, base: str, user: str, password: str) -> None:
-        self.driver.delete_all_cookies()
-        self.get(base + "/wp-login.php")
-        self.fill("#user_login", user)
-        self.fill("#user_pass", password)
-        self.click("#wp-submit")
-        self.wait(lambda d: "/wp-admin/" in d.current_url and d.find_elements("css selector", "#wpadminbar"), 30)
+        # Land on the light profile page, not the dashboard and its widgets. One more try if the
+        # browser did not get there (a stalled navigation in headless Chromium was seen under load);
+        # a wrong password still fails both times.
+        for attempt in (1, 2):
+            self.driver.delete_all_cookies()
+            self.get(base + "/wp-login.php?redirect_to=" + urllib.parse.quote(base + "/wp-admin/profile.php", safe=""))
+            self.fill("#user_login", user)
+            self.fill("#user_pass", password)
+            self.click("#wp-submit")
+            try:
+                self.wait(lambda d: "/wp-admin/" in d.current_url and d.find_elements("css selector", "#wpadminbar"), 30)
+                return
+            except Exception:
+                if attempt == 2:
+                    raise AssertionError(f"login as {user} failed; browser at {self.driver.current_url}")
 
     # ---- finding ---------------------------------------------------------------------------------
     def wait(self, cond: Callable, timeout: float = 15):
