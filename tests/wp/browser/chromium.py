@@ -77,6 +77,8 @@ class Chrome:
                 self.wait(lambda d: "/wp-admin/" in d.current_url and d.find_elements("css selector", "#wpadminbar"), 30)
                 return
             except Exception:
+                print(f"login attempt {attempt} as {user} stalled at {self.driver.current_url} "
+                      f"(title {self.driver.title!r}) at {time.strftime('%H:%M:%S')}", flush=True)
                 if attempt == 2:
                     raise AssertionError(f"login as {user} failed; browser at {self.driver.current_url}")
 
