@@ -100,3 +100,15 @@ def test_max_payload_bytes_applies_to_the_encoded_envelope(php):
     assert r["fits"]["ok"], f"a {limit}-byte body must be accepted with max_payload_bytes={limit}: {r['fits']}"
     assert r["len"] == limit
     assert r["over"]["ok"] is False and r["over"]["class"] == "WooSyncException", r["over"]
+
+
+def test_flush_rejects_a_timeout_that_is_not_a_number(php):
+    """NAN must be a WooSyncException, not an internal error from a panic caught at the edge."""
+    r = php.json("""
+        out(['nan' => attempt(fn() => woosync_flush(NAN)), 'inf' => attempt(fn() => woosync_flush(INF)),
+             'negative' => attempt(fn() => woosync_flush(-1.0))]);
+    """)
+    for case in ("nan", "inf"):
+        assert r[case]["ok"] is False and r[case]["class"] == "WooSyncException", r[case]
+        assert "finite" in r[case]["message"], r[case]
+    assert r["negative"]["ok"] is True and r["negative"]["value"] is True, r["negative"]  # empty outbox
