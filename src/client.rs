@@ -198,7 +198,9 @@ pub fn flush(ini: &IniValues, timeout: f64) -> Result<bool> {
     let default = DefaultEndpoint::from_ini(ini)?;
     let path = config::database_path(&ini.database);
     if !timeout.is_finite() {
-        return Err(Error::input("woosync_flush: the timeout must be a finite number of seconds"));
+        return Err(Error::input(
+            "woosync_flush: the timeout must be a finite number of seconds",
+        ));
     }
     let deadline = Instant::now() + Duration::from_secs_f64(timeout.clamp(0.0, 86_400.0));
     let mut pause = Duration::from_micros(200);

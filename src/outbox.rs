@@ -491,6 +491,24 @@ fn prepare_file(path: &Path) -> Result<()> {
     }
 }
 
+/// Marks a change of any endpoint, so that every process re-reads the endpoints.
+fn bump_endpoints_version(conn: &Connection) -> rusqlite::Result<usize> {
+    conn.prepare_cached("UPDATE meta SET v = v + 1 WHERE k = 'endpoints_version'")?
+        .execute([])
+}
+
+/// The endpoints version counter.
+fn read_endpoints_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.prepare_cached("SELECT v FROM meta WHERE k = 'endpoints_version'")?
+        .query_row([], |r| r.get(0))
+}
+
+/// Whether events were stored after the last one the sender routed.
+fn new_events_waiting(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT coalesce((SELECT max(id) FROM events), 0) > (SELECT v FROM meta WHERE k = 'routed_upto')")?
+        .query_row([], |r| r.get(0))
+}
+
 /// Starts a short write transaction (`BEGIN IMMEDIATE`; the busy handler waits for other writers).
 fn begin<'a>(
     conn: &'a mut Connection,
@@ -674,11 +692,7 @@ impl Outbox {
             params![name, d.url, sealed, d.retry_delays, d.timeout, d.source, now],
         )
         .map_err(map("record the default endpoint"))?;
-        tx.execute(
-            "UPDATE meta SET v = v + 1 WHERE k = 'endpoints_version'",
-            [],
-        )
-        .map_err(map("record the default endpoint"))?;
+        bump_endpoints_version(&tx).map_err(map("record the default endpoint"))?;
         tx.commit().map_err(map("commit"))?;
         Ok(())
     }
@@ -753,11 +767,7 @@ impl Outbox {
             ],
         )
         .map_err(map("save endpoint"))?;
-        tx.execute(
-            "UPDATE meta SET v = v + 1 WHERE k = 'endpoints_version'",
-            [],
-        )
-        .map_err(map("save endpoint"))?;
+        bump_endpoints_version(&tx).map_err(map("save endpoint"))?;
         tx.commit().map_err(map("commit"))?;
         Ok(())
     }
@@ -786,11 +796,7 @@ impl Outbox {
         .map_err(map("close deliveries"))?;
         tx.execute("UPDATE endpoints SET enabled = 0, url = '', secret = '', prev_secret = '', name = name || '#deleted-' || id WHERE id = ?1", [id])
             .map_err(map("delete endpoint"))?;
-        tx.execute(
-            "UPDATE meta SET v = v + 1 WHERE k = 'endpoints_version'",
-            [],
-        )
-        .map_err(map("delete endpoint"))?;
+        bump_endpoints_version(&tx).map_err(map("delete endpoint"))?;
         tx.commit().map_err(map("commit"))?;
         Ok(true)
     }
@@ -870,11 +876,16 @@ impl Outbox {
                     params![id, env.body.as_bytes(), env.data_offset as i64],
                 )
                 .map_err(map("erase newest event"))?;
-                tx.execute("UPDATE deliveries SET key = NULL, last_error = NULL WHERE event_rowid = ?1", [id])
-                    .map_err(map("erase newest event"))?;
+                tx.execute(
+                    "UPDATE deliveries SET key = NULL, last_error = NULL WHERE event_rowid = ?1",
+                    [id],
+                )
+                .map_err(map("erase newest event"))?;
             } else {
-                tx.execute("DELETE FROM deliveries WHERE event_rowid = ?1", [id]).map_err(map("erase deliveries"))?;
-                tx.execute("DELETE FROM events WHERE id = ?1", [id]).map_err(map("erase events"))?;
+                tx.execute("DELETE FROM deliveries WHERE event_rowid = ?1", [id])
+                    .map_err(map("erase deliveries"))?;
+                tx.execute("DELETE FROM events WHERE id = ?1", [id])
+                    .map_err(map("erase events"))?;
             }
             deleted += 1;
         }
@@ -945,10 +956,7 @@ impl Outbox {
         let (tx, path) = begin(&mut self.conn, &self.path)?;
         let map = |what: &'static str| move |e: rusqlite::Error| storage(path, what, e);
         if let Some(names) = &ev.endpoints {
-            let version: i64 = tx
-                .prepare_cached("SELECT v FROM meta WHERE k = 'endpoints_version'")
-                .and_then(|mut s| s.query_row([], |r| r.get(0)))
-                .map_err(map("read endpoints"))?;
+            let version: i64 = read_endpoints_version(&tx).map_err(map("read endpoints"))?;
             if version != self.endpoints_version {
                 self.endpoints = load_endpoints(&tx).map_err(map("read endpoints"))?;
                 self.endpoints_version = version;
@@ -995,12 +1003,7 @@ impl Outbox {
 
     /// Whether events were stored that the sender has not routed yet.
     pub fn has_new_events(&self) -> Result<bool> {
-        self.conn
-            .prepare_cached(
-                "SELECT coalesce((SELECT max(id) FROM events), 0) > (SELECT v FROM meta WHERE k = 'routed_upto')",
-            )
-            .and_then(|mut s| s.query_row([], |r| r.get(0)))
-            .map_err(|e| self.err("check new events", e))
+        new_events_waiting(&self.conn).map_err(|e| self.err("check new events", e))
     }
 
     /// Routes events stored since the last call (in commit order) to the endpoints that match
@@ -1096,7 +1099,10 @@ impl Outbox {
     /// Counts (maintained by triggers, O(1)), oldest pending age and endpoint health.
     pub fn status(&self) -> Result<Status> {
         // One read transaction: counts from one snapshot, even while the sender commits.
-        let snapshot = self.conn.unchecked_transaction().map_err(|e| self.err("begin", e))?;
+        let snapshot = self
+            .conn
+            .unchecked_transaction()
+            .map_err(|e| self.err("begin", e))?;
         let mut st = Status::default();
         let eps = load_endpoints(&self.conn).map_err(|e| self.err("read endpoints", e))?;
         let mut per: std::collections::HashMap<i64, [i64; 6]> = Default::default();
@@ -1141,9 +1147,7 @@ impl Outbox {
         st.routing = routing.max(0);
         let oldest_open: Option<f64> = self
             .conn
-            .prepare_cached(
-                OLDEST_OPEN_SQL,
-            )
+            .prepare_cached(OLDEST_OPEN_SQL)
             .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
             .map_err(|e| self.err("oldest pending", e))?;
         st.oldest_pending_at = match (oldest_open, oldest_new) {
@@ -1327,10 +1331,7 @@ impl Outbox {
 
     /// The endpoints version counter (bumped on every endpoint change).
     pub fn endpoints_version(&self) -> Result<i64> {
-        self.conn
-            .prepare_cached("SELECT v FROM meta WHERE k = 'endpoints_version'")
-            .and_then(|mut s| s.query_row([], |r| r.get(0)))
-            .map_err(|e| self.err("read endpoints version", e))
+        read_endpoints_version(&self.conn).map_err(|e| self.err("read endpoints version", e))
     }
 
     /// Claims up to `limit` due deliveries per endpoint: ready → inflight with a lease.
@@ -1369,19 +1370,15 @@ impl Outbox {
     ) -> Result<(Vec<Claimed>, i64, usize)> {
         let (tx, path) = begin(&mut self.conn, &self.path)?;
         record_tx(&tx, &path, done)?;
-        let new: bool = tx
-            .prepare_cached("SELECT coalesce((SELECT max(id) FROM events), 0) > (SELECT v FROM meta WHERE k = 'routed_upto')")
-            .and_then(|mut s| s.query_row([], |r| r.get(0)))
-            .map_err(|e| storage(path, "check new events", e))?;
+        let new: bool =
+            new_events_waiting(&tx).map_err(|e| storage(path, "check new events", e))?;
         let routed = if new {
             route_tx(&tx, &path, route_limit)?
         } else {
             0
         };
-        let version: i64 = tx
-            .prepare_cached("SELECT v FROM meta WHERE k = 'endpoints_version'")
-            .and_then(|mut s| s.query_row([], |r| r.get(0)))
-            .map_err(|e| storage(path, "read endpoints version", e))?;
+        let version: i64 =
+            read_endpoints_version(&tx).map_err(|e| storage(path, "read endpoints version", e))?;
         let claimed = if total > 0 {
             claim_tx(&tx, &path, wants, total, me, event::now())?
         } else {
@@ -1504,7 +1501,9 @@ impl Outbox {
     pub fn checkpoint(&self) -> Result<()> {
         let (_busy, log, done): (i64, i64, i64) = self
             .conn
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
             .map_err(|e| self.err("checkpoint", e))?;
         // Under a sustained stream of dispatches a passive checkpoint never finds the log fully
         // copied when the next writer starts, so the WAL never rewinds and grows without bound
@@ -1756,11 +1755,7 @@ fn record_tx(tx: &rusqlite::Transaction<'_>, path: &Path, done: &[Finished]) -> 
                     params![f.endpoint_id, now, reason],
                 )
                 .map_err(map)?;
-                tx.execute(
-                    "UPDATE meta SET v = v + 1 WHERE k = 'endpoints_version'",
-                    [],
-                )
-                .map_err(map)?;
+                bump_endpoints_version(&tx).map_err(map)?;
             }
             if new_state != state::READY {
                 if let Some(k) = &f.key {
@@ -2278,10 +2273,18 @@ mod tests {
     fn erase_key_deletes_finished_events_and_keeps_pending() {
         let p = tmp("erase");
         let mut ob = Outbox::open(&p, Role::Sender).unwrap();
-        ob.record_default_endpoint_plain(&default_ep("http://127.0.0.1:9/x")).unwrap();
+        ob.record_default_endpoint_plain(&default_ep("http://127.0.0.1:9/x"))
+            .unwrap();
         let ep = ob.endpoints().unwrap()[0].id;
         let data = "{\"email\":\"a@example.test\"}";
-        let ev = |k| NewEvent { topic: "customer.updated", key: Some(k), coalesce: false, endpoints: None, data, max_body_bytes: 1 << 20 };
+        let ev = |k| NewEvent {
+            topic: "customer.updated",
+            key: Some(k),
+            coalesce: false,
+            endpoints: None,
+            data,
+            max_body_bytes: 1 << 20,
+        };
         let first = put(&mut ob, &ev("customer:1"));
         let other = put(&mut ob, &ev("customer:2"));
         let now = event::now() + 1.0;
@@ -2291,7 +2294,10 @@ mod tests {
         let waiting = put(&mut ob, &ev("customer:1"));
         assert_eq!(ob.erase_key("customer:1").unwrap(), (1, 1));
         assert!(ob.event(&first).unwrap().is_none());
-        assert!(ob.event(&waiting).unwrap().is_some(), "pending events stay until delivered");
+        assert!(
+            ob.event(&waiting).unwrap().is_some(),
+            "pending events stay until delivered"
+        );
         assert!(ob.event(&other).unwrap().is_some(), "other keys untouched");
         // Deliver the waiting one; it is now the newest event: erased in place.
         for c in ob.claim(&[(ep, 10, 100.0)], "me", now).unwrap() {

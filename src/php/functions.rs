@@ -561,7 +561,8 @@ pub fn woosync_erase(key: Binary<u8>) -> PhpResult<ZBox<ZendHashTable>> {
         let key = text(&key, "key")?;
         let (deleted, pending) = client::erase(&ini::values(), &key).map_err(to_php)?;
         let mut a = Arr::new();
-        a.set("deleted", zint(deleted as i64)).set("pending", zint(pending as i64));
+        a.set("deleted", zint(deleted as i64))
+            .set("pending", zint(pending as i64));
         Ok(a.0)
     })
 }
