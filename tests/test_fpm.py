@@ -111,6 +111,15 @@ def _crashes(log: str) -> list:
     return [l for l in log.splitlines() if re.search(r"exited on signal|SIGSEGV|SIGABRT|core dumped|Fatal error", l)]
 
 
+
+def _check_all_delivered_no_crash(fpm, n: int) -> None:
+    """Every one of the n events delivered (none pending or dead), and no worker crashed."""
+    _, s = _get_json(fpm, "status.php")
+    st = s["status"]
+    assert st["delivered"] == n and st["pending"] == 0 and st["dead"] == 0, st
+    log = fpm.log_text()
+    assert not _crashes(log), "fpm workers crashed:\n" + "\n".join(_crashes(log))
+
 def test_fpm_blackholed_crm_fast_requests_recycled_workers_lose_nothing(so, outbox, tmp_path):
     bh = Blackhole()
     port = bh.port
@@ -151,11 +160,7 @@ def test_fpm_blackholed_crm_fast_requests_recycled_workers_lose_nothing(so, outb
         assert not violations, violations[:10]
         assert sorted(per_key) == [f"order:{k}" for k in range(5)]
         _check_duplicates(fpm, rx, dups, pids)
-        _, s = _get_json(fpm, "status.php")
-        st = s["status"]
-        assert st["delivered"] == len(ids) and st["pending"] == 0 and st["dead"] == 0, st
-        log = fpm.log_text()
-        assert not _crashes(log), "fpm workers crashed:\n" + "\n".join(_crashes(log))
+        _check_all_delivered_no_crash(fpm, len(ids))
     finally:
         fpm.stop()
         if rx is not None:
@@ -191,11 +196,7 @@ def test_fpm_dynamic_pool_parallel_requests_exactly_once(so, outbox, tmp_path):
         _check_duplicates(fpm, rx, dups, pids)
         # at-least-once: only attempts a recycling sender abandons at the end of shutdown_grace repeat
         assert rx.count() == len(ids) + sum(n - 1 for n in dups.values())
-        _, s = _get_json(fpm, "status.php")
-        st = s["status"]
-        assert st["delivered"] == len(ids) and st["pending"] == 0 and st["dead"] == 0, st
-        log = fpm.log_text()
-        assert not _crashes(log), "fpm workers crashed:\n" + "\n".join(_crashes(log))
+        _check_all_delivered_no_crash(fpm, len(ids))
     finally:
         fpm.stop()
         rx.stop()
