@@ -11,7 +11,7 @@ use crate::config::{self, DefaultEndpoint, IniValues};
 use crate::error::{Error, Result};
 use crate::outbox::{EventDetail, EventFilter, EventSummary, NewEvent, Outbox, Role, Status};
 use crate::secrets::StoreKey;
-use crate::worker::{self, Sender, SenderOptions, Waker, WorkerState};
+use crate::worker::{Sender, SenderOptions, Waker, WorkerState};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -136,6 +136,17 @@ impl Entry {
     }
 }
 
+/// A `woosync.key` set while PHP runs (`ini_set`): every sender of this process gets it at once.
+pub fn offer_key(key: &StoreKey) {
+    with_state(|st| {
+        for e in st.entries.values() {
+            if let Some(s) = &e.sender {
+                s.set_key(Some(key.clone()));
+            }
+        }
+    });
+}
+
 /// Dispatch options already converted from PHP.
 #[derive(Debug, Clone, Default)]
 pub struct DispatchOptions {
@@ -237,13 +248,22 @@ pub struct Report {
     pub status: Status,
     pub worker: WorkerState,
     pub worker_error: Option<String>,
+    /// Pid and host of the process currently delivering for this outbox (None: none is known alive).
     pub sender_pid: Option<u32>,
+    pub sender_host: Option<String>,
 }
 
 pub fn status(ini: &IniValues) -> Result<Report> {
     let path = config::database_path(&ini.database);
     with_state(|st| {
         let e = entry(st, &path);
+        // The php.ini endpoint shows from the first call, not only after the first dispatch (a
+        // malformed setting is reported by dispatch; status still shows what is stored).
+        if let Ok(default) = DefaultEndpoint::from_ini(ini) {
+            if e.set_key(ini).is_ok() {
+                e.record_default(&path, &default)?;
+            }
+        }
         let status = e.outbox(&path)?.status()?;
         e.ensure_sender(&path, ini);
         // A sender thread just started decides within moments whether it leads or stands by.
@@ -262,13 +282,27 @@ pub fn status(ini: &IniValues) -> Result<Report> {
             .map_or(WorkerState::Stopped, |s| s.state());
         let worker_error = e.sender.as_ref().and_then(|s| s.error());
         let key_configured = StoreKey::parse(&ini.key).ok().flatten().is_some();
+        // This process's own role is authoritative; another process's is read from the outbox and
+        // believed only while that process runs.
+        let (sender_pid, sender_host) = if worker == WorkerState::Sender {
+            (Some(std::process::id()), Some(crate::fork::host_name()))
+        } else {
+            let boot = crate::fork::boot_id();
+            match &status.sender {
+                Some(id) if crate::fork::identity_alive(id, &boot) => {
+                    (crate::fork::identity_pid(id), status.sender_host.clone())
+                }
+                _ => (None, None),
+            }
+        };
         Ok(Report {
             database: path.clone(),
             key_configured,
             status,
             worker,
             worker_error,
-            sender_pid: worker::sender_pid(&path),
+            sender_pid,
+            sender_host,
         })
     })
 }

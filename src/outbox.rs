@@ -291,6 +291,9 @@ pub struct Status {
     pub last_error_at: Option<f64>,
     pub last_success_at: Option<f64>,
     pub endpoints: Vec<EndpointStatus>,
+    /// Identity (`<boot id>:<pid>:<start time>`) and host of the last process elected sender.
+    pub sender: Option<String>,
+    pub sender_host: Option<String>,
 }
 
 impl Status {
@@ -323,6 +326,7 @@ pub struct AttemptRow {
 pub struct DeliveryRow {
     pub endpoint: String,
     pub state: i64,
+    /// Attempts logged for this delivery (a retry of a dead one keeps counting).
     pub attempts: i64,
     pub next_attempt_at: f64,
     pub last_status: Option<i64>,
@@ -367,6 +371,7 @@ pub struct EventSummary {
     pub created_at: f64,
     pub state: i64,
     pub endpoint: Option<String>,
+    /// Attempts logged for this delivery (a retry of a dead one keeps counting).
     pub attempts: i64,
     pub next_attempt_at: Option<f64>,
     pub last_status: Option<i64>,
@@ -1145,6 +1150,15 @@ impl Outbox {
             .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
             .map_err(|e| self.err("count new events", e))?;
         st.routing = routing.max(0);
+        let (sender, sender_host): (Option<String>, Option<String>) = self
+            .conn
+            .prepare_cached(
+                "SELECT (SELECT v FROM meta WHERE k = 'sender'), (SELECT v FROM meta WHERE k = 'sender_host')",
+            )
+            .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
+            .map_err(|e| self.err("read the sender", e))?;
+        st.sender = sender;
+        st.sender_host = sender_host;
         let oldest_open: Option<f64> = self
             .conn
             .prepare_cached(OLDEST_OPEN_SQL)
@@ -1207,7 +1221,8 @@ impl Outbox {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT p.name, d.state, d.attempts, d.next_attempt_at, d.last_status, d.last_error, d.updated_at
+                "SELECT p.name, d.state, (SELECT count(*) FROM attempts a WHERE a.delivery_id = d.id), d.next_attempt_at,
+                        d.last_status, d.last_error, d.updated_at
                  FROM deliveries d JOIN endpoints p ON p.id = d.endpoint_id WHERE d.event_rowid = ?1 ORDER BY d.id",
             )
             .map_err(map)?;
@@ -1255,7 +1270,8 @@ impl Outbox {
     pub fn events(&self, f: &EventFilter) -> Result<Vec<EventSummary>> {
         let mut sql = String::from(
             "SELECT e.event_id, e.topic, e.key, e.seq, e.created_at,
-                    CASE WHEN d.id IS NOT NULL THEN d.state WHEN e.unrouted = 1 THEN 6 ELSE 1 END, p.name, coalesce(d.attempts, 0),
+                    CASE WHEN d.id IS NOT NULL THEN d.state WHEN e.unrouted = 1 THEN 6 ELSE 1 END, p.name,
+                    (SELECT count(*) FROM attempts a WHERE a.delivery_id = d.id),
                     d.next_attempt_at, d.last_status, d.last_error,
                     (SELECT a.duration_ms FROM attempts a WHERE a.delivery_id = d.id ORDER BY a.id DESC LIMIT 1)
              FROM events e LEFT JOIN deliveries d ON d.event_rowid = e.id LEFT JOIN endpoints p ON p.id = d.endpoint_id
@@ -1516,6 +1532,18 @@ impl Outbox {
                 .map_err(|e| self.err("checkpoint", e))?;
         }
         Ok(())
+    }
+
+    /// Records which process is the sender now (`<boot id>:<pid>:<start time>` and the host name).
+    pub fn set_sender(&mut self, identity: &str) -> Result<()> {
+        let (tx, path) = begin(&mut self.conn, &self.path)?;
+        tx.execute(
+            "INSERT INTO meta(k, v) VALUES ('sender', ?1), ('sender_host', ?2), ('sender_since', ?3)
+             ON CONFLICT(k) DO UPDATE SET v = excluded.v",
+            params![identity, crate::fork::host_name(), event::now()],
+        )
+        .map_err(|e| storage(path, "record the sender", e))?;
+        tx.commit().map_err(|e| storage(path, "commit", e))
     }
 
     /// `PRAGMA data_version`: changes when another connection commits.

@@ -115,6 +115,21 @@ pub fn open(key: Option<&StoreKey>, name: &str, stored: &str) -> Result<String> 
         .map_err(|_| Error::storage(format!("the stored secret of endpoint {name:?} is damaged")))
 }
 
+/// Opens a stored secret with the first of `keys` that fits (plain values pass through).
+pub fn open_any(keys: &[StoreKey], name: &str, stored: &str) -> Result<String> {
+    let mut last = None;
+    for k in keys {
+        match open(Some(k), name, stored) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    match last {
+        Some(e) => Err(e),
+        None => open(None, name, stored),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,5 +159,9 @@ mod tests {
         assert!(StoreKey::parse("").unwrap().is_none());
         assert!(StoreKey::parse("short").is_err());
         assert_ne!(k.fingerprint(), other.fingerprint());
+        assert_eq!(open_any(&[other.clone(), k.clone()], "crm", &sealed).unwrap(), "whsec_abc");
+        assert!(open_any(&[other], "crm", &sealed).is_err());
+        assert!(open_any(&[], "crm", &sealed).is_err());
+        assert_eq!(open_any(&[], "crm", "whsec_plain").unwrap(), "whsec_plain");
     }
 }

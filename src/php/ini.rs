@@ -3,6 +3,8 @@
 //! Rust strings ([`IniValues`]) before anything else sees them.
 
 use crate::config::IniValues;
+use crate::secrets::StoreKey;
+use ext_php_rs::types::ZendStr;
 use ext_php_rs::ffi::{zend_ini_entry, zend_string};
 use ext_php_rs::flags::IniEntryPermission;
 use ext_php_rs::zend::{IniEntryDef, IniEntryDefs};
@@ -33,6 +35,38 @@ unsafe extern "C" fn accept_any(
     0
 }
 
+/// `ZEND_INI_STAGE_*` values (Zend/zend_ini.h) of the changes that a running sender must see.
+const STAGE_ACTIVATE: c_int = 1 << 2;
+const STAGE_RUNTIME: c_int = 1 << 4;
+const STAGE_HTACCESS: c_int = 1 << 5;
+
+/// `woosync.key`: accepts every value, and hands a key set while PHP runs (`ini_set` by the
+/// WordPress plugin, a per-directory value) to this process's running senders at once. The INI
+/// value restored at the end of a request (stage DEACTIVATE) is not handed over: a sender keeps
+/// the keys it was given.
+unsafe extern "C" fn key_changed(
+    _entry: *mut zend_ini_entry,
+    new_value: *mut zend_string,
+    _a1: *mut c_void,
+    _a2: *mut c_void,
+    _a3: *mut c_void,
+    stage: c_int,
+) -> c_int {
+    if new_value.is_null() || stage & (STAGE_ACTIVATE | STAGE_RUNTIME | STAGE_HTACCESS) == 0 {
+        return 0;
+    }
+    // SAFETY: the engine passes a valid zend_string for the duration of the call.
+    let bytes = unsafe { &*(new_value as *const ZendStr) }.as_bytes();
+    let _ = std::panic::catch_unwind(|| {
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            if let Ok(Some(key)) = StoreKey::parse(text) {
+                crate::client::offer_key(&key);
+            }
+        }
+    });
+    0
+}
+
 const fn entry(
     name: &'static CStr,
     default: &'static CStr,
@@ -42,6 +76,26 @@ const fn entry(
     e.on_modify = Some(accept_any);
     e
 }
+
+const fn entry_with(
+    name: &'static CStr,
+    default: &'static CStr,
+    perm: IniEntryPermission,
+    on_modify: OnModify,
+) -> IniEntryDef {
+    let mut e = IniEntryDef::new(name, default, perm);
+    e.on_modify = Some(on_modify);
+    e
+}
+
+type OnModify = unsafe extern "C" fn(
+    *mut zend_ini_entry,
+    *mut zend_string,
+    *mut c_void,
+    *mut c_void,
+    *mut c_void,
+    c_int,
+) -> c_int;
 
 static ENTRIES: IniEntryDefs<12> = IniEntryDefs::new([
     entry(DATABASE, c"", IniEntryPermission::All),
@@ -57,7 +111,7 @@ static ENTRIES: IniEntryDefs<12> = IniEntryDefs::new([
     entry(MAX_PAYLOAD_BYTES, c"1048576", IniEntryPermission::System),
     entry(SOURCE, c"", IniEntryPermission::All),
     entry(SHUTDOWN_GRACE, c"1", IniEntryPermission::System),
-    entry(KEY, c"", IniEntryPermission::All),
+    entry_with(KEY, c"", IniEntryPermission::All, key_changed),
     entry(RETENTION_DAYS, c"7", IniEntryPermission::System),
     IniEntryDef::end(),
 ]);
