@@ -81,6 +81,15 @@ def test_status_delivered_counts(php, receiver):
     assert (ep["name"], ep["pending"], ep["delivered"], ep["dead"]) == ("default", 0, 4, 0)
 
 
+def test_php_ini_endpoint_shows_before_the_first_dispatch(php, receiver):
+    """`wp woosync status` showed "(none: set a CRM URL ...)" while php.ini set woosync.endpoint,
+    until the first dispatch recorded it."""
+    st = php.status(fast_ini(receiver.url))
+    [ep] = [e for e in st["endpoints"] if e["name"] == "default"]
+    assert ep["url"] == receiver.url and ep["health"] == "healthy" and ep["enabled"] is True, ep
+    assert receiver.count() == 0
+
+
 def test_unrouted_without_endpoint(php, receiver):
     t0 = time.monotonic()
     r = php.json("""
