@@ -210,6 +210,7 @@ pub fn woosync_status() -> PhpResult<ZBox<ZendHashTable>> {
             .set("worker", zstr(r.worker.as_str()))
             .set("worker_error", zopt_str(r.worker_error.as_deref()))
             .set("sender_pid", zopt_i(r.sender_pid.map(i64::from)))
+            .set("sender_host", zopt_str(r.sender_host.as_deref()))
             .set("secrets_encrypted", zbool(r.key_configured))
             .set("endpoints", {
                 let mut list = Arr::new();
