@@ -8,7 +8,7 @@
 
 use crate::config::EndpointConfig;
 use crate::config::{self, DefaultEndpoint, IniValues};
-use crate::error::{Error, Result};
+use crate::error::{quote, Error, Result};
 use crate::outbox::{EventDetail, EventFilter, EventSummary, NewEvent, Outbox, Role, Status};
 use crate::secrets::StoreKey;
 use crate::worker::{Sender, SenderOptions, Waker, WorkerState};
@@ -215,18 +215,31 @@ pub fn flush(ini: &IniValues, timeout: f64) -> Result<bool> {
     }
     let deadline = Instant::now() + Duration::from_secs_f64(timeout.clamp(0.0, 86_400.0));
     let mut pause = Duration::from_micros(200);
+    let mut first = true;
     loop {
         let pending = with_state(|st| {
             let e = entry(st, &path);
             e.set_key(ini)?;
             e.record_default(&path, &default)?;
             e.ensure_sender(&path, ini);
-            let n = e.outbox(&path)?.pending()?;
+            // The first look reads what status reads (one snapshot, O(1)), so a damaged outbox
+            // raises here as it does in every other function; later looks only count.
+            let n = if first {
+                e.outbox(&path)?.status()?.pending()
+            } else {
+                e.outbox(&path)?.pending()?
+            };
             if n > 0 {
+                // A damaged outbox that this process's sender cannot read raises, as every other
+                // function does, instead of waiting out the timeout.
+                if let Some(fatal) = e.sender.as_ref().and_then(|s| s.fatal()) {
+                    return Err(Error::Corrupt(fatal));
+                }
                 e.wake(&path);
             }
             Ok::<i64, Error>(n)
         })?;
+        first = false;
         if pending == 0 {
             return Ok(true);
         }
@@ -311,7 +324,8 @@ pub fn status(ini: &IniValues) -> Result<Report> {
 pub fn retry(ini: &IniValues, event_id: &str) -> Result<bool> {
     if !crate::event::is_event_id(event_id) {
         return Err(Error::input(format!(
-            "{event_id:?} is not an event id (expected evt_ followed by 26 ULID characters)"
+            "{} is not an event id (expected evt_ followed by 26 ULID characters)",
+            quote(event_id)
         )));
     }
     let default = DefaultEndpoint::from_ini(ini)?;

@@ -23,6 +23,7 @@ pub mod error;
 pub mod event;
 pub mod fork;
 pub mod outbox;
+pub mod redact;
 pub mod php;
 pub mod retry;
 pub mod secrets;

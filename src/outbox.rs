@@ -12,7 +12,7 @@
 //! Claims therefore only look at `ready` rows and never scan blocked ones.
 
 use crate::config::{self, DefaultEndpoint, EndpointConfig, Format};
-use crate::error::{Error, Result};
+use crate::error::{quote, Error, Result};
 use crate::event::{self, Envelope};
 use crate::secrets::{self, StoreKey};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
@@ -355,7 +355,10 @@ pub struct EventFilter {
     pub state: Option<i64>,
     pub topic: Option<String>,
     pub key: Option<String>,
-    pub endpoint: Option<String>,
+    /// Keys starting with this (a multisite site's `site:<blog id>:`).
+    pub key_prefix: Option<String>,
+    /// Deliveries to any of these endpoints.
+    pub endpoints: Option<Vec<String>>,
     pub since: Option<f64>,
     pub limit: i64,
     pub offset: i64,
@@ -380,8 +383,29 @@ pub struct EventSummary {
     pub last_duration_ms: Option<f64>,
 }
 
-fn storage(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
-    Error::storage(format!("outbox {}: {what}: {e}", path.display()))
+/// What can make a storage operation fail; a damaged file is told apart.
+trait StorageCause: std::fmt::Display {
+    fn corrupt(&self) -> bool {
+        false
+    }
+}
+impl StorageCause for rusqlite::Error {
+    fn corrupt(&self) -> bool {
+        matches!(
+            self.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+        )
+    }
+}
+impl StorageCause for std::io::Error {}
+
+fn storage(path: &Path, what: &str, e: impl StorageCause) -> Error {
+    let msg = format!("outbox {}: {what}: {e}", path.display());
+    if e.corrupt() {
+        Error::Corrupt(format!("{msg}; the file is damaged: move it away (keep it to inspect) so a new outbox is created, or restore a backup"))
+    } else {
+        Error::storage(msg)
+    }
 }
 
 fn user_name(uid: u32) -> String {
@@ -641,6 +665,9 @@ impl Outbox {
     }
 
     fn err(&self, what: &str, e: rusqlite::Error) -> Error {
+        if e.corrupt() {
+            return storage(&self.path, what, e);
+        }
         if is_busy(&e) {
             return Error::storage(format!(
                 "outbox {}: {what}: still locked by another process after {} s; is a process stuck holding it?",
@@ -719,26 +746,31 @@ impl Outbox {
         let now = event::now();
         let (tx, path) = begin(&mut self.conn, &self.path)?;
         let map = |what: &'static str| move |e: rusqlite::Error| storage(path, what, e);
-        let old: Option<(String, String, f64)> = tx
+        let old: Option<(String, String, f64, String, String)> = tx
             .query_row(
-                "SELECT secret, prev_secret, prev_secret_until FROM endpoints WHERE name = ?1",
+                "SELECT secret, prev_secret, prev_secret_until, url, proxy FROM endpoints WHERE name = ?1",
                 [name],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .optional()
             .map_err(map("read endpoint"))?;
+        // A form that showed the URLs masked saves them back masked: keep the stored passwords.
+        let (url, proxy) = match &old {
+            Some((_, _, _, u, p)) => (crate::redact::restore(&c.url, u), crate::redact::restore(&c.proxy, p)),
+            None => (c.url.clone(), c.proxy.clone()),
+        };
         let old_plain = match &old {
-            Some((s, _, _)) => secrets::open(key, name, s).ok(),
+            Some((s, ..)) => secrets::open(key, name, s).ok(),
             None => None,
         };
         let (secret, prev, prev_until) = match (&c.secret, &old) {
-            (None, Some((s, p, u))) => (s.clone(), p.clone(), *u),
+            (None, Some((s, p, u, ..))) => (s.clone(), p.clone(), *u),
             (None, None) => (String::new(), String::new(), 0.0),
             (Some(new), old) => {
                 let sealed = secrets::seal(key, name, new)?;
                 match (old, old_plain.as_deref()) {
-                    (Some((s, p, u)), Some(o)) if o == new.as_str() => (s.clone(), p.clone(), *u),
-                    (Some((s, _, _)), Some(o)) if !o.is_empty() && !new.is_empty() => {
+                    (Some((s, p, u, ..)), Some(o)) if o == new.as_str() => (s.clone(), p.clone(), *u),
+                    (Some((s, ..)), Some(o)) if !o.is_empty() && !new.is_empty() => {
                         (sealed, s.clone(), now + ROTATION_SECONDS)
                     }
                     _ => (sealed, String::new(), 0.0),
@@ -756,7 +788,7 @@ impl Outbox {
                disabled_at = NULL, disabled_reason = NULL, consecutive_failures = 0, breaker_until = 0",
             params![
                 name,
-                c.url,
+                url,
                 secret,
                 prev,
                 prev_until,
@@ -764,7 +796,7 @@ impl Outbox {
                 c.enabled as i64,
                 c.rate_limit,
                 c.timeout,
-                c.proxy,
+                proxy,
                 c.format.as_str(),
                 c.retry_delays,
                 c.source,
@@ -969,7 +1001,7 @@ impl Outbox {
             for n in names {
                 if !self.endpoints.iter().any(|e| &e.name == n) {
                     let known: Vec<&str> = self.endpoints.iter().map(|e| e.name.as_str()).collect();
-                    return Err(Error::input(format!("unknown endpoint {n:?} in option \"endpoints\"; known endpoints: {known:?}")));
+                    return Err(Error::input(format!("unknown endpoint {} in option \"endpoints\"; known endpoints: {}", quote(n), known.join(", "))));
                 }
             }
         }
@@ -1297,9 +1329,24 @@ impl Outbox {
             args.push(k.clone().into());
             sql.push_str(&format!(" AND e.key = ?{}", args.len()));
         }
-        if let Some(n) = &f.endpoint {
-            args.push(n.clone().into());
-            sql.push_str(&format!(" AND p.name = ?{}", args.len()));
+        if let Some(p) = &f.key_prefix {
+            args.push(p.clone().into());
+            sql.push_str(&format!(
+                " AND substr(e.key, 1, length(?{n})) = ?{n}",
+                n = args.len()
+            ));
+        }
+        if let Some(names) = &f.endpoints {
+            let mut marks = Vec::new();
+            for n in names {
+                args.push(n.clone().into());
+                marks.push(format!("?{}", args.len()));
+            }
+            if marks.is_empty() {
+                sql.push_str(" AND 0");
+            } else {
+                sql.push_str(&format!(" AND p.name IN ({})", marks.join(",")));
+            }
         }
         if let Some(s) = f.since {
             args.push(s.into());

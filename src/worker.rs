@@ -23,6 +23,7 @@
 //! dead and takes the rows over at once.
 
 use crate::delivery::{self, AttemptOutcome, Target};
+use crate::error::Error;
 use crate::event;
 use crate::fork;
 use crate::outbox::{Decision, Finished, Outbox, Role};
@@ -90,6 +91,8 @@ struct Shared {
     /// Problems with endpoint settings (e.g. a sealed secret it cannot open), cleared when the
     /// endpoints are usable again.
     endpoint_error: Mutex<Option<String>>,
+    /// The outbox file is damaged: the sender cannot work (raised by flush in this process).
+    fatal: Mutex<Option<String>>,
     /// Storage keys for sealed endpoint secrets, newest first (at most [`KEYS_KEPT`]), handed over by
     /// the PHP thread (never read from INI here). A key is only ever added: an empty `woosync.key`
     /// (e.g. the INI value restored at the end of a request) does not take it away.
@@ -105,7 +108,15 @@ impl Shared {
     fn set_state(&self, s: WorkerState) {
         self.state.store(s as u8, SeqCst);
     }
-    fn note_error(&self, e: impl ToString) {
+    fn note_error<E: std::fmt::Display + 'static>(&self, e: E) {
+        let corrupt = (&e as &dyn std::any::Any)
+            .downcast_ref::<Error>()
+            .is_some_and(|e| matches!(e, Error::Corrupt(_)));
+        if corrupt {
+            if let Ok(mut g) = self.fatal.lock() {
+                *g = Some(e.to_string());
+            }
+        }
         if let Ok(mut g) = self.error.lock() {
             *g = Some(e.to_string());
         }
@@ -167,6 +178,7 @@ impl Sender {
             done: AtomicBool::new(false),
             error: Mutex::new(None),
             endpoint_error: Mutex::new(None),
+            fatal: Mutex::new(None),
             keys: Mutex::new(Vec::new()),
             key_gen: AtomicU64::new(0),
         });
@@ -210,6 +222,11 @@ impl Sender {
                 .ok()
                 .and_then(|g| g.clone())
         })
+    }
+
+    /// Set when the sender found the outbox damaged (it cannot deliver from it).
+    pub fn fatal(&self) -> Option<String> {
+        self.shared.fatal.try_lock().ok().and_then(|g| g.clone())
     }
 
     /// Hands a storage key (from `woosync.key`) to the sender threads; it takes effect at once.

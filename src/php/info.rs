@@ -20,7 +20,11 @@ fn row(k: &str, v: &str) {
 
 fn setting(name: &CStr, masked: bool) {
     let v = ini::get(name);
-    let shown = if masked { signer::mask(&v) } else { v };
+    let shown = if masked {
+        signer::mask(&v)
+    } else {
+        crate::redact::url(&v)
+    };
     row(
         &name.to_string_lossy(),
         if shown.is_empty() { "(empty)" } else { &shown },
@@ -86,9 +90,9 @@ pub extern "C" fn info(_module: *mut ModuleEntry) {
                             &format!(
                                 "{} ({health})",
                                 if e.row.url.is_empty() {
-                                    "-"
+                                    "-".to_string()
                                 } else {
-                                    &e.row.url
+                                    crate::redact::url(&e.row.url)
                                 }
                             ),
                         );
