@@ -171,7 +171,7 @@ pub fn dispatch(
             "option \"coalesce\" needs a \"key\": events are coalesced per key, topic and endpoint",
         ));
     }
-    let path = config::database_path(&ini.database);
+    let path = config::database(ini)?;
     with_state(|st| {
         // Settings are validated once per distinct set of INI values, not on every dispatch.
         let (default, max) = match &st.validated {
@@ -207,7 +207,7 @@ pub fn dispatch(
 /// Waits until nothing is pending in the outbox (any process's events) or the timeout passes.
 pub fn flush(ini: &IniValues, timeout: f64) -> Result<bool> {
     let default = DefaultEndpoint::from_ini(ini)?;
-    let path = config::database_path(&ini.database);
+    let path = config::database(ini)?;
     if !timeout.is_finite() {
         return Err(Error::input(
             "woosync_flush: the timeout must be a finite number of seconds",
@@ -264,10 +264,13 @@ pub struct Report {
     /// Pid and host of the process currently delivering for this outbox (None: none is known alive).
     pub sender_pid: Option<u32>,
     pub sender_host: Option<String>,
+    /// Things the owner should know about the outbox (e.g. an outbox left at the old default
+    /// location that is not used).
+    pub notices: Vec<String>,
 }
 
 pub fn status(ini: &IniValues) -> Result<Report> {
-    let path = config::database_path(&ini.database);
+    let path = config::database(ini)?;
     with_state(|st| {
         let e = entry(st, &path);
         // The php.ini endpoint shows from the first call, not only after the first dispatch (a
@@ -308,6 +311,10 @@ pub fn status(ini: &IniValues) -> Result<Report> {
                 _ => (None, None),
             }
         };
+        let mut notices = Vec::new();
+        if path == crate::files::default_path() {
+            notices.extend(crate::files::legacy_notice());
+        }
         Ok(Report {
             database: path.clone(),
             key_configured,
@@ -316,6 +323,7 @@ pub fn status(ini: &IniValues) -> Result<Report> {
             worker_error,
             sender_pid,
             sender_host,
+            notices,
         })
     })
 }
@@ -329,7 +337,7 @@ pub fn retry(ini: &IniValues, event_id: &str) -> Result<bool> {
         )));
     }
     let default = DefaultEndpoint::from_ini(ini)?;
-    let path = config::database_path(&ini.database);
+    let path = config::database(ini)?;
     with_state(|st| {
         let e = entry(st, &path);
         e.set_key(ini)?;
@@ -343,7 +351,7 @@ pub fn retry(ini: &IniValues, event_id: &str) -> Result<bool> {
 
 /// Requeues every dead delivery (optionally of one endpoint).
 pub fn retry_dead(ini: &IniValues, endpoint: Option<&str>) -> Result<usize> {
-    let path = config::database_path(&ini.database);
+    let path = config::database(ini)?;
     with_state(|st| {
         let e = entry(st, &path);
         let n = e.outbox(&path)?.retry_dead(endpoint)?;
@@ -354,12 +362,12 @@ pub fn retry_dead(ini: &IniValues, endpoint: Option<&str>) -> Result<usize> {
 }
 
 pub fn event(ini: &IniValues, event_id: &str) -> Result<Option<EventDetail>> {
-    let path = config::database_path(&ini.database);
+    let path = config::database(ini)?;
     with_state(|st| entry(st, &path).outbox(&path)?.event(event_id))
 }
 
 pub fn events(ini: &IniValues, filter: &EventFilter) -> Result<Vec<EventSummary>> {
-    let path = config::database_path(&ini.database);
+    let path = config::database(ini)?;
     with_state(|st| entry(st, &path).outbox(&path)?.events(filter))
 }
 
@@ -367,7 +375,9 @@ pub fn events(ini: &IniValues, filter: &EventFilter) -> Result<Vec<EventSummary>
 /// exists, so retries and other processes' abandoned events are delivered by any live process.
 /// Opens nothing on the PHP thread.
 pub fn request_started(ini: &IniValues) {
-    let path = config::database_path(&ini.database);
+    let Ok(path) = config::database(ini) else {
+        return;
+    };
     if !path.exists() {
         return;
     }
@@ -401,7 +411,7 @@ pub fn shutdown(grace: f64) {
 
 /// Creates or updates a named endpoint in the outbox (`woosync_endpoint_save`).
 pub fn endpoint_save(ini: &IniValues, name: &str, cfg: &EndpointConfig) -> Result<()> {
-    let path = config::database_path(&ini.database);
+    let path = config::database(ini)?;
     with_state(|st| {
         let e = entry(st, &path);
         e.set_key(ini)?;
@@ -415,7 +425,7 @@ pub fn endpoint_save(ini: &IniValues, name: &str, cfg: &EndpointConfig) -> Resul
 
 /// Deletes a named endpoint; false when there was none.
 pub fn endpoint_delete(ini: &IniValues, name: &str) -> Result<bool> {
-    let path = config::database_path(&ini.database);
+    let path = config::database(ini)?;
     with_state(|st| entry(st, &path).outbox(&path)?.delete_endpoint(name))
 }
 
@@ -424,13 +434,13 @@ pub fn purge(ini: &IniValues, days: f64) -> Result<usize> {
     if !(days.is_finite() && days >= 0.0) {
         return Err(Error::input("older_than_days must be zero or more"));
     }
-    let path = config::database_path(&ini.database);
+    let path = config::database(ini)?;
     with_state(|st| entry(st, &path).outbox(&path)?.purge(days, 500))
 }
 
 /// Privacy erasure of one ordering key; returns (deleted, still pending).
 pub fn erase(ini: &IniValues, key: &str) -> Result<(usize, usize)> {
     crate::event::validate_key(key)?;
-    let path = config::database_path(&ini.database);
+    let path = config::database(ini)?;
     with_state(|st| entry(st, &path).outbox(&path)?.erase_key(key))
 }

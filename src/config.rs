@@ -24,16 +24,46 @@ pub struct IniValues {
     pub shutdown_grace: String,
     pub key: String,
     pub retention_days: String,
+    /// Why `database` cannot be used, found while copying it (NUL or non-UTF-8 bytes, outside
+    /// `open_basedir`); reported by every function that uses the outbox.
+    pub database_error: Option<String>,
 }
 
-/// The outbox path: the INI value, or `<temp dir>/woosync/outbox.sqlite` when empty.
-pub fn database_path(ini: &str) -> PathBuf {
-    let ini = ini.trim();
-    if ini.is_empty() {
-        std::env::temp_dir().join("woosync").join("outbox.sqlite")
-    } else {
-        PathBuf::from(ini)
+/// The outbox path of these settings (see [`database_path`]), or why it cannot be used.
+pub fn database(ini: &IniValues) -> Result<PathBuf> {
+    if let Some(e) = &ini.database_error {
+        return Err(Error::config(e.clone()));
     }
+    database_path(&ini.database)
+}
+
+/// The outbox path: the INI value, or `<temp dir>/woosync-<uid>/outbox.sqlite` when empty. A value
+/// of only blanks, a relative path (web and CLI run in different directories) or an unreplaced
+/// `{blog_id}` is refused.
+pub fn database_path(ini: &str) -> Result<PathBuf> {
+    if ini.is_empty() {
+        return Ok(crate::files::default_path());
+    }
+    let text = ini.trim();
+    if text.is_empty() {
+        return Err(Error::config(
+            "woosync.database is only blanks: leave it empty for the default location or give an absolute path",
+        ));
+    }
+    if text.contains("{blog_id}") {
+        return Err(Error::config(format!(
+            "woosync.database {} contains {{blog_id}}, which the WordPress plugin replaces per site; outside WordPress give a path without it",
+            quote(text)
+        )));
+    }
+    let path = PathBuf::from(text);
+    if !path.is_absolute() {
+        return Err(Error::config(format!(
+            "woosync.database {} is a relative path; web and CLI run in different directories, so give an absolute path such as /var/lib/woosync/shop.sqlite",
+            quote(text)
+        )));
+    }
+    Ok(path)
 }
 
 fn parse_num(name: &str, text: &str, min: f64, max: f64, default: f64) -> Result<f64> {
@@ -449,8 +479,13 @@ mod tests {
     }
 
     #[test]
-    fn default_database_is_under_temp() {
-        assert!(database_path("").ends_with("woosync/outbox.sqlite"));
-        assert_eq!(database_path("/x/y.sqlite"), PathBuf::from("/x/y.sqlite"));
+    fn database_paths() {
+        let d = database_path("").unwrap();
+        assert!(d.ends_with(format!("woosync-{}/outbox.sqlite", crate::files::euid())), "{d:?}");
+        assert_eq!(database_path("/x/y.sqlite").unwrap(), PathBuf::from("/x/y.sqlite"));
+        assert_eq!(database_path(" /x/y.sqlite ").unwrap(), PathBuf::from("/x/y.sqlite"));
+        for bad in ["  ", "x/y.sqlite", "./y.sqlite", "/x/{blog_id}.sqlite"] {
+            assert!(database_path(bad).is_err(), "{bad}");
+        }
     }
 }

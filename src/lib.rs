@@ -21,6 +21,7 @@ pub mod config;
 pub mod delivery;
 pub mod error;
 pub mod event;
+pub mod files;
 pub mod fork;
 pub mod outbox;
 pub mod redact;

@@ -16,7 +16,6 @@ use crate::error::{quote, Error, Result};
 use crate::event::{self, Envelope};
 use crate::secrets::{self, StoreKey};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -408,118 +407,6 @@ fn storage(path: &Path, what: &str, e: impl StorageCause) -> Error {
     }
 }
 
-fn user_name(uid: u32) -> String {
-    if let Ok(passwd) = std::fs::read_to_string("/etc/passwd") {
-        for line in passwd.lines() {
-            let f: Vec<&str> = line.split(':').collect();
-            if f.len() > 2 && f[2] == uid.to_string() {
-                return f[0].to_string();
-            }
-        }
-    }
-    format!("uid {uid}")
-}
-
-fn writable(path: &Path) -> bool {
-    match std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) {
-        // SAFETY: access() on a valid NUL-terminated path.
-        Ok(c) => unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 },
-        Err(_) => false,
-    }
-}
-
-fn not_writable(path: &Path, meta: &std::fs::Metadata) -> Error {
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
-    Error::storage(format!(
-        "outbox {} is not writable by {} (uid {me}): it is owned by {} (uid {}, mode {:o}). Run PHP as {} (e.g. sudo -u {} php …) or fix the owner (chown) so web and CLI share it",
-        path.display(),
-        user_name(me),
-        user_name(meta.uid()),
-        meta.uid(),
-        meta.mode() & 0o777,
-        user_name(meta.uid()),
-        user_name(meta.uid()),
-    ))
-}
-
-/// Checks the file before SQLite touches it: creates the directory and the file if missing,
-/// refuses files that are not SQLite databases or that this user cannot write.
-fn prepare_file(path: &Path) -> Result<()> {
-    if path.as_os_str().is_empty() {
-        return Err(Error::config("woosync.database is empty"));
-    }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.exists() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| {
-                    storage(
-                        path,
-                        &format!("cannot create directory {}", dir.display()),
-                        e,
-                    )
-                })?;
-        }
-        if !dir.is_dir() {
-            return Err(Error::storage(format!(
-                "outbox {}: {} is not a directory; set woosync.database to a file in a writable directory",
-                path.display(),
-                dir.display()
-            )));
-        }
-        if !writable(dir) {
-            let meta =
-                std::fs::metadata(dir).map_err(|e| storage(path, "cannot read directory", e))?;
-            return Err(not_writable(dir, &meta));
-        }
-    }
-    match std::fs::metadata(path) {
-        Ok(meta) => {
-            if !meta.is_file() {
-                return Err(Error::storage(format!(
-                    "outbox {} is not a regular file",
-                    path.display()
-                )));
-            }
-            if !writable(path) {
-                return Err(not_writable(path, &meta));
-            }
-            if meta.len() > 0 {
-                use std::io::Read;
-                let mut head = [0u8; 16];
-                let mut f =
-                    std::fs::File::open(path).map_err(|e| storage(path, "cannot open", e))?;
-                let n = f
-                    .read(&mut head)
-                    .map_err(|e| storage(path, "cannot read", e))?;
-                if n < 16 || &head != b"SQLite format 3\0" {
-                    return Err(Error::storage(format!(
-                        "{} is not a woosync outbox (not a SQLite database); it was left untouched: move it away or set woosync.database to another file",
-                        path.display()
-                    )));
-                }
-            }
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-            {
-                Ok(_) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-                Err(e) => Err(storage(path, "cannot create", e)),
-            }
-        }
-        Err(e) => Err(storage(path, "cannot stat", e)),
-    }
-}
-
 /// Marks a change of any endpoint, so that every process re-reads the endpoints.
 fn bump_endpoints_version(conn: &Connection) -> rusqlite::Result<usize> {
     conn.prepare_cached("UPDATE meta SET v = v + 1 WHERE k = 'endpoints_version'")?
@@ -582,8 +469,10 @@ pub struct Outbox {
 impl Outbox {
     /// Opens (creating or migrating if needed) the outbox at `path`.
     pub fn open(path: &Path, role: Role) -> Result<Outbox> {
-        prepare_file(path)?;
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        crate::files::prepare(path)?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_NOFOLLOW;
         let mut conn = Connection::open_with_flags(path, flags)
             .map_err(|e| storage(path, "cannot open", e))?;
         install_busy_handler(&mut conn).map_err(|e| storage(path, "cannot configure", e))?;
@@ -2139,6 +2028,11 @@ mod tests {
         let p = tmp("foreign");
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, b"hello, not a database at all").unwrap();
+        let private = |f: &Path| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        };
+        private(&p);
         let e = Outbox::open(&p, Role::Request).err().unwrap();
         assert!(e.to_string().contains("not a woosync outbox"), "{e}");
         assert_eq!(std::fs::read(&p).unwrap(), b"hello, not a database at all");
@@ -2149,6 +2043,7 @@ mod tests {
             c.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
                 .unwrap();
         }
+        private(&q);
         let before = std::fs::read(&q).unwrap();
         let e = Outbox::open(&q, Role::Request).err().unwrap();
         assert!(e.to_string().contains("another application"), "{e}");

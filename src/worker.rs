@@ -148,9 +148,7 @@ pub struct Sender {
 
 /// Path of the lock file that elects the sender.
 pub fn lock_path(db: &Path) -> PathBuf {
-    let mut s = db.as_os_str().to_owned();
-    s.push(".lock");
-    PathBuf::from(s)
+    crate::files::companion(db, ".lock")
 }
 
 /// Abstract unix socket address on which the sender of `db` listens for wake-ups.
@@ -356,21 +354,12 @@ const YIELD_PAUSE: Duration = Duration::from_secs(3);
 const YIELD_EVERY: Duration = Duration::from_secs(30);
 
 fn run(shared: &Arc<Shared>, opts: &SenderOptions, wake_tx: ChanSender<()>, wake_rx: Receiver<()>) {
-    // Election: whoever holds <db>.lock is the sender of this outbox.
-    let lock_file = match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode_0600()
-        .open(lock_path(&opts.database))
-    {
+    // Election: whoever holds <db>.lock is the sender of this outbox. Opened without following
+    // links and never truncated (see files.rs).
+    let lock_file = match crate::files::open_private(&lock_path(&opts.database), &opts.database) {
         Ok(f) => f,
         Err(e) => {
-            shared.note_error(format!(
-                "cannot open {}: {e}",
-                lock_path(&opts.database).display()
-            ));
+            shared.note_error(e);
             return;
         }
     };
@@ -504,15 +493,6 @@ impl Drop for WakeListener {
         self.stop.store(true, SeqCst);
         let _ = self.socket.shutdown(std::net::Shutdown::Both);
         fork::keep_in_child(self.socket.as_raw_fd());
-    }
-}
-
-trait OpenOptionsMode {
-    fn mode_0600(&mut self) -> &mut Self;
-}
-impl OpenOptionsMode for std::fs::OpenOptions {
-    fn mode_0600(&mut self) -> &mut Self {
-        std::os::unix::fs::OpenOptionsExt::mode(self, 0o600)
     }
 }
 

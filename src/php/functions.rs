@@ -213,6 +213,13 @@ pub fn woosync_status() -> PhpResult<ZBox<ZendHashTable>> {
             .set("sender_pid", zopt_i(r.sender_pid.map(i64::from)))
             .set("sender_host", zopt_str(r.sender_host.as_deref()))
             .set("secrets_encrypted", zbool(r.key_configured))
+            .set("notices", {
+                let mut list = Arr::new();
+                for n in &r.notices {
+                    list.push(zstr(n));
+                }
+                list.into_zval()
+            })
             .set("endpoints", {
                 let mut list = Arr::new();
                 for e in &s.endpoints {

@@ -4,7 +4,9 @@
 
 use crate::config::IniValues;
 use crate::secrets::StoreKey;
+use ext_php_rs::ffi::zend_hash_str_find;
 use ext_php_rs::types::ZendStr;
+use ext_php_rs::zend::ExecutorGlobals;
 use ext_php_rs::ffi::{zend_ini_entry, zend_string};
 use ext_php_rs::flags::IniEntryPermission;
 use ext_php_rs::zend::{IniEntryDef, IniEntryDefs};
@@ -121,6 +123,7 @@ pub fn register(module_number: i32) {
 }
 
 extern "C" {
+    fn php_check_open_basedir_ex(path: *const c_char, warn: c_int) -> c_int;
     fn zend_ini_string_ex(
         name: *const c_char,
         name_length: usize,
@@ -147,10 +150,76 @@ pub fn get(name: &CStr) -> String {
     unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
 }
 
+/// The raw bytes of one of our INI entries (a value set with ini_set may hold NUL or non-UTF-8
+/// bytes, which the C-string read of [`get`] would cut or replace).
+fn get_raw(name: &CStr) -> Option<Vec<u8>> {
+    let eg = ExecutorGlobals::get();
+    let ht = eg.ini_directives;
+    if ht.is_null() {
+        return None;
+    }
+    // SAFETY: a lookup in the engine's INI table on the PHP thread; the entry and its value are
+    // owned by the engine and copied at once.
+    unsafe {
+        let zv = zend_hash_str_find(ht, name.as_ptr(), name.count_bytes());
+        if zv.is_null() {
+            return None;
+        }
+        let entry = (*zv).value.ptr as *const zend_ini_entry;
+        if entry.is_null() {
+            return None;
+        }
+        let value = (*entry).value;
+        if value.is_null() {
+            return Some(Vec::new());
+        }
+        Some((*(value as *const ZendStr)).as_bytes().to_vec())
+    }
+}
+
+/// `woosync.database`, checked for what a C string hides (NUL, non-UTF-8) and against
+/// `open_basedir`.
+fn database() -> (String, Option<String>) {
+    let raw = get_raw(DATABASE).unwrap_or_default();
+    if raw.contains(&0) {
+        return (
+            String::new(),
+            Some("woosync.database contains a NUL byte; give a plain absolute path".into()),
+        );
+    }
+    let Ok(text) = String::from_utf8(raw) else {
+        return (
+            String::new(),
+            Some("woosync.database is not valid UTF-8; give a plain absolute path".into()),
+        );
+    };
+    let error = match crate::config::database_path(&text) {
+        Ok(path) => open_basedir_refuses(&path),
+        Err(_) => None, // reported with its own message when used
+    };
+    (text, error)
+}
+
+/// Why `open_basedir` refuses the outbox path, if it does.
+fn open_basedir_refuses(path: &std::path::Path) -> Option<String> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: a NUL-terminated path; with warn = 0 PHP only answers.
+    if unsafe { php_check_open_basedir_ex(c.as_ptr(), 0) } == 0 {
+        return None;
+    }
+    Some(format!(
+        "the outbox {} is outside open_basedir ({}); set woosync.database to a file inside it",
+        path.display(),
+        get(c"open_basedir")
+    ))
+}
+
 /// Copies every setting into plain Rust values.
 pub fn values() -> IniValues {
+    let (database, database_error) = database();
     IniValues {
-        database: get(DATABASE),
+        database,
+        database_error,
         endpoint: get(ENDPOINT),
         secret: get(SECRET),
         retry_delays: get(RETRY_DELAYS),
