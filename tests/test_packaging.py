@@ -378,6 +378,7 @@ def test_sender_script_reports_configuration_errors_with_exit_78(public_dir):
         (str(site), {"WOOSYNC_USER": "www-data"}, "WOOSYNC_WP is not set"),
         (str(site), {"WOOSYNC_WP": str(wp)}, "WOOSYNC_USER is not set"),
         (str(site), {**good, "WOOSYNC_USER": "no-such-user-woosync"}, "no-such-user-woosync: no such user"),
+        (str(site), {**good, "WOOSYNC_USER": "root"}, "WOOSYNC_USER=root: run the sender as the web server's user"),
         (str(site), {**good, "WOOSYNC_WP": str(not_exec)}, "is not an executable file"),
         (str(site), {**good, "WOOSYNC_WP": str(public_dir / "missing")}, "is not an executable file"),
         ("var/www/shop", good, "is not an absolute path"),
