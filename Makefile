@@ -4,7 +4,7 @@
 #                   the tests that install the package into the system (alone, see test-system)
 #   make bench      benchmarks (figures and ratios against baselines measured in the same run)
 #   make package    dist/woosync-php<MAJOR.MINOR>_<version>_<arch>.deb + the WordPress plugin zip
-#   make install    the extension into this PHP (php-config), enabled for the CLI and php-fpm
+#   make install    the built extension into this PHP (php-config), enabled for the CLI and php-fpm
 #   make uninstall  reverses make install
 
 SHELL := /bin/bash
@@ -65,7 +65,10 @@ bench: build
 package: build
 	packaging/build.sh --so $(SO) --out $(DIST)
 
-install: build
+# Not `install: build`: `sudo make install` would run cargo as root (often without a toolchain) and
+# leave root-owned files in target/. Build first as yourself.
+install:
+	@test -f $(SO) || { echo "no $(SO): run 'make build' first (as your user), then 'sudo make install'" >&2; exit 1; }
 	packaging/install.sh install $(SO)
 
 uninstall:

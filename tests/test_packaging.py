@@ -388,3 +388,11 @@ def test_sender_script_reports_configuration_errors_with_exit_78(public_dir):
     for path, env, message in cases:
         p = _sender(path, env)
         assert p.returncode == 78 and message in p.stderr and p.stdout == "", (path, env, p.returncode, p.stdout, p.stderr)
+
+
+def test_make_install_asks_for_a_build_first(tmp_path):
+    """`sudo make install` never runs cargo (as root); without a built .so it says what to do."""
+    p = run(["make", "-C", ROOT, f"SO={tmp_path / 'libwoosync.so'}", "install"], check=False, timeout=60)
+    assert p.returncode != 0 and "run 'make build' first (as your user), then 'sudo make install'" in p.stderr, \
+        p.stdout + p.stderr
+    assert "cargo" not in p.stdout + p.stderr

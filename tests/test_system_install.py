@@ -241,7 +241,7 @@ def test_make_install_and_uninstall_round_trip_reloads_running_fpm(php_system, s
     (www / "dispatch.php").write_text(DISPATCH_PHP)
     os.chmod(www / "dispatch.php", 0o644)
     query = f"db={outdir / 'outbox.sqlite'}&url={receiver.url}"
-    make = ["make", "-C", ROOT, "-o", "build", f"SO={so}"]  # -o build: the tested .so, no cargo run
+    make = ["make", "-C", ROOT, f"SO={so}"]
     try:
         fpm_probe(sock, www / "dispatch.php", loaded=False)
 
@@ -282,7 +282,7 @@ def test_make_install_refuses_files_the_package_owns(php_system, debs, so):
     with installed(php, debs["base"].deb):
         before = (php.extension_dir / "woosync.so").read_bytes()
         for target in ("install", "uninstall"):
-            p = run(["make", "-C", ROOT, "-o", "build", f"SO={so}", target], check=False, timeout=300)
+            p = run(["make", "-C", ROOT, f"SO={so}", target], check=False, timeout=300)
             assert p.returncode != 0 and f"belongs to the {php.package} package" in p.stderr, p.stdout + p.stderr
         assert (php.extension_dir / "woosync.so").read_bytes() == before
         assert sorted(enabled_links(php)) == sorted(sapis(php))
