@@ -100,9 +100,11 @@ pkgs = {p["id"]: p for p in m["packages"]}
 nodes = {n["id"]: n for n in m["resolve"]["nodes"]}
 root = m["resolve"]["root"]
 seen, todo = set(), [root]
-while todo:  # what the library links: normal dependencies, transitively
+def proc_macro(p):
+    return any("proc-macro" in t["kind"] for t in p["targets"])
+while todo:  # what the library links: normal dependencies, transitively, not proc macros
     i = todo.pop()
-    if i in seen:
+    if i in seen or proc_macro(pkgs[i]):
         continue
     seen.add(i)
     todo += [d["pkg"] for d in nodes[i]["deps"] if any(k["kind"] is None for k in d["dep_kinds"])]
