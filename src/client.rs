@@ -98,6 +98,9 @@ impl Entry {
         let _ = self.set_key(ini);
         let concurrency = config::concurrency(&ini.concurrency).unwrap_or(4);
         let retention_days = config::retention_days(&ini.retention_days).unwrap_or(7.0);
+        // A malformed list is reported by dispatch; the sender then allows nothing extra.
+        let allow_networks =
+            crate::destination::parse_list(&ini.allow_networks).unwrap_or_default();
         let stopped = self
             .sender
             .as_ref()
@@ -111,6 +114,7 @@ impl Entry {
                 database: path.to_path_buf(),
                 concurrency,
                 retention_days,
+                allow_networks,
             }) {
                 s.set_key(self.key.clone());
                 self.sender = Some(s);
@@ -182,6 +186,8 @@ pub fn dispatch(
                 config::concurrency(&ini.concurrency)?;
                 config::retention_days(&ini.retention_days)?;
                 config::shutdown_grace(&ini.shutdown_grace)?;
+                crate::destination::parse_list(&ini.allow_networks)
+                    .map_err(|e| Error::config(format!("woosync.allow_networks: {e}")))?;
                 StoreKey::parse(&ini.key)?;
                 st.validated = Some((ini.clone(), d.clone(), m));
                 (d, m)

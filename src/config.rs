@@ -24,6 +24,8 @@ pub struct IniValues {
     pub shutdown_grace: String,
     pub key: String,
     pub retention_days: String,
+    /// `woosync.allow_networks`: networks every endpoint may reach (php.ini / `-d` only).
+    pub allow_networks: String,
     /// Why `database` cannot be used, found while copying it (NUL or non-UTF-8 bytes, outside
     /// `open_basedir`); reported by every function that uses the outbox.
     pub database_error: Option<String>,
@@ -161,6 +163,8 @@ pub struct EndpointConfig {
     pub format: Format,
     pub retry_delays: String,
     pub source: String,
+    /// Networks this endpoint may reach besides the public internet (destination policy).
+    pub allow_networks: Vec<crate::destination::Network>,
 }
 
 impl Default for EndpointConfig {
@@ -176,11 +180,21 @@ impl Default for EndpointConfig {
             format: Format::Standard,
             retry_delays: crate::retry::DEFAULT_DELAYS.to_string(),
             source: String::new(),
+            allow_networks: Vec::new(),
         }
     }
 }
 
 impl EndpointConfig {
+    /// `allow_networks` as stored: a comma list.
+    pub fn allow_networks_text(&self) -> String {
+        self.allow_networks
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     pub fn validate(&self) -> Result<()> {
         validate_url(&self.url)?;
         if let Some(s) = &self.secret {

@@ -63,8 +63,18 @@ pub struct AttemptOutcome {
     pub delivery_uuid: String,
 }
 
-/// Builds an agent for one endpoint configuration.
-pub fn make_agent(timeout: f64, concurrency: usize, proxy: &str) -> Result<ureq::Agent, String> {
+/// How long an endpoint whose address the destination policy refuses waits before the next try
+/// (the policy or DNS may change meanwhile).
+pub const REFUSED_PAUSE: f64 = 60.0;
+
+/// Builds an agent for one endpoint configuration. Every address it connects to (the endpoint's,
+/// or its proxy's) is checked against `policy` after DNS.
+pub fn make_agent(
+    timeout: f64,
+    concurrency: usize,
+    proxy: &str,
+    policy: crate::destination::Policy,
+) -> Result<ureq::Agent, String> {
     let proxy = if proxy.trim().is_empty() {
         None
     } else {
@@ -85,7 +95,15 @@ pub fn make_agent(timeout: f64, concurrency: usize, proxy: &str) -> Result<ureq:
         .accept("*/*")
         .accept_encoding("identity")
         .build();
-    Ok(config.into())
+    let resolver = crate::destination::PolicyResolver {
+        policy,
+        inner: Default::default(),
+    };
+    Ok(ureq::Agent::with_parts(
+        config,
+        ureq::unversioned::transport::DefaultConnector::new(),
+        resolver,
+    ))
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -139,6 +157,12 @@ fn describe_error(e: &ureq::Error, timeout: f64) -> (&'static str, String) {
         ureq::Error::HostNotFound => ("dns", "host not found".to_string()),
         ureq::Error::ConnectionFailed => ("connect", "connection failed".to_string()),
         ureq::Error::Io(io) => {
+            if let Some(r) = io
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<crate::destination::Refused>())
+            {
+                return ("refused", r.to_string());
+            }
             let tls = io
                 .get_ref()
                 .and_then(|inner| inner.downcast_ref::<rustls::Error>());
@@ -254,6 +278,10 @@ pub fn decide(
     jitter: f64,
     url: &str,
 ) -> Decision {
+    if o.error_class.as_deref() == Some("refused") {
+        // Not the event's fault, nor the CRM's: the endpoint waits until its address is allowed.
+        return Decision::Refused(o.error.clone().unwrap_or_default());
+    }
     let class = match o.http_status {
         Some(code) => classify_status(code),
         None => StatusClass::Retry,
@@ -352,7 +380,7 @@ mod tests {
             source: "https://shop.example".into(),
             retry: RetrySchedule::parse("1").unwrap(),
             timeout: 1.0,
-            agent: make_agent(1.0, 4, "").unwrap(),
+            agent: make_agent(1.0, 4, "", Default::default()).unwrap(),
         };
         let h = headers(&t, "evt_1", "order.status_changed", b"{}", 1000, "uuid");
         let get = |n: &str| {
@@ -394,7 +422,7 @@ mod tests {
             source: String::new(),
             retry: RetrySchedule::parse("1").unwrap(),
             timeout: 2.0,
-            agent: make_agent(2.0, 4, "").unwrap(),
+            agent: make_agent(2.0, 4, "", crate::destination::Policy::new(&crate::destination::parse_list("127.0.0.1/32").unwrap(), &[])).unwrap(),
         };
         let o = attempt(&t, "evt_1", "a.b", b"{}", 0);
         assert_eq!(o.http_status, None);

@@ -19,6 +19,7 @@
 pub mod client;
 pub mod config;
 pub mod delivery;
+pub mod destination;
 pub mod error;
 pub mod event;
 pub mod files;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 /// `PRAGMA application_id` of a woosync outbox ("woos").
 pub const APPLICATION_ID: i32 = 0x776f_6f73;
 /// Current schema version (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 /// Longest time a statement waits for another process's write lock before failing.
 pub const BUSY_WAIT: Duration = Duration::from_secs(10);
 /// First bytes of the response kept per attempt.
@@ -205,6 +205,12 @@ pub struct EndpointRow {
     pub last_success_at: Option<f64>,
     pub last_error: Option<String>,
     pub last_error_at: Option<f64>,
+    /// Networks this endpoint may reach besides the public internet (CIDR list).
+    pub allow_networks: String,
+    /// Why the destination policy refuses its address (cleared by a delivery or a save).
+    pub refused_reason: Option<String>,
+    /// No attempt before this time while refused.
+    pub refused_until: f64,
 }
 
 impl EndpointRow {
@@ -251,6 +257,9 @@ pub enum Decision {
     Dead,
     /// Dead, and the endpoint is disabled with this reason (HTTP 410).
     DeadAndDisable(String),
+    /// The destination policy refuses the endpoint's address: not the event's fault, it waits
+    /// (the attempt does not count) and the endpoint pauses with this reason.
+    Refused(String),
 }
 
 /// One finished attempt to record.
@@ -668,13 +677,15 @@ impl Outbox {
         };
         tx.execute(
             "INSERT INTO endpoints(name, url, secret, prev_secret, prev_secret_until, topics, enabled, rate_limit, timeout, proxy,
-                                   format, retry_delays, source, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)
+                                   format, retry_delays, source, created_at, updated_at, allow_networks)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15)
              ON CONFLICT(name) DO UPDATE SET url = excluded.url, secret = excluded.secret, prev_secret = excluded.prev_secret,
                prev_secret_until = excluded.prev_secret_until, topics = excluded.topics, enabled = excluded.enabled,
                rate_limit = excluded.rate_limit, timeout = excluded.timeout, proxy = excluded.proxy, format = excluded.format,
                retry_delays = excluded.retry_delays, source = excluded.source, updated_at = excluded.updated_at,
-               disabled_at = NULL, disabled_reason = NULL, consecutive_failures = 0, breaker_until = 0",
+               allow_networks = excluded.allow_networks,
+               disabled_at = NULL, disabled_reason = NULL, consecutive_failures = 0, breaker_until = 0,
+               refused_reason = NULL, refused_until = 0",
             params![
                 name,
                 url,
@@ -689,7 +700,8 @@ impl Outbox {
                 c.format.as_str(),
                 c.retry_delays,
                 c.source,
-                now
+                now,
+                c.allow_networks_text()
             ],
         )
         .map_err(map("save endpoint"))?;
@@ -1419,13 +1431,13 @@ impl Outbox {
         tx.commit().map_err(|e| storage(path, "commit", e))
     }
 
-    /// (endpoint id, consecutive failures, breaker open until) of every endpoint.
-    pub fn endpoint_health(&self) -> Result<Vec<(i64, i64, f64)>> {
+    /// (endpoint id, consecutive failures, breaker open until, refused until) of every endpoint.
+    pub fn endpoint_health(&self) -> Result<Vec<(i64, i64, f64, f64)>> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT id, consecutive_failures, breaker_until FROM endpoints")
+            .prepare_cached("SELECT id, consecutive_failures, breaker_until, refused_until FROM endpoints")
             .map_err(|e| self.err("read endpoint health", e))?;
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
             .and_then(|rows| rows.collect())
             .map_err(|e| self.err("read endpoint health", e))
     }
@@ -1635,7 +1647,8 @@ fn record_tx(tx: &rusqlite::Transaction<'_>, path: &Path, done: &[Finished]) -> 
                 .map_err(map)?;
         let mut ok = tx
                 .prepare_cached(
-                    "UPDATE endpoints SET last_success_at = ?2, consecutive_failures = 0, breaker_until = 0 WHERE id = ?1",
+                    "UPDATE endpoints SET last_success_at = ?2, consecutive_failures = 0, breaker_until = 0,
+                       refused_reason = NULL, refused_until = 0 WHERE id = ?1",
                 )
                 .map_err(map)?;
         let mut failed = tx
@@ -1667,10 +1680,28 @@ fn record_tx(tx: &rusqlite::Transaction<'_>, path: &Path, done: &[Finished]) -> 
                 ])
                 .map_err(map)?;
             let summary = describe(f);
+            if let Decision::Refused(reason) = &f.decision {
+                // Back to ready (due: the endpoint's pause holds it, so allowing the address lets
+                // it go at once) without counting the attempt.
+                let until = now + crate::delivery::REFUSED_PAUSE;
+                tx.prepare_cached(
+                    "UPDATE deliveries SET state = 1, attempts = max(attempts - 1, 0), claimed_by = NULL, lease_until = NULL,
+                       last_status = NULL, last_error = ?2, next_attempt_at = ?3, updated_at = ?3 WHERE id = ?1 AND state = 2",
+                )
+                .and_then(|mut st| st.execute(params![f.delivery_id, summary, now]))
+                .map_err(map)?;
+                tx.prepare_cached(
+                    "UPDATE endpoints SET refused_reason = ?2, refused_until = ?3, last_error = ?4, last_error_at = ?5 WHERE id = ?1",
+                )
+                .and_then(|mut st| st.execute(params![f.endpoint_id, reason, until, summary, now]))
+                .map_err(map)?;
+                healthy.retain(|id| *id != f.endpoint_id);
+                continue;
+            }
             let (new_state, next_at) = match &f.decision {
                 Decision::Delivered => (state::DELIVERED, now),
                 Decision::RetryAt(t) => (state::READY, *t),
-                Decision::Dead | Decision::DeadAndDisable(_) => (state::DEAD, now),
+                Decision::Dead | Decision::DeadAndDisable(_) | Decision::Refused(_) => (state::DEAD, now),
             };
             let err_text = if matches!(f.decision, Decision::Delivered) {
                 None
@@ -1772,7 +1803,16 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     if version == 0 {
         tx.execute_batch(SCHEMA)?;
     }
-    // Future: `if version < 2 { ... }` steps go here, each idempotent within this transaction.
+    if version < 2 {
+        // The destination policy: networks an endpoint may reach besides the public internet, and
+        // why (until when) its address is refused.
+        tx.execute_batch(
+            "ALTER TABLE endpoints ADD COLUMN allow_networks TEXT NOT NULL DEFAULT '';
+             ALTER TABLE endpoints ADD COLUMN refused_reason TEXT;
+             ALTER TABLE endpoints ADD COLUMN refused_until REAL NOT NULL DEFAULT 0;",
+        )?;
+    }
+    // Later versions: `if version < N { ... }`, each step within this transaction.
     tx.execute_batch(&format!(
         "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
     ))?;
@@ -1783,7 +1823,7 @@ fn load_endpoints(conn: &Connection) -> rusqlite::Result<Vec<EndpointRow>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, name, url, secret, prev_secret, prev_secret_until, topics, enabled, disabled_reason, disabled_at,
                 rate_limit, timeout, proxy, format, retry_delays, source, consecutive_failures, breaker_until,
-                last_success_at, last_error, last_error_at
+                last_success_at, last_error, last_error_at, allow_networks, refused_reason, refused_until
          FROM endpoints ORDER BY id",
     )?;
     let rows = stmt.query_map([], |r| {
@@ -1815,6 +1855,9 @@ fn load_endpoints(conn: &Connection) -> rusqlite::Result<Vec<EndpointRow>> {
             last_success_at: r.get(18)?,
             last_error: r.get(19)?,
             last_error_at: r.get(20)?,
+            allow_networks: r.get(21)?,
+            refused_reason: r.get(22)?,
+            refused_until: r.get(23)?,
         })
     })?;
     rows.collect()

@@ -74,6 +74,8 @@ pub struct SenderOptions {
     pub database: PathBuf,
     pub concurrency: usize,
     pub retention_days: f64,
+    /// `woosync.allow_networks` of this process: networks every endpoint may reach.
+    pub allow_networks: Vec<crate::destination::Network>,
 }
 
 /// State shared between the PHP thread and this outbox's threads (atomics, plus short mutexes that
@@ -434,7 +436,7 @@ fn lead(
     shared.set_state(WorkerState::Sender);
     // Wake-ups from other processes.
     let wake = WakeListener::bind(&opts.database, wake_tx);
-    let stop = Coordinator::new(shared.clone(), me, wake.is_some(), opts.retention_days, yielded)
+    let stop = Coordinator::new(shared.clone(), me, wake.is_some(), opts, yielded)
         .run(&mut outbox, wake_rx);
     drop(wake);
     db(move || drop(outbox));
@@ -496,6 +498,14 @@ impl Drop for WakeListener {
     }
 }
 
+#[derive(Debug, Clone, Copy, Default)]
+struct Health {
+    failures: i64,
+    breaker_until: f64,
+    /// The destination policy refused the endpoint's address: no attempt before this.
+    refused_until: f64,
+}
+
 struct Coordinator {
     shared: Arc<Shared>,
     me: String,
@@ -503,11 +513,13 @@ struct Coordinator {
     concurrency: usize,
     socket_ok: bool,
     targets: HashMap<i64, Arc<Target>>,
-    agents: HashMap<(u64, String), ureq::Agent>,
+    agents: HashMap<(u64, String, crate::destination::Policy), ureq::Agent>,
+    /// `woosync.allow_networks` of this process.
+    allow_networks: Vec<crate::destination::Network>,
     endpoints_version: i64,
     endpoints_checked: Instant,
-    /// Per endpoint: consecutive failures and breaker-open-until (mirrors the outbox).
-    health: HashMap<i64, (i64, f64)>,
+    /// Per endpoint: consecutive failures, breaker open until, refused until (mirrors the outbox).
+    health: HashMap<i64, Health>,
     /// Per endpoint rate limits (token buckets); one sender per outbox makes them per outbox.
     buckets: HashMap<i64, Bucket>,
     /// Deliveries in flight per endpoint.
@@ -565,7 +577,7 @@ impl Coordinator {
         shared: Arc<Shared>,
         me: String,
         socket_ok: bool,
-        retention_days: f64,
+        opts: &SenderOptions,
         yielded: u32,
     ) -> Coordinator {
         Coordinator {
@@ -585,7 +597,8 @@ impl Coordinator {
             health: HashMap::new(),
             buckets: HashMap::new(),
             in_flight: HashMap::new(),
-            retention_days,
+            retention_days: opts.retention_days,
+            allow_networks: opts.allow_networks.clone(),
         }
     }
 
@@ -623,8 +636,14 @@ impl Coordinator {
         self.needs_key = false;
         self.health.clear();
         for row in rows.into_iter().filter(|r| r.sendable()) {
-            self.health
-                .insert(row.id, (row.consecutive_failures, row.breaker_until));
+            self.health.insert(
+                row.id,
+                Health {
+                    failures: row.consecutive_failures,
+                    breaker_until: row.breaker_until,
+                    refused_until: row.refused_until,
+                },
+            );
             let mut secrets = Vec::new();
             let mut bad = None;
             for (text, valid) in [
@@ -654,10 +673,18 @@ impl Coordinator {
                 }
                 continue;
             }
-            let key = (row.timeout.to_bits(), row.proxy.clone());
+            let endpoint_allow = match crate::destination::parse_list(&row.allow_networks) {
+                Ok(n) => n,
+                Err(e) => {
+                    problems.push(format!("endpoint {}: {e}", row.name));
+                    Vec::new()
+                }
+            };
+            let policy = crate::destination::Policy::new(&self.allow_networks, &endpoint_allow);
+            let key = (row.timeout.to_bits(), row.proxy.clone(), policy.clone());
             let agent = match self.agents.get(&key) {
                 Some(a) => a.clone(),
-                None => match delivery::make_agent(row.timeout, self.concurrency, &row.proxy) {
+                None => match delivery::make_agent(row.timeout, self.concurrency, &row.proxy, policy) {
                     Ok(a) => {
                         self.agents.insert(key, a.clone());
                         a
@@ -807,8 +834,10 @@ impl Coordinator {
             let gone = unrecorded
                 .iter()
                 .any(|f| matches!(f.decision, Decision::DeadAndDisable(_)));
-            let failures = unrecorded.iter().any(|f| f.endpoint_failure)
-                || self.health.values().any(|h| h.0 > 0);
+            let failures = unrecorded
+                .iter()
+                .any(|f| f.endpoint_failure || matches!(f.decision, Decision::Refused(_)))
+                || self.health.values().any(|h| h.failures > 0 || h.refused_until > 0.0);
             let had_results = !unrecorded.is_empty();
             let (claimed, version, routed) =
                 match db(|| outbox.cycle(&unrecorded, ROUTE_BATCH, &wants, free, &self.me)) {
@@ -832,9 +861,16 @@ impl Coordinator {
                 self.refresh(outbox, true);
             } else if had_results && failures {
                 if let Ok(h) = db(|| outbox.endpoint_health()) {
-                    for (id, fails, until) in h {
+                    for (id, failures, breaker_until, refused_until) in h {
                         if self.health.contains_key(&id) {
-                            self.health.insert(id, (fails, until));
+                            self.health.insert(
+                                id,
+                                Health {
+                                    failures,
+                                    breaker_until,
+                                    refused_until,
+                                },
+                            );
                         }
                     }
                 }
@@ -969,16 +1005,23 @@ impl Coordinator {
         stop
     }
 
-    /// How many deliveries of an endpoint may start now: breaker (open: none; half-open: one
-    /// probe at a time) and rate limit.
+    /// How many deliveries of an endpoint may start now: destination refused (none until the
+    /// pause ends, then one probe), breaker (open: none; half-open: one probe at a time) and rate
+    /// limit.
     fn allowed(&mut self, id: i64, free: usize, now: f64) -> usize {
         let mut n = free;
-        if let Some(&(fails, until)) = self.health.get(&id) {
-            if fails >= crate::outbox::BREAKER_THRESHOLD {
-                if now < until {
+        if let Some(&h) = self.health.get(&id) {
+            let probing = self.in_flight.get(&id).copied().unwrap_or(0);
+            if h.refused_until > 0.0 {
+                if now < h.refused_until {
                     return 0;
                 }
-                let probing = self.in_flight.get(&id).copied().unwrap_or(0);
+                n = n.min(1usize.saturating_sub(probing));
+            }
+            if h.failures >= crate::outbox::BREAKER_THRESHOLD {
+                if now < h.breaker_until {
+                    return 0;
+                }
                 n = n.min(1usize.saturating_sub(probing));
             }
         }
@@ -990,11 +1033,11 @@ impl Coordinator {
 
     /// Seconds until the earliest breaker or rate limit that holds back work opens again.
     fn hold_back(&self, now: f64) -> Option<f64> {
-        let breakers = self
-            .health
-            .values()
-            .filter(|(f, u)| *f >= crate::outbox::BREAKER_THRESHOLD && *u > now)
-            .map(|(_, u)| u - now);
+        let breakers = self.health.values().filter_map(|h| {
+            let open = h.failures >= crate::outbox::BREAKER_THRESHOLD && h.breaker_until > now;
+            let until = if open { h.breaker_until } else { 0.0 }.max(h.refused_until);
+            (until > now).then(|| until - now)
+        });
         let buckets = self.buckets.values().map(|b| b.wait()).filter(|w| *w > 0.0);
         breakers
             .chain(buckets)
@@ -1025,7 +1068,7 @@ impl Coordinator {
             delivery_uuid: outcome.delivery_uuid,
             breaker_pause: crate::outbox::breaker_pause(
                 &job.target.retry.delays,
-                self.health.get(&job.endpoint_id).map_or(0, |h| h.0) + 1,
+                self.health.get(&job.endpoint_id).map_or(0, |h| h.failures) + 1,
             ),
             endpoint_failure: match outcome.http_status {
                 None => true,

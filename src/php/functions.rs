@@ -88,7 +88,8 @@ pub fn woosync_flush(timeout_seconds: f64) -> PhpResult<bool> {
     guard(|| client::flush(&ini::values(), timeout_seconds).map_err(to_php))
 }
 
-/// Health word of an endpoint: off, unconfigured, disabled, paused (breaker open), failing, healthy.
+/// Health word of an endpoint: off, unconfigured, disabled, refused (destination policy), paused
+/// (breaker open), failing, healthy.
 fn health(r: &crate::outbox::EndpointRow, now: f64) -> &'static str {
     if !r.enabled {
         "off"
@@ -96,6 +97,8 @@ fn health(r: &crate::outbox::EndpointRow, now: f64) -> &'static str {
         "unconfigured"
     } else if r.disabled_at.is_some() {
         "disabled"
+    } else if r.refused_reason.is_some() {
+        "refused"
     } else if r.consecutive_failures >= crate::outbox::BREAKER_THRESHOLD && r.breaker_until > now {
         "paused"
     } else if r.consecutive_failures > 0 {
@@ -159,6 +162,14 @@ fn endpoint_array(e: &crate::outbox::EndpointStatus) -> Zval {
         .set("proxy", zstr(&crate::redact::url(&r.proxy)))
         .set("retry_delays", zstr(&r.retry_delays))
         .set("source", zstr(&r.source))
+        .set("allow_networks", {
+            let mut t = Arr::new();
+            for n in r.allow_networks.split(',').filter(|n| !n.is_empty()) {
+                t.push(zstr(n));
+            }
+            t.into_zval()
+        })
+        .set("refused_reason", zopt_str(r.refused_reason.as_deref()))
         .set("pending", zint(e.counts[0] + e.counts[1] + e.counts[2]))
         .set("in_flight", zint(e.counts[2]))
         .set("delivered", zint(e.counts[3]))
@@ -510,9 +521,23 @@ fn endpoint_config(ht: &ZendHashTable) -> PhpResult<EndpointConfig> {
             "format" => c.format = crate::config::Format::parse(&s("format")?).map_err(to_php)?,
             "retry_delays" => c.retry_delays = s("retry_delays")?,
             "source" => c.source = if v.is_null() { String::new() } else { s("source")? },
+            "allow_networks" => {
+                let text = if let Some(arr) = v.array() {
+                    let mut t = Vec::new();
+                    for (_, x) in convert::entries(arr) {
+                        t.push(convert::utf8(x, "allow_networks").map_err(to_php)?.to_string());
+                    }
+                    t.join(",")
+                } else if v.is_null() {
+                    String::new()
+                } else {
+                    s("allow_networks")?
+                };
+                c.allow_networks = crate::destination::parse_list(&text).map_err(to_php)?;
+            }
             other => {
                 return Err(input(format!(
-                    "unknown endpoint setting {}; use url, secret, topics, enabled, rate_limit, timeout, proxy, format, retry_delays, source",
+                    "unknown endpoint setting {}; use url, secret, topics, enabled, rate_limit, timeout, proxy, format, retry_delays, source, allow_networks",
                     quote(other)
                 )))
             }

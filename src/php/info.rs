@@ -48,6 +48,7 @@ pub extern "C" fn info(_module: *mut ModuleEntry) {
             ini::MAX_PAYLOAD_BYTES,
             ini::SOURCE,
             ini::SHUTDOWN_GRACE,
+            ini::ALLOW_NETWORKS,
         ] {
             setting(name, false);
         }
@@ -96,6 +97,10 @@ pub extern "C" fn info(_module: *mut ModuleEntry) {
                             (Some(why), _) => format!(
                                 "DISABLED since {}: {why}",
                                 crate::event::rfc3339(e.row.disabled_at.unwrap_or(0.0))
+                            ),
+                            (None, true) if e.row.refused_reason.is_some() => format!(
+                                "REFUSED: {}",
+                                e.row.refused_reason.as_deref().unwrap_or_default()
                             ),
                             (None, false) => "switched off".into(),
                             (None, true) if e.row.url.is_empty() => "not configured".into(),

@@ -219,6 +219,8 @@ if ( ! defined( 'ABSPATH' ) )""", 1)
                 "-d", "memory_limit=512M"]
         if extension:
             args.append(f"-dextension={self.so}")
+            # The test CRM listens on 127.0.0.1, which the destination policy refuses unless allowed.
+            ini = {"woosync.allow_networks": "127.0.0.1/32", **(ini or {})}
         for k, v in (ini or {}).items():
             args.append(f'-d{k}="{v}"')
         return args

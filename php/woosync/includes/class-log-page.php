@@ -596,11 +596,12 @@ class Log_Page {
 	/**
 	 * Waits (briefly) until no delivery of the event is pending, and returns the event.
 	 *
-	 * @param string $id      Event id.
-	 * @param float  $seconds Longest wait.
+	 * @param string $id              Event id.
+	 * @param float  $seconds         Longest wait.
+	 * @param int    $attempts_before Attempts logged before a retry (0 for a new event).
 	 * @return array|null
 	 */
-	private static function wait_for_event( $id, $seconds ) {
+	private static function wait_for_event( $id, $seconds, $attempts_before = 0 ) {
 		$deadline = microtime( true ) + $seconds;
 		do {
 			$event = woosync_event( $id );
@@ -608,10 +609,12 @@ class Log_Page {
 				return null;
 			}
 			// Deliveries are created by the sender shortly after dispatch (fan-out): none yet and
-			// not unrouted means "not routed yet".
-			$busy = empty( $event['deliveries'] ) && empty( $event['unrouted'] );
+			// not unrouted means "not routed yet". A waiting delivery is still busy until an
+			// attempt newer than the ones logged before (the count keeps growing across retries).
+			$busy   = empty( $event['deliveries'] ) && empty( $event['unrouted'] );
+			$logged = count( (array) ( $event['attempts'] ?? array() ) );
 			foreach ( (array) ( $event['deliveries'] ?? array() ) as $delivery ) {
-				if ( in_array( $delivery['state'] ?? '', array( 'pending', 'queued', 'in_flight' ), true ) && (int) ( $delivery['attempts'] ?? 0 ) < 1 ) {
+				if ( in_array( $delivery['state'] ?? '', array( 'pending', 'queued' ), true ) && $logged <= $attempts_before ) {
 					$busy = true;
 				}
 				if ( 'in_flight' === ( $delivery['state'] ?? '' ) ) {
@@ -658,12 +661,14 @@ class Log_Page {
 			self::redirect_back();
 		}
 		try {
+			$before = woosync_event( $id );
+			$before = is_array( $before ) ? count( (array) ( $before['attempts'] ?? array() ) ) : 0;
 			if ( ! woosync_retry( $id ) ) {
 				/* translators: %s: event id */
 				self::add_notice( 'warning', sprintf( __( 'Event %s was not requeued: it is unknown or has nothing to retry.', 'woosync' ), $id ) );
 				self::redirect_back();
 			}
-			$event = self::wait_for_event( $id, 3.0 );
+			$event = self::wait_for_event( $id, 3.0, $before );
 			self::add_notice(
 				'success',
 				/* translators: 1: event id, 2: outcome per endpoint */
