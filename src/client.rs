@@ -157,6 +157,10 @@ pub struct DispatchOptions {
     pub key: Option<String>,
     pub coalesce: bool,
     pub endpoints: Option<Vec<String>>,
+    /// Sent exactly as given instead of the woosync envelope (e.g. WooCommerce's own payload).
+    pub raw_body: Option<Vec<u8>>,
+    /// Headers sent with every attempt of this event.
+    pub headers: Vec<(String, String)>,
 }
 
 /// Validates, stores durably, wakes the sender; returns the event id.
@@ -170,6 +174,7 @@ pub fn dispatch(
     if let Some(k) = &opts.key {
         crate::event::validate_key(k)?;
     }
+    config::validate_headers("option \"headers\"", &opts.headers)?;
     if opts.coalesce && opts.key.is_none() {
         return Err(Error::input(
             "option \"coalesce\" needs a \"key\": events are coalesced per key, topic and endpoint",
@@ -203,6 +208,8 @@ pub fn dispatch(
             endpoints: opts.endpoints.clone(),
             data: data_json,
             max_body_bytes: max,
+            raw_body: opts.raw_body.as_deref(),
+            headers: (!opts.headers.is_empty()).then(|| config::headers_to_json(&opts.headers)),
         })?;
         e.ensure_sender(&path, ini);
         e.wake(&path);

@@ -211,6 +211,12 @@ pub struct EndpointRow {
     pub refused_reason: Option<String>,
     /// No attempt before this time while refused.
     pub refused_until: f64,
+    pub signature: config::SignatureMode,
+    pub hash_algorithm: config::HashAlgorithm,
+    pub success_codes: config::SuccessCodes,
+    pub user_agent: String,
+    pub headers: Vec<(String, String)>,
+    pub wc_webhook_id: Option<i64>,
 }
 
 impl EndpointRow {
@@ -234,6 +240,10 @@ pub struct NewEvent<'a> {
     /// The payload, already encoded as JSON.
     pub data: &'a str,
     pub max_body_bytes: usize,
+    /// A body to send exactly as given instead of the envelope (`data` is then unused).
+    pub raw_body: Option<&'a [u8]>,
+    /// Headers sent with every attempt of this event (a JSON array of [name, value]).
+    pub headers: Option<String>,
 }
 
 /// A delivery claimed by the sender, with what it needs to send it.
@@ -247,6 +257,10 @@ pub struct Claimed {
     pub topic: String,
     pub body: Vec<u8>,
     pub data_offset: usize,
+    /// The body is sent as stored whatever the endpoint's format (raw dispatch).
+    pub raw: bool,
+    /// The event's own headers (JSON array), if any.
+    pub headers: Option<String>,
 }
 
 /// What the sender decided after an attempt.
@@ -353,6 +367,8 @@ pub struct EventDetail {
     pub unrouted: bool,
     pub body: Vec<u8>,
     pub data_offset: usize,
+    /// The body was given as is (raw dispatch): it is the payload.
+    pub raw: bool,
     pub deliveries: Vec<DeliveryRow>,
     pub attempts: Vec<AttemptRow>,
 }
@@ -644,18 +660,32 @@ impl Outbox {
         let now = event::now();
         let (tx, path) = begin(&mut self.conn, &self.path)?;
         let map = |what: &'static str| move |e: rusqlite::Error| storage(path, what, e);
-        let old: Option<(String, String, f64, String, String)> = tx
+        let old: Option<(String, String, f64, String, String, String)> = tx
             .query_row(
-                "SELECT secret, prev_secret, prev_secret_until, url, proxy FROM endpoints WHERE name = ?1",
+                "SELECT secret, prev_secret, prev_secret_until, url, proxy, headers FROM endpoints WHERE name = ?1",
                 [name],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
             )
             .optional()
             .map_err(map("read endpoint"))?;
-        // A form that showed the URLs masked saves them back masked: keep the stored passwords.
-        let (url, proxy) = match &old {
-            Some((_, _, _, u, p)) => (crate::redact::restore(&c.url, u), crate::redact::restore(&c.proxy, p)),
-            None => (c.url.clone(), c.proxy.clone()),
+        // A form that showed the URLs and credential headers masked saves them back masked: keep
+        // the stored passwords and values.
+        let (url, proxy, headers) = match &old {
+            Some((_, _, _, u, p, h)) => {
+                let stored = config::headers_from_json(h);
+                let headers: Vec<(String, String)> = c
+                    .headers
+                    .iter()
+                    .map(|(n, v)| {
+                        let kept = stored.iter().find(|(sn, sv)| {
+                            sn.eq_ignore_ascii_case(n) && &crate::redact::header(sn, sv) == v && sv != v
+                        });
+                        (n.clone(), kept.map_or_else(|| v.clone(), |(_, sv)| sv.clone()))
+                    })
+                    .collect();
+                (crate::redact::restore(&c.url, u), crate::redact::restore(&c.proxy, p), headers)
+            }
+            None => (c.url.clone(), c.proxy.clone(), c.headers.clone()),
         };
         let old_plain = match &old {
             Some((s, ..)) => secrets::open(key, name, s).ok(),
@@ -677,13 +707,16 @@ impl Outbox {
         };
         tx.execute(
             "INSERT INTO endpoints(name, url, secret, prev_secret, prev_secret_until, topics, enabled, rate_limit, timeout, proxy,
-                                   format, retry_delays, source, created_at, updated_at, allow_networks)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15)
+                                   format, retry_delays, source, created_at, updated_at, allow_networks,
+                                   signature, hash_algorithm, success_codes, user_agent, headers, wc_webhook_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
              ON CONFLICT(name) DO UPDATE SET url = excluded.url, secret = excluded.secret, prev_secret = excluded.prev_secret,
                prev_secret_until = excluded.prev_secret_until, topics = excluded.topics, enabled = excluded.enabled,
                rate_limit = excluded.rate_limit, timeout = excluded.timeout, proxy = excluded.proxy, format = excluded.format,
                retry_delays = excluded.retry_delays, source = excluded.source, updated_at = excluded.updated_at,
-               allow_networks = excluded.allow_networks,
+               allow_networks = excluded.allow_networks, signature = excluded.signature,
+               hash_algorithm = excluded.hash_algorithm, success_codes = excluded.success_codes,
+               user_agent = excluded.user_agent, headers = excluded.headers, wc_webhook_id = excluded.wc_webhook_id,
                disabled_at = NULL, disabled_reason = NULL, consecutive_failures = 0, breaker_until = 0,
                refused_reason = NULL, refused_until = 0",
             params![
@@ -701,7 +734,13 @@ impl Outbox {
                 c.retry_delays,
                 c.source,
                 now,
-                c.allow_networks_text()
+                c.allow_networks_text(),
+                c.signature.as_str(),
+                c.hash_algorithm.as_str(),
+                c.success_codes.to_text(),
+                c.user_agent,
+                if headers.is_empty() { String::new() } else { config::headers_to_json(&headers) },
+                c.wc_webhook_id
             ],
         )
         .map_err(map("save endpoint"))?;
@@ -915,8 +954,14 @@ impl Outbox {
                 .map_err(map("next sequence"))?,
             None => 0,
         };
-        let Envelope { body, data_offset } =
-            event::build_envelope(&event_id, ev.topic, created_at, ev.key, seq, ev.data);
+        let (body, data_offset) = match ev.raw_body {
+            Some(raw) => (raw.to_vec(), 0),
+            None => {
+                let Envelope { body, data_offset } =
+                    event::build_envelope(&event_id, ev.topic, created_at, ev.key, seq, ev.data);
+                (body.into_bytes(), data_offset)
+            }
+        };
         if body.len() > ev.max_body_bytes {
             return Err(Error::input(format!(
                 "payload too large: the encoded body is {} bytes, woosync.max_payload_bytes is {}; send less data (e.g. ids instead of whole objects)",
@@ -928,11 +973,12 @@ impl Outbox {
         // Only the event row (and the key's counter) is written here; the sender routes it to
         // endpoints (deliveries) in its own transaction, off the request path.
         tx.prepare_cached(
-            "INSERT INTO events(event_id, topic, key, seq, created_at, coalesce, route, data_offset, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO events(event_id, topic, key, seq, created_at, coalesce, route, data_offset, body, raw, headers)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )
         .and_then(|mut s| {
-            s.execute(params![event_id, ev.topic, ev.key, seq, created_at, ev.coalesce as i64, route, data_offset as i64, body.as_bytes()])
+            s.execute(params![event_id, ev.topic, ev.key, seq, created_at, ev.coalesce as i64, route, data_offset as i64, body,
+                              ev.raw_body.is_some() as i64, ev.headers])
         })
         .map_err(map("insert event"))?;
         tx.commit().map_err(map("commit"))?;
@@ -1126,7 +1172,7 @@ impl Outbox {
         let head = self
             .conn
             .query_row(
-                "SELECT id, event_id, topic, key, seq, created_at, unrouted, body, data_offset FROM events WHERE event_id = ?1",
+                "SELECT id, event_id, topic, key, seq, created_at, unrouted, body, data_offset, raw FROM events WHERE event_id = ?1",
                 [event_id],
                 |r| {
                     Ok((
@@ -1140,6 +1186,7 @@ impl Outbox {
                             unrouted: r.get::<_, i64>(6)? != 0,
                             body: r.get(7)?,
                             data_offset: r.get::<_, i64>(8)? as usize,
+                            raw: r.get::<_, i64>(9)? != 0,
                             deliveries: vec![],
                             attempts: vec![],
                         },
@@ -1582,7 +1629,7 @@ fn claim_tx(
     {
         let mut select = tx
                 .prepare_cached(
-                    "SELECT d.id, d.key, d.attempts, e.event_id, e.topic, e.body, e.data_offset
+                    "SELECT d.id, d.key, d.attempts, e.event_id, e.topic, e.body, e.data_offset, e.raw, e.headers
                      FROM deliveries d JOIN events e ON e.id = d.event_rowid
                      WHERE d.state < 3 AND d.state = 1 AND d.endpoint_id = ?1 AND d.next_attempt_at <= ?2
                      ORDER BY d.next_attempt_at",
@@ -1611,6 +1658,8 @@ fn claim_tx(
                         topic: r.get(4)?,
                         body: r.get(5)?,
                         data_offset: r.get::<_, i64>(6)? as usize,
+                        raw: r.get::<_, i64>(7)? != 0,
+                        headers: r.get(8)?,
                     })
                 })
                 .and_then(|rows| rows.take(limit).collect())
@@ -1806,10 +1855,21 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     if version < 2 {
         // The destination policy: networks an endpoint may reach besides the public internet, and
         // why (until when) its address is refused.
+        // Endpoints that mirror WooCommerce webhooks: signature mode, hash, success codes, user
+        // agent, extra headers, the WooCommerce webhook id. Events: a raw body (sent as given,
+        // no envelope) and per-event headers.
         tx.execute_batch(
             "ALTER TABLE endpoints ADD COLUMN allow_networks TEXT NOT NULL DEFAULT '';
              ALTER TABLE endpoints ADD COLUMN refused_reason TEXT;
-             ALTER TABLE endpoints ADD COLUMN refused_until REAL NOT NULL DEFAULT 0;",
+             ALTER TABLE endpoints ADD COLUMN refused_until REAL NOT NULL DEFAULT 0;
+             ALTER TABLE endpoints ADD COLUMN signature TEXT NOT NULL DEFAULT 'standard';
+             ALTER TABLE endpoints ADD COLUMN hash_algorithm TEXT NOT NULL DEFAULT 'sha256';
+             ALTER TABLE endpoints ADD COLUMN success_codes TEXT NOT NULL DEFAULT '';
+             ALTER TABLE endpoints ADD COLUMN user_agent TEXT NOT NULL DEFAULT '';
+             ALTER TABLE endpoints ADD COLUMN headers TEXT NOT NULL DEFAULT '';
+             ALTER TABLE endpoints ADD COLUMN wc_webhook_id INTEGER;
+             ALTER TABLE events ADD COLUMN raw INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE events ADD COLUMN headers TEXT;",
         )?;
     }
     // Later versions: `if version < N { ... }`, each step within this transaction.
@@ -1823,7 +1883,8 @@ fn load_endpoints(conn: &Connection) -> rusqlite::Result<Vec<EndpointRow>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, name, url, secret, prev_secret, prev_secret_until, topics, enabled, disabled_reason, disabled_at,
                 rate_limit, timeout, proxy, format, retry_delays, source, consecutive_failures, breaker_until,
-                last_success_at, last_error, last_error_at, allow_networks, refused_reason, refused_until
+                last_success_at, last_error, last_error_at, allow_networks, refused_reason, refused_until,
+                signature, hash_algorithm, success_codes, user_agent, headers, wc_webhook_id
          FROM endpoints ORDER BY id",
     )?;
     let rows = stmt.query_map([], |r| {
@@ -1858,6 +1919,14 @@ fn load_endpoints(conn: &Connection) -> rusqlite::Result<Vec<EndpointRow>> {
             allow_networks: r.get(21)?,
             refused_reason: r.get(22)?,
             refused_until: r.get(23)?,
+            signature: config::SignatureMode::parse(&r.get::<_, String>(24)?)
+                .unwrap_or(config::SignatureMode::Standard),
+            hash_algorithm: config::HashAlgorithm::parse(&r.get::<_, String>(25)?)
+                .unwrap_or(config::HashAlgorithm::Sha256),
+            success_codes: config::SuccessCodes::parse(&r.get::<_, String>(26)?).unwrap_or_default(),
+            user_agent: r.get(27)?,
+            headers: config::headers_from_json(&r.get::<_, String>(28)?),
+            wc_webhook_id: r.get(29)?,
         })
     })?;
     rows.collect()
@@ -2001,6 +2070,8 @@ mod tests {
             endpoints: None,
             data: "{\"a\":1}",
             max_body_bytes: 1 << 20,
+            raw_body: None,
+            headers: None,
         }
     }
 
@@ -2297,7 +2368,9 @@ mod tests {
             endpoints: None,
             data,
             max_body_bytes: 1 << 20,
-        };
+        raw_body: None,
+        headers: None,
+    };
         let first = put(&mut ob, &ev("customer:1"));
         let other = put(&mut ob, &ev("customer:2"));
         let now = event::now() + 1.0;
@@ -2424,7 +2497,9 @@ mod perf {
                     endpoints: None,
                     data,
                     max_body_bytes: 1 << 20,
-                })
+                raw_body: None,
+                headers: None,
+            })
                 .unwrap();
                 t.push(s.elapsed().as_secs_f64() * 1e6);
                 if i % 100 == 99 {
@@ -2486,7 +2561,9 @@ mod reprepare {
                     endpoints: None,
                     data: "{}",
                     max_body_bytes: 1 << 20,
-                })
+                raw_body: None,
+                headers: None,
+            })
                 .unwrap();
             }
             let (claimed, _, _) = ob.cycle(&[], 100, &[(ep, 4, 20.0)], 4, "me").unwrap();

@@ -327,6 +327,9 @@ struct Job {
     topic: String,
     body: Vec<u8>,
     data_offset: usize,
+    raw: bool,
+    /// The event's own headers.
+    headers: Vec<(String, String)>,
 }
 
 struct Done {
@@ -651,8 +654,14 @@ impl Coordinator {
                 (&row.prev_secret, row.prev_secret_until > now),
             ] {
                 if valid && !text.is_empty() {
-                    match secrets::open_any(&keys, &row.name, text).and_then(|t| Secret::parse(&t))
-                    {
+                    let parse = |t: String| match row.signature {
+                        crate::config::SignatureMode::Standard => Secret::parse(&t),
+                        crate::config::SignatureMode::WooCommerce => Ok(Secret {
+                            text: t,
+                            key: Vec::new(),
+                        }),
+                    };
+                    match secrets::open_any(&keys, &row.name, text).and_then(parse) {
                         Ok(s) => secrets.push(s),
                         Err(e) => {
                             // Another process may have the key it was sealed with.
@@ -707,6 +716,12 @@ impl Coordinator {
                     retry: retry.unwrap_or(RetrySchedule { delays: vec![] }),
                     timeout: row.timeout,
                     agent,
+                    signature: row.signature,
+                    hash_algorithm: row.hash_algorithm,
+                    success_codes: row.success_codes.clone(),
+                    user_agent: row.user_agent.clone(),
+                    headers: row.headers.clone(),
+                    wc_webhook_id: row.wc_webhook_id,
                 }),
             );
             if row.rate_limit > 0.0 {
@@ -757,6 +772,8 @@ impl Coordinator {
                                     &job.topic,
                                     &job.body,
                                     job.data_offset,
+                                    job.raw,
+                                    &job.headers,
                                 )
                             }))
                             .unwrap_or_else(|_| AttemptOutcome {
@@ -813,7 +830,7 @@ impl Coordinator {
                 // let a second probe out with the first one's failure).
                 let just_failed: Vec<i64> = unrecorded
                     .iter()
-                    .filter(|f| f.endpoint_failure)
+                    .filter(|f| f.endpoint_failure || matches!(f.decision, Decision::Refused(_)))
                     .map(|f| f.endpoint_id)
                     .collect();
                 let ids: Vec<i64> = self
@@ -893,6 +910,12 @@ impl Coordinator {
                     topic: c.topic,
                     body: c.body,
                     data_offset: c.data_offset,
+                    raw: c.raw,
+                    headers: c
+                        .headers
+                        .as_deref()
+                        .map(crate::config::headers_from_json)
+                        .unwrap_or_default(),
                 };
                 if job_tx.send(job).is_ok() {
                     *self.in_flight.entry(id).or_default() += 1;
@@ -1054,6 +1077,7 @@ impl Coordinator {
             now,
             retry::jitter_unit(),
             &job.target.url,
+            &job.target.success_codes,
         );
         Finished {
             delivery_id: job.delivery_id,
@@ -1071,8 +1095,11 @@ impl Coordinator {
                 self.health.get(&job.endpoint_id).map_or(0, |h| h.failures) + 1,
             ),
             endpoint_failure: match outcome.http_status {
-                None => true,
-                Some(code) => delivery::classify_status(code) == delivery::StatusClass::Retry,
+                None => !matches!(decision, Decision::Refused(_)),
+                Some(code) => {
+                    delivery::classify_for(code, &job.target.success_codes)
+                        == delivery::StatusClass::Retry
+                }
             },
             decision,
         }

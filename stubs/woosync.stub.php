@@ -27,9 +27,12 @@ class WooSyncException extends Exception
  * @param string $topic Dotted lower-case topic such as `product.stock_updated`
  *                      (pattern `^[a-z0-9_]+(\.[a-z0-9_]+)+$`).
  * @param array $payload Scalars, arrays and stdClass only; encoded as the envelope's `data`.
- * @param array|null $options `key` (ordering key such as `product:42`), `coalesce` (bool:
+ * @param array|null $options `key` (ordering key such as `product:42`), `coalesce` (bool or 0/1:
  *                            older waiting events of the same key and topic are superseded),
- *                            `endpoints` (list of endpoint names to narrow the fan-out).
+ *                            `endpoints` (list of endpoint names to narrow the fan-out),
+ *                            `raw_body` (string sent exactly as given instead of the envelope, e.g.
+ *                            WooCommerce's own webhook body; the payload must then be []),
+ *                            `headers` (name => value sent with every attempt of this event).
  * @return string Event id: `evt_` followed by a ULID.
  * @throws WooSyncException On invalid input, a malformed setting or an unusable outbox.
  */
@@ -129,7 +132,14 @@ function woosync_event(string $id): ?array {}
  *                      (seconds), `proxy`, `format` (`standard` or `woocommerce`), `retry_delays`,
  *                      `source` (no control characters, <= 2 KB), `allow_networks` (CIDR list
  *                      or comma string: networks this endpoint may reach besides the public
- *                      internet, see woosync.allow_networks).
+ *                      internet, see woosync.allow_networks), `signature` (`standard`:
+ *                      Standard Webhooks + X-WC-Webhook-Signature; `woocommerce`: only
+ *                      X-WC-Webhook-Signature keyed with the secret string as given, any string),
+ *                      `hash_algorithm` (of X-WC-Webhook-Signature: sha256, sha1, sha224, sha384,
+ *                      sha512, md5), `success_codes` (statuses that count as delivered, e.g.
+ *                      `200-302`; default `200-299`), `user_agent`, `headers` (name => value sent
+ *                      with every request; credential values are shown masked and kept when saved
+ *                      back masked), `wc_webhook_id` (sent as X-WC-Webhook-ID).
  * @throws WooSyncException On a malformed setting.
  */
 function woosync_endpoint_save(string $name, array $config): void {}

@@ -48,8 +48,19 @@ fn dispatch_options(options: Option<&ZendHashTable>) -> PhpResult<DispatchOption
                     o.endpoints = Some(names);
                 }
             }
+            Some("raw_body") => {
+                if !v.is_null() {
+                    let b = convert::bytes(v).ok_or_else(|| input("option \"raw_body\" must be a string (the exact body to send)"))?;
+                    o.raw_body = Some(b.to_vec());
+                }
+            }
+            Some("headers") => {
+                if !v.is_null() {
+                    o.headers = convert::string_map(v, "option \"headers\"").map_err(to_php)?;
+                }
+            }
             Some(other) => {
-                return Err(input(format!("unknown option {}; woosync_dispatch accepts \"key\", \"coalesce\" and \"endpoints\"", quote(other))))
+                return Err(input(format!("unknown option {}; woosync_dispatch accepts \"key\", \"coalesce\", \"endpoints\", \"raw_body\" and \"headers\"", quote(other))))
             }
             None => return Err(input("options must be an array with string keys (\"key\", \"coalesce\", \"endpoints\")")),
         }
@@ -73,6 +84,11 @@ pub fn woosync_dispatch(
     guard(|| {
         let topic = text(&topic, "topic")?;
         let opts = dispatch_options(options)?;
+        if opts.raw_body.is_some() && payload.len() > 0 {
+            return Err(input(
+                "with option \"raw_body\" the payload must be [] (the raw body is what is sent)",
+            ));
+        }
         let data = convert::payload_json(payload).map_err(to_php)?;
         client::dispatch(&ini::values(), &topic, &data, &opts).map_err(to_php)
     })
@@ -170,6 +186,18 @@ fn endpoint_array(e: &crate::outbox::EndpointStatus) -> Zval {
             t.into_zval()
         })
         .set("refused_reason", zopt_str(r.refused_reason.as_deref()))
+        .set("signature", zstr(r.signature.as_str()))
+        .set("hash_algorithm", zstr(r.hash_algorithm.as_str()))
+        .set("success_codes", zstr(&r.success_codes.to_text()))
+        .set("user_agent", zstr(&r.user_agent))
+        .set("headers", {
+            let mut h = Arr::new();
+            for (name, value) in &r.headers {
+                h.set(name, zstr(&crate::redact::header(name, value)));
+            }
+            h.into_zval()
+        })
+        .set("wc_webhook_id", zopt_i(r.wc_webhook_id))
         .set("pending", zint(e.counts[0] + e.counts[1] + e.counts[2]))
         .set("in_flight", zint(e.counts[2]))
         .set("delivered", zint(e.counts[3]))
@@ -426,8 +454,13 @@ fn event_array(d: &EventDetail) -> ZBox<ZendHashTable> {
         .set("body", zbytes(&d.body))
         .set(
             "payload",
-            zbytes(crate::event::data_of(&d.body, d.data_offset)),
-        );
+            zbytes(if d.raw {
+                &d.body
+            } else {
+                crate::event::data_of(&d.body, d.data_offset)
+            }),
+        )
+        .set("raw", zbool(d.raw));
     let mut ds = Arr::new();
     for x in &d.deliveries {
         let mut r = Arr::new();
@@ -535,9 +568,31 @@ fn endpoint_config(ht: &ZendHashTable) -> PhpResult<EndpointConfig> {
                 };
                 c.allow_networks = crate::destination::parse_list(&text).map_err(to_php)?;
             }
+            "signature" => c.signature = crate::config::SignatureMode::parse(&s("signature")?).map_err(to_php)?,
+            "hash_algorithm" => {
+                c.hash_algorithm = crate::config::HashAlgorithm::parse(&s("hash_algorithm")?).map_err(to_php)?
+            }
+            "success_codes" => {
+                c.success_codes = crate::config::SuccessCodes::parse(&s("success_codes")?).map_err(to_php)?
+            }
+            "user_agent" => c.user_agent = if v.is_null() { String::new() } else { s("user_agent")? },
+            "headers" => {
+                c.headers = if v.is_null() {
+                    Vec::new()
+                } else {
+                    convert::string_map(v, "endpoint setting \"headers\"").map_err(to_php)?
+                }
+            }
+            "wc_webhook_id" => {
+                c.wc_webhook_id = if v.is_null() {
+                    None
+                } else {
+                    Some(v.long().ok_or_else(|| input("endpoint setting \"wc_webhook_id\" must be an integer"))?)
+                }
+            }
             other => {
                 return Err(input(format!(
-                    "unknown endpoint setting {}; use url, secret, topics, enabled, rate_limit, timeout, proxy, format, retry_delays, source, allow_networks",
+                    "unknown endpoint setting {}; use url, secret, topics, enabled, rate_limit, timeout, proxy, format, retry_delays, source, allow_networks, signature, hash_algorithm, success_codes, user_agent, headers, wc_webhook_id",
                     quote(other)
                 )))
             }
