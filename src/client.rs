@@ -341,6 +341,111 @@ pub fn status(ini: &IniValues) -> Result<Report> {
     })
 }
 
+/// Runs this outbox's sender in the calling process (the CLI's `woosync_serve`) until `seconds`
+/// pass or SIGTERM/SIGINT arrive, and returns the attempts it finished (delivered or dead).
+///
+/// It joins the election like any process: standby while a php-fpm worker sends, sender when that
+/// worker goes. When the time is up the sender keeps running in this process (so calling it in a
+/// loop loses nothing between calls) until the next call or the process's exit; on a signal it
+/// winds down within `woosync.shutdown_grace` before returning, and later calls return 0 at once.
+pub fn serve(ini: &IniValues, seconds: f64) -> Result<u64> {
+    if seconds.is_nan() || seconds < 0.0 {
+        return Err(Error::input(
+            "woosync_serve: seconds must be zero or more (INF: until SIGTERM or SIGINT)",
+        ));
+    }
+    let path = config::database(ini)?;
+    let default = DefaultEndpoint::from_ini(ini)?;
+    let grace = config::shutdown_grace(&ini.shutdown_grace)?;
+    if crate::signals::stop_requested() {
+        return Ok(0);
+    }
+    let before = with_state(|st| {
+        let e = entry(st, &path);
+        e.set_key(ini)?;
+        e.record_default(&path, &default)?;
+        e.ensure_sender(&path, ini);
+        Ok::<u64, Error>(e.sender.as_ref().map_or(0, |s| s.finished()))
+    })?;
+    let _signals = crate::signals::install();
+    let deadline = if seconds.is_finite() {
+        Some(Instant::now() + Duration::from_secs_f64(seconds.min(1e9)))
+    } else {
+        None
+    };
+    loop {
+        if crate::signals::stop_requested() || deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        let fatal = with_state(|st| {
+            let e = entry(st, &path);
+            // A sender that stopped (e.g. the outbox became unusable) is restarted, as any
+            // woosync call of this process would.
+            e.ensure_sender(&path, ini);
+            e.sender.as_ref().and_then(|s| s.fatal())
+        });
+        if let Some(f) = fatal {
+            return Err(Error::Corrupt(f));
+        }
+        let nap = deadline.map_or(Duration::from_millis(100), |d| {
+            d.saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(100))
+        });
+        std::thread::sleep(nap);
+    }
+    let signaled = crate::signals::stop_requested();
+    let done = with_state(|st| {
+        let e = entry(st, &path);
+        let s = e.sender.as_ref()?;
+        if signaled {
+            s.shutdown(grace);
+        }
+        Some(s.finished())
+    });
+    Ok(done.unwrap_or(before).saturating_sub(before))
+}
+
+/// The Prometheus text exposition of this outbox (`woosync_metrics()`).
+pub fn metrics(ini: &IniValues) -> Result<String> {
+    let report = status(ini)?;
+    let path = &report.database;
+    let counters = with_state(|st| entry(st, path).outbox(path)?.counters())?;
+    let now = crate::event::now();
+    let mut names = std::collections::HashMap::new();
+    let mut endpoints = Vec::new();
+    for e in &report.status.endpoints {
+        let r = &e.row;
+        names.insert(r.id, r.name.clone());
+        if r.name.contains("#deleted-") {
+            continue;
+        }
+        endpoints.push(crate::metrics::EndpointGauges {
+            name: r.name.clone(),
+            pending: e.counts[0] + e.counts[1] + e.counts[2],
+            in_flight: e.counts[2],
+            breaker_open: r.consecutive_failures >= crate::outbox::BREAKER_THRESHOLD
+                && r.breaker_until > now,
+            refused: r.refused_reason.is_some(),
+            disabled: r.disabled_at.is_some(),
+        });
+    }
+    let snapshot = crate::metrics::Snapshot {
+        counters: counters
+            .into_iter()
+            .filter_map(|(id, n, l, v)| {
+                let name = names.get(&id)?;
+                (!name.contains("#deleted-")).then(|| (name.clone(), n, l, v))
+            })
+            .collect(),
+        endpoints,
+        oldest_pending_age: report.status.oldest_pending_at.map(|t| (now - t).max(0.0)),
+        unrouted: report.status.unrouted,
+        sender_up: report.sender_pid.is_some(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    Ok(crate::metrics::render(&snapshot))
+}
+
 /// Requeues a dead or delivered event (replay) or routes an unrouted one.
 pub fn retry(ini: &IniValues, event_id: &str) -> Result<bool> {
     if !crate::event::is_event_id(event_id) {

@@ -1529,6 +1529,17 @@ impl Outbox {
         Ok(())
     }
 
+    /// Every metrics counter: (endpoint id, name, label, value).
+    pub fn counters(&self) -> Result<Vec<(i64, String, String, f64)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT endpoint_id, name, label, value FROM counters ORDER BY endpoint_id, name, label")
+            .map_err(|e| self.err("read counters", e))?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err("read counters", e))
+    }
+
     /// Records which process is the sender now (`<boot id>:<pid>:<start time>` and the host name).
     pub fn set_sender(&mut self, identity: &str) -> Result<()> {
         let (tx, path) = begin(&mut self.conn, &self.path)?;
@@ -1679,6 +1690,18 @@ fn claim_tx(
 fn record_tx(tx: &rusqlite::Transaction<'_>, path: &Path, done: &[Finished]) -> Result<()> {
     let now = event::now();
     let map = |e: rusqlite::Error| storage(path, "record attempt", e);
+    // Monotonic counters for the metrics, one upsert per counter touched by the batch.
+    if !done.is_empty() {
+        let mut add = tx
+            .prepare_cached(
+                "INSERT INTO counters(endpoint_id, name, label, value) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(endpoint_id, name, label) DO UPDATE SET value = value + excluded.value",
+            )
+            .map_err(map)?;
+        for ((endpoint, name, label), v) in crate::metrics::deltas(done) {
+            add.execute(params![endpoint, name, label, v]).map_err(map)?;
+        }
+    }
     // Endpoints whose success is already written in this batch with no failure since.
     let mut healthy: Vec<i64> = Vec::new();
     {
@@ -1869,7 +1892,9 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
              ALTER TABLE endpoints ADD COLUMN headers TEXT NOT NULL DEFAULT '';
              ALTER TABLE endpoints ADD COLUMN wc_webhook_id INTEGER;
              ALTER TABLE events ADD COLUMN raw INTEGER NOT NULL DEFAULT 0;
-             ALTER TABLE events ADD COLUMN headers TEXT;",
+             ALTER TABLE events ADD COLUMN headers TEXT;
+             CREATE TABLE counters(endpoint_id INTEGER NOT NULL, name TEXT NOT NULL, label TEXT NOT NULL,
+               value REAL NOT NULL, PRIMARY KEY(endpoint_id, name, label)) WITHOUT ROWID;",
         )?;
     }
     // Later versions: `if version < N { ... }`, each step within this transaction.

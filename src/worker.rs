@@ -101,6 +101,8 @@ struct Shared {
     keys: Mutex<Vec<StoreKey>>,
     /// Bumped whenever `keys` changes, so the coordinator re-reads the endpoints at once.
     key_gen: AtomicU64,
+    /// Attempts this process's sender finished for good (delivered or dead), for woosync_serve().
+    finished: AtomicU64,
 }
 
 /// Storage keys a sender keeps: the newest and the one before (secrets sealed before a key change).
@@ -181,6 +183,7 @@ impl Sender {
             fatal: Mutex::new(None),
             keys: Mutex::new(Vec::new()),
             key_gen: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
         });
         let (wake_tx, wake_rx) = bounded::<()>(1);
         let s2 = shared.clone();
@@ -222,6 +225,11 @@ impl Sender {
                 .ok()
                 .and_then(|g| g.clone())
         })
+    }
+
+    /// Attempts this sender finished for good (delivered or dead) since it started.
+    pub fn finished(&self) -> u64 {
+        self.shared.finished.load(SeqCst)
     }
 
     /// Set when the sender found the outbox damaged (it cannot deliver from it).
@@ -859,6 +867,16 @@ impl Coordinator {
             let (claimed, version, routed) =
                 match db(|| outbox.cycle(&unrecorded, ROUTE_BATCH, &wants, free, &self.me)) {
                     Ok(r) => {
+                        let done = unrecorded
+                            .iter()
+                            .filter(|f| {
+                                matches!(
+                                    f.decision,
+                                    Decision::Delivered | Decision::Dead | Decision::DeadAndDisable(_)
+                                )
+                            })
+                            .count();
+                        self.shared.finished.fetch_add(done as u64, SeqCst);
                         unrecorded.clear();
                         self.shared.clear_error();
                         r

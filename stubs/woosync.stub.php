@@ -184,3 +184,32 @@ function woosync_purge(int $older_than_days): int {}
  * @throws WooSyncException
  */
 function woosync_erase(string $key): array {}
+
+/**
+ * Runs this outbox's sender in this process (PHP CLI only) until the time is up or SIGTERM/SIGINT
+ * arrives; returns the attempts it finished (delivered or dead). It joins the election like any
+ * process: standby while a php-fpm worker sends, sender when none does (so a quiet site keeps
+ * delivering). On SIGTERM/SIGINT it winds down within woosync.shutdown_grace before returning,
+ * passing the signal on to a handler the script installed with pcntl_signal(); the previous
+ * handlers are restored afterwards, and later calls return 0 at once. When the time is up the
+ * sender keeps running in this process until the next call or the process's exit.
+ *
+ * @param float $seconds INF (default): until SIGTERM or SIGINT. NaN or negative raise.
+ * @return int
+ * @throws WooSyncException Outside the CLI, or when the outbox cannot be used.
+ */
+function woosync_serve(float $seconds = INF): int {}
+
+/**
+ * The outbox's metrics in the Prometheus text exposition format (0.0.4):
+ * woosync_attempts_total{endpoint,outcome,class}, woosync_delivered_total, woosync_dead_total,
+ * woosync_attempt_duration_seconds (histogram), woosync_pending, woosync_in_flight,
+ * woosync_breaker_open, woosync_destination_refused, woosync_endpoint_disabled,
+ * woosync_unrouted, woosync_oldest_pending_age_seconds, woosync_sender_up, woosync_info.
+ * Counters are kept in the outbox and never decrease (purges, retries and erasure do not
+ * lower them).
+ *
+ * @return string
+ * @throws WooSyncException
+ */
+function woosync_metrics(): string {}

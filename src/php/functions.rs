@@ -683,6 +683,39 @@ pub fn woosync_erase(key: Binary<u8>) -> PhpResult<ZBox<ZendHashTable>> {
     })
 }
 
+/// Runs this outbox's sender in this process (CLI only) until the time is up or SIGTERM/SIGINT;
+/// returns the attempts it finished (delivered or dead). It takes over from, and hands over to,
+/// senders in php-fpm workers through the election. On SIGTERM/SIGINT it winds down within
+/// `woosync.shutdown_grace` before returning; when the time is up the sender keeps running in this
+/// process until the next call or exit, so calling it in a loop loses nothing.
+///
+/// @param float $seconds INF (the default): until SIGTERM or SIGINT.
+/// @return int
+#[php_function]
+#[php(defaults(seconds = f64::INFINITY))]
+pub fn woosync_serve(seconds: f64) -> PhpResult<i64> {
+    guard(|| {
+        if !super::is_cli() {
+            return Err(input(
+                "woosync_serve runs in the PHP CLI only (e.g. wp woosync serve, or a systemd service); web requests send through php-fpm's own sender",
+            ));
+        }
+        client::serve(&ini::values(), seconds)
+            .map(|n| n as i64)
+            .map_err(to_php)
+    })
+}
+
+/// The outbox's metrics in the Prometheus text exposition format (version 0.0.4): attempts by
+/// endpoint, outcome and class, delivered and dead totals, pending and in-flight gauges, oldest
+/// pending age, a histogram of attempt durations, breaker state, sender up.
+///
+/// @return string
+#[php_function]
+pub fn woosync_metrics() -> PhpResult<String> {
+    guard(|| client::metrics(&ini::values()).map_err(to_php))
+}
+
 /// Adds every function to the module.
 pub fn register(module: ModuleBuilder) -> ModuleBuilder {
     module
@@ -699,4 +732,6 @@ pub fn register(module: ModuleBuilder) -> ModuleBuilder {
         .function(wrap_function!(woosync_endpoint_delete))
         .function(wrap_function!(woosync_purge))
         .function(wrap_function!(woosync_erase))
+        .function(wrap_function!(woosync_serve))
+        .function(wrap_function!(woosync_metrics))
 }
