@@ -9,11 +9,10 @@
 use crate::config::EndpointConfig;
 use crate::config::{self, DefaultEndpoint, IniValues};
 use crate::error::{quote, Error, Result};
-use crate::outbox::{EventDetail, EventFilter, EventSummary, NewEvent, Outbox, Role, Status};
+use crate::outbox::{EventDetail, EventFilter, EventSummary, Location, NewEvent, Outbox, Role, Status};
 use crate::secrets::StoreKey;
 use crate::worker::{Sender, SenderOptions, Waker, WorkerState};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -30,7 +29,7 @@ struct Entry {
 
 struct ProcessState {
     pid: u32,
-    entries: HashMap<PathBuf, Entry>,
+    entries: HashMap<Location, Entry>,
     /// The INI values last validated for dispatch, with what they gave.
     validated: Option<(IniValues, DefaultEndpoint, usize)>,
 }
@@ -54,10 +53,10 @@ fn with_state<T>(f: impl FnOnce(&mut ProcessState) -> T) -> T {
     f(state)
 }
 
-fn entry<'a>(state: &'a mut ProcessState, path: &Path) -> &'a mut Entry {
+fn entry<'a>(state: &'a mut ProcessState, path: &Location) -> &'a mut Entry {
     state
         .entries
-        .entry(path.to_path_buf())
+        .entry(path.clone())
         .or_insert_with(|| Entry {
             outbox: None,
             sender: None,
@@ -70,9 +69,9 @@ fn entry<'a>(state: &'a mut ProcessState, path: &Path) -> &'a mut Entry {
 }
 
 impl Entry {
-    fn outbox(&mut self, path: &Path) -> Result<&mut Outbox> {
+    fn outbox(&mut self, path: &Location) -> Result<&mut Outbox> {
         if self.outbox.is_none() {
-            self.outbox = Some(Outbox::open(path, Role::Request)?);
+            self.outbox = Some(Outbox::open_at(path, Role::Request)?);
         }
         self.outbox
             .as_mut()
@@ -92,7 +91,7 @@ impl Entry {
     }
 
     /// Starts (or restarts after a failure, at most once a second) this process's sender thread.
-    fn ensure_sender(&mut self, path: &Path, ini: &IniValues) {
+    fn ensure_sender(&mut self, path: &Location, ini: &IniValues) {
         // Every path that may start the sender hands it the storage key (a malformed key is
         // reported by dispatch; here it simply is not handed over).
         let _ = self.set_key(ini);
@@ -111,7 +110,7 @@ impl Entry {
         if stopped && !recently {
             self.sender_started = Some(Instant::now());
             if let Ok(s) = Sender::start(SenderOptions {
-                database: path.to_path_buf(),
+                database: path.clone(),
                 concurrency,
                 retention_days,
                 allow_networks,
@@ -122,14 +121,17 @@ impl Entry {
         }
     }
 
-    fn wake(&mut self, path: &Path) {
+    fn wake(&mut self, path: &Location) {
         if self.sender.as_ref().is_some_and(|s| s.wake_local()) {
             return;
         }
-        self.waker.get_or_insert_with(|| Waker::new(path)).wake();
+        // A database shared by hosts is polled by its sender; a file's sender is on this host.
+        if let Some(p) = path.sqlite_path() {
+            self.waker.get_or_insert_with(|| Waker::new(p)).wake();
+        }
     }
 
-    fn record_default(&mut self, path: &Path, d: &DefaultEndpoint) -> Result<()> {
+    fn record_default(&mut self, path: &Location, d: &DefaultEndpoint) -> Result<()> {
         if self.recorded.as_ref() != Some(d) {
             let key = self.key.clone();
             self.outbox(path)?
@@ -268,7 +270,7 @@ pub fn flush(ini: &IniValues, timeout: f64) -> Result<bool> {
 /// Status of the outbox plus this process's worker state.
 #[derive(Debug, Clone)]
 pub struct Report {
-    pub database: PathBuf,
+    pub database: Location,
     /// A storage key is configured in this process (`woosync.key`).
     pub key_configured: bool,
     pub status: Status,
@@ -311,21 +313,22 @@ pub fn status(ini: &IniValues) -> Result<Report> {
             .map_or(WorkerState::Stopped, |s| s.state());
         let worker_error = e.sender.as_ref().and_then(|s| s.error());
         let key_configured = StoreKey::parse(&ini.key).ok().flatten().is_some();
-        // This process's own role is authoritative; another process's is read from the outbox and
-        // believed only while that process runs.
+        // This process's own role is authoritative; another process's is read from the outbox:
+        // on one host believed while that process runs; across hosts (MySQL) while its lease
+        // has not expired (no pid on another host is checked).
         let (sender_pid, sender_host) = if worker == WorkerState::Sender {
             (Some(std::process::id()), Some(crate::fork::host_name()))
         } else {
             let boot = crate::fork::boot_id();
             match &status.sender {
-                Some(id) if crate::fork::identity_alive(id, &boot) => {
+                Some(id) if path.is_shared() || crate::fork::identity_alive(id, &boot) => {
                     (crate::fork::identity_pid(id), status.sender_host.clone())
                 }
                 _ => (None, None),
             }
         };
         let mut notices = Vec::new();
-        if path == crate::files::default_path() {
+        if path.sqlite_path() == Some(crate::files::default_path().as_path()) {
             notices.extend(crate::files::legacy_notice());
         }
         Ok(Report {
@@ -496,7 +499,7 @@ pub fn request_started(ini: &IniValues) {
     let Ok(path) = config::database(ini) else {
         return;
     };
-    if !path.exists() {
+    if !path.may_exist() {
         return;
     }
     with_state(|st| {

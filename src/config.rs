@@ -31,12 +31,21 @@ pub struct IniValues {
     pub database_error: Option<String>,
 }
 
-/// The outbox path of these settings (see [`database_path`]), or why it cannot be used.
-pub fn database(ini: &IniValues) -> Result<PathBuf> {
+/// Where the outbox of these settings lives: a `mysql://`/`mariadb://` URL names tables in a
+/// database, anything else a SQLite file (see [`database_path`]); or why it cannot be used.
+pub fn database(ini: &IniValues) -> Result<crate::outbox::Location> {
     if let Some(e) = &ini.database_error {
         return Err(Error::config(e.clone()));
     }
-    database_path(&ini.database)
+    database_location(&ini.database)
+}
+
+pub fn database_location(text: &str) -> Result<crate::outbox::Location> {
+    use crate::outbox::{Location, MysqlUrl};
+    match MysqlUrl::parse(text)? {
+        Some(url) => Ok(Location::Mysql(url)),
+        None => Ok(Location::Sqlite(database_path(text)?)),
+    }
 }
 
 /// The outbox path: the INI value, or `<temp dir>/woosync-<uid>/outbox.sqlite` when empty. A value

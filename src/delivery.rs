@@ -347,7 +347,6 @@ pub fn decide(
     o: &AttemptOutcome,
     schedule: &RetrySchedule,
     attempts_made: u32,
-    now: f64,
     jitter: f64,
     url: &str,
     success: &SuccessCodes,
@@ -372,8 +371,8 @@ pub fn decide(
                 return Decision::Dead;
             }
             match (o.retry_after, schedule.next_delay(attempts_made, jitter)) {
-                (Some(ra), Some(_)) => Decision::RetryAt(now + ra),
-                (None, Some(d)) => Decision::RetryAt(now + d),
+                (Some(ra), Some(_)) => Decision::RetryIn(ra),
+                (None, Some(d)) => Decision::RetryIn(d),
                 (_, None) => Decision::Dead,
             }
         }
@@ -409,35 +408,35 @@ mod tests {
     fn decisions() {
         let s = RetrySchedule::parse("10,20").unwrap();
         assert_eq!(
-            decide(&outcome(Some(200), None), &s, 1, 0.0, 0.5, "u", &SuccessCodes::default()),
+            decide(&outcome(Some(200), None), &s, 1, 0.5, "u", &SuccessCodes::default()),
             Decision::Delivered
         );
         assert_eq!(
-            decide(&outcome(Some(400), None), &s, 1, 0.0, 0.5, "u", &SuccessCodes::default()),
+            decide(&outcome(Some(400), None), &s, 1, 0.5, "u", &SuccessCodes::default()),
             Decision::Dead
         );
         assert!(matches!(
-            decide(&outcome(Some(410), None), &s, 1, 0.0, 0.5, "u", &SuccessCodes::default()),
+            decide(&outcome(Some(410), None), &s, 1, 0.5, "u", &SuccessCodes::default()),
             Decision::DeadAndDisable(_)
         ));
         assert_eq!(
-            decide(&outcome(Some(500), None), &s, 1, 100.0, 0.5, "u", &SuccessCodes::default()),
-            Decision::RetryAt(110.0)
+            decide(&outcome(Some(500), None), &s, 1, 0.5, "u", &SuccessCodes::default()),
+            Decision::RetryIn(10.0)
         );
         assert_eq!(
-            decide(&outcome(None, None), &s, 2, 100.0, 0.5, "u", &SuccessCodes::default()),
-            Decision::RetryAt(120.0)
+            decide(&outcome(None, None), &s, 2, 0.5, "u", &SuccessCodes::default()),
+            Decision::RetryIn(20.0)
         );
         assert_eq!(
-            decide(&outcome(Some(500), None), &s, 3, 100.0, 0.5, "u", &SuccessCodes::default()),
+            decide(&outcome(Some(500), None), &s, 3, 0.5, "u", &SuccessCodes::default()),
             Decision::Dead
         );
         assert_eq!(
-            decide(&outcome(Some(429), Some(7.0)), &s, 1, 100.0, 0.9, "u", &SuccessCodes::default()),
-            Decision::RetryAt(107.0)
+            decide(&outcome(Some(429), Some(7.0)), &s, 1, 0.9, "u", &SuccessCodes::default()),
+            Decision::RetryIn(7.0)
         );
         assert_eq!(
-            decide(&outcome(Some(429), Some(7.0)), &s, 3, 100.0, 0.9, "u", &SuccessCodes::default()),
+            decide(&outcome(Some(429), Some(7.0)), &s, 3, 0.9, "u", &SuccessCodes::default()),
             Decision::Dead
         );
     }
@@ -451,7 +450,7 @@ mod tests {
         assert_eq!(classify_for(204, &narrow), StatusClass::Retry);
         assert_eq!(classify_for(410, &narrow), StatusClass::Gone);
         let s = RetrySchedule::parse("10").unwrap();
-        assert_eq!(decide(&outcome(Some(301), None), &s, 1, 0.0, 0.5, "u", &wc), Decision::Delivered);
+        assert_eq!(decide(&outcome(Some(301), None), &s, 1, 0.5, "u", &wc), Decision::Delivered);
         let t = Target {
             user_agent: "WooCommerce/11.0.1 Hookshot (WordPress/7.0.4)".into(),
             headers: vec![("X-Api-Key".into(), "k".into()), ("X-WC-Webhook-Topic".into(), "forged".into())],

@@ -27,9 +27,10 @@ pub const DURATION_COUNT: &str = "duration_count";
 pub fn outcome(d: &Decision) -> &'static str {
     match d {
         Decision::Delivered => "delivered",
-        Decision::RetryAt(_) => "retried",
+        Decision::RetryIn(_) => "retried",
         Decision::Dead | Decision::DeadAndDisable(_) => "dead",
         Decision::Refused(_) => "refused",
+        Decision::NotAttempted => "not_attempted",
     }
 }
 
@@ -217,7 +218,7 @@ mod tests {
     fn deltas_and_cumulative_histogram() {
         let d = deltas(&[
             fin(1, 3.0, Some(200), Decision::Delivered),
-            fin(1, 70_000.0, None, Decision::RetryAt(1.0)),
+            fin(1, 70_000.0, None, Decision::RetryIn(1.0)),
             fin(1, 40.0, Some(500), Decision::Dead),
         ]);
         assert_eq!(d[&(1, ATTEMPTS, "delivered|2xx".to_string())], 1.0);

@@ -227,7 +227,7 @@ pub fn woosync_status() -> PhpResult<ZBox<ZendHashTable>> {
         let now = crate::event::now();
         let mut a = Arr::new();
         a.set("version", zstr(env!("CARGO_PKG_VERSION")))
-            .set("database", zstr(&r.database.to_string_lossy()))
+            .set("database", zstr(&r.database.display()))
             .set("pending", zint(s.pending()))
             .set("in_flight", zint(s.in_flight))
             .set("delivered", zint(s.delivered))

@@ -22,6 +22,9 @@ fn setting(name: &CStr, masked: bool) {
     let v = ini::get(name);
     let shown = if masked {
         signer::mask(&v)
+    } else if name == ini::DATABASE {
+        // A database URL's password, however it is written.
+        crate::outbox::MysqlUrl::mask_text(&v)
     } else {
         crate::redact::url(&v)
     };
@@ -63,10 +66,13 @@ pub extern "C" fn info(_module: *mut ModuleEntry) {
                 return;
             }
         };
-        row("Outbox file", &path.to_string_lossy());
-        if !path.exists() {
+        match &path {
+            crate::outbox::Location::Sqlite(p) => row("Outbox file", &p.to_string_lossy()),
+            crate::outbox::Location::Mysql(u) => row("Outbox database", &u.masked()),
+        }
+        if !path.may_exist() {
             row("Outbox", "not created yet (created by the first dispatch)");
-            if path == crate::files::default_path() {
+            if path.sqlite_path() == Some(crate::files::default_path().as_path()) {
                 if let Some(n) = crate::files::legacy_notice() {
                     row("Notice", &n);
                 }
@@ -88,6 +94,7 @@ pub extern "C" fn info(_module: *mut ModuleEntry) {
                             .map(|p| p.to_string())
                             .unwrap_or_else(|| "none".into()),
                     );
+                    row("Sender host", r.sender_host.as_deref().unwrap_or("none"));
                     row("Last error", s.last_error.as_deref().unwrap_or("none"));
                     for n in &r.notices {
                         row("Notice", n);

@@ -195,8 +195,9 @@ fn database() -> (String, Option<String>) {
             Some("woosync.database is not valid UTF-8; give a plain absolute path".into()),
         );
     };
-    let error = match crate::config::database_path(&text) {
-        Ok(path) => open_basedir_refuses(&path),
+    let error = match crate::config::database_location(&text) {
+        Ok(crate::outbox::Location::Sqlite(path)) => open_basedir_refuses(&path),
+        Ok(crate::outbox::Location::Mysql(_)) => None,
         Err(_) => None, // reported with its own message when used
     };
     (text, error)

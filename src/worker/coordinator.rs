@@ -1,325 +1,23 @@
-//! The sender: one per outbox file, elected by a lock, delivering with a pool of HTTP threads.
-//!
-//! ```text
-//!  any PHP process                         the process holding <db>.lock
-//!  ───────────────                         ─────────────────────────────
-//!  dispatch: INSERT (WAL commit) ──┐       woosync-sender (coordinator)
-//!  wake: channel try_send (same    │         loop: record results ─┐ one short
-//!        process) or datagram ─────┼──────▶        claim due rows ─┘ txn each
-//!        to \0woosync-<hash>       │               send jobs ──▶ woosync-delivery-1..N (ureq)
-//!                                  │               wait: results | wake | next due time
-//!  woosync-sender in standby:      │       woosync-wake: datagram socket ─▶ wake channel
-//!  blocked in flock(<db>.lock) ◀───┘ kernel hands the lock over when the holder dies (even kill -9)
-//! ```
-//!
-//! Threads start lazily (first dispatch, flush or request of a process), never in MINIT: php-fpm
-//! forks its workers after MINIT and threads do not survive a fork. They never touch PHP state:
-//! everything they need is in the outbox or in plain values copied on the PHP thread.
-//! Every SQLite call they make passes the fork gate (see `fork.rs`).
-//!
-//! Shutdown: `Sender::shutdown(grace)` asks the coordinator to stop claiming once nothing is due or
-//! the grace has passed; in-flight attempts still running then are abandoned. Their rows stay leased
-//! by this process; the lock is held until the process exits, so the next sender sees the holder
-//! dead and takes the rows over at once.
+//! The sender's cycle: record finished attempts, route new events, claim due deliveries for the
+//! idle delivery threads (one transaction), then wait for results, a wake-up, the next due retry
+//! or — for a database shared by hosts, which no wake-up reaches — a cheap look for new events.
 
+use super::{db, Shared, Stop, YIELD_EVERY};
 use crate::delivery::{self, AttemptOutcome, Target};
-use crate::error::Error;
 use crate::event;
 use crate::fork;
-use crate::outbox::{Decision, Finished, Outbox, Role};
+use crate::outbox::{Decision, Finished, Outbox};
 use crate::retry::{self, RetrySchedule};
-use crate::secrets::{self, StoreKey};
+use crate::secrets;
 use crate::signer::Secret;
-use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender as ChanSender};
+use crossbeam_channel::{bounded, select, unbounded, Receiver};
 use std::collections::HashMap;
-use std::os::fd::AsRawFd;
-use std::os::linux::net::SocketAddrExt;
-use std::os::unix::net::{SocketAddr, UnixDatagram};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// What this process's sender thread is doing for one outbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WorkerState {
-    Starting = 0,
-    Standby = 1,
-    Sender = 2,
-    Stopped = 3,
-}
-
-impl WorkerState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WorkerState::Starting => "starting",
-            WorkerState::Standby => "standby",
-            WorkerState::Sender => "sender",
-            WorkerState::Stopped => "stopped",
-        }
-    }
-    fn from_u8(v: u8) -> WorkerState {
-        match v {
-            0 => WorkerState::Starting,
-            1 => WorkerState::Standby,
-            2 => WorkerState::Sender,
-            _ => WorkerState::Stopped,
-        }
-    }
-}
-
-/// Options copied from the PHP thread when the sender starts.
-#[derive(Debug, Clone)]
-pub struct SenderOptions {
-    pub database: PathBuf,
-    pub concurrency: usize,
-    pub retention_days: f64,
-    /// `woosync.allow_networks` of this process: networks every endpoint may reach.
-    pub allow_networks: Vec<crate::destination::Network>,
-}
-
-/// State shared between the PHP thread and this outbox's threads (atomics, plus short mutexes that
-/// the PHP thread only takes through `try_lock` or for a moment to hand over a key).
-struct Shared {
-    state: AtomicU8,
-    busy: AtomicUsize,
-    concurrency: usize,
-    shutdown: AtomicBool,
-    /// Unix milliseconds after which a shutting-down coordinator abandons work.
-    deadline_ms: AtomicU64,
-    done: AtomicBool,
-    /// Problems of the sender itself (lock file, storage), cleared when a cycle succeeds again.
-    error: Mutex<Option<String>>,
-    /// Problems with endpoint settings (e.g. a sealed secret it cannot open), cleared when the
-    /// endpoints are usable again.
-    endpoint_error: Mutex<Option<String>>,
-    /// The outbox file is damaged: the sender cannot work (raised by flush in this process).
-    fatal: Mutex<Option<String>>,
-    /// Storage keys for sealed endpoint secrets, newest first (at most [`KEYS_KEPT`]), handed over by
-    /// the PHP thread (never read from INI here). A key is only ever added: an empty `woosync.key`
-    /// (e.g. the INI value restored at the end of a request) does not take it away.
-    keys: Mutex<Vec<StoreKey>>,
-    /// Bumped whenever `keys` changes, so the coordinator re-reads the endpoints at once.
-    key_gen: AtomicU64,
-    /// Attempts this process's sender finished for good (delivered or dead), for woosync_serve().
-    finished: AtomicU64,
-}
-
-/// Storage keys a sender keeps: the newest and the one before (secrets sealed before a key change).
-const KEYS_KEPT: usize = 2;
-
-impl Shared {
-    fn set_state(&self, s: WorkerState) {
-        self.state.store(s as u8, SeqCst);
-    }
-    fn note_error<E: std::fmt::Display + 'static>(&self, e: E) {
-        let corrupt = (&e as &dyn std::any::Any)
-            .downcast_ref::<Error>()
-            .is_some_and(|e| matches!(e, Error::Corrupt(_)));
-        if corrupt {
-            if let Ok(mut g) = self.fatal.lock() {
-                *g = Some(e.to_string());
-            }
-        }
-        if let Ok(mut g) = self.error.lock() {
-            *g = Some(e.to_string());
-        }
-    }
-    fn clear_error(&self) {
-        if let Ok(mut g) = self.error.lock() {
-            *g = None;
-        }
-    }
-    fn set_endpoint_error(&self, e: Option<String>) {
-        if let Ok(mut g) = self.endpoint_error.lock() {
-            *g = e;
-        }
-    }
-    fn keys(&self) -> Vec<StoreKey> {
-        self.keys.lock().map(|g| g.clone()).unwrap_or_default()
-    }
-    fn past_deadline(&self) -> bool {
-        self.shutdown.load(SeqCst)
-            && (event::now() * 1000.0) as u64 >= self.deadline_ms.load(SeqCst)
-    }
-}
-
-/// Handle kept by the PHP thread for one outbox.
-pub struct Sender {
-    shared: Arc<Shared>,
-    wake_tx: ChanSender<()>,
-}
-
-/// Path of the lock file that elects the sender.
-pub fn lock_path(db: &Path) -> PathBuf {
-    crate::files::companion(db, ".lock")
-}
-
-/// Abstract unix socket address on which the sender of `db` listens for wake-ups.
-pub fn wake_address(db: &Path) -> std::io::Result<SocketAddr> {
-    let canonical = std::fs::canonicalize(db).unwrap_or_else(|_| db.to_path_buf());
-    // FNV-1a over the path bytes: stable, dependency free.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in canonical.as_os_str().as_encoded_bytes() {
-        h ^= *b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    SocketAddr::from_abstract_name(format!("woosync-{h:016x}").as_bytes())
-}
-
-impl Sender {
-    /// Starts the sender thread for an outbox (it becomes the sender or waits as standby).
-    pub fn start(opts: SenderOptions) -> std::io::Result<Sender> {
-        fork::install();
-        let shared = Arc::new(Shared {
-            state: AtomicU8::new(WorkerState::Starting as u8),
-            busy: AtomicUsize::new(0),
-            concurrency: opts.concurrency.max(1),
-            shutdown: AtomicBool::new(false),
-            deadline_ms: AtomicU64::new(u64::MAX),
-            done: AtomicBool::new(false),
-            error: Mutex::new(None),
-            endpoint_error: Mutex::new(None),
-            fatal: Mutex::new(None),
-            keys: Mutex::new(Vec::new()),
-            key_gen: AtomicU64::new(0),
-            finished: AtomicU64::new(0),
-        });
-        let (wake_tx, wake_rx) = bounded::<()>(1);
-        let s2 = shared.clone();
-        let w2 = wake_tx.clone();
-        std::thread::Builder::new()
-            .name("woosync-sender".into())
-            .spawn(move || {
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    run(&s2, &opts, w2, wake_rx)
-                }));
-                if let Err(p) = result {
-                    let msg = p
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| p.downcast_ref::<String>().cloned());
-                    s2.note_error(format!(
-                        "sender thread panicked: {}",
-                        msg.unwrap_or_default()
-                    ));
-                }
-                s2.done.store(true, SeqCst);
-                s2.set_state(WorkerState::Stopped);
-            })?;
-        Ok(Sender { shared, wake_tx })
-    }
-
-    pub fn state(&self) -> WorkerState {
-        WorkerState::from_u8(self.shared.state.load(SeqCst))
-    }
-
-    /// Last problem of the sender thread (e.g. cannot open the lock file, an endpoint secret it
-    /// cannot decrypt), or None while it works.
-    pub fn error(&self) -> Option<String> {
-        let own = self.shared.error.try_lock().ok().and_then(|g| g.clone());
-        own.or_else(|| {
-            self.shared
-                .endpoint_error
-                .try_lock()
-                .ok()
-                .and_then(|g| g.clone())
-        })
-    }
-
-    /// Attempts this sender finished for good (delivered or dead) since it started.
-    pub fn finished(&self) -> u64 {
-        self.shared.finished.load(SeqCst)
-    }
-
-    /// Set when the sender found the outbox damaged (it cannot deliver from it).
-    pub fn fatal(&self) -> Option<String> {
-        self.shared.fatal.try_lock().ok().and_then(|g| g.clone())
-    }
-
-    /// Hands a storage key (from `woosync.key`) to the sender threads; it takes effect at once.
-    /// None (no key configured in this request) keeps the keys already handed over.
-    pub fn set_key(&self, key: Option<StoreKey>) {
-        let Some(key) = key else { return };
-        if let Ok(mut g) = self.shared.keys.lock() {
-            if g.first() != Some(&key) {
-                g.retain(|k| k != &key);
-                g.insert(0, key);
-                g.truncate(KEYS_KEPT);
-                self.shared.key_gen.fetch_add(1, SeqCst);
-                let _ = self.wake_tx.try_send(());
-            }
-        }
-    }
-
-    /// Wakes the coordinator when it runs in this process and has an idle delivery thread.
-    /// Returns false when the wake-up must go to another process.
-    pub fn wake_local(&self) -> bool {
-        match self.state() {
-            WorkerState::Sender | WorkerState::Starting => {
-                if self.shared.busy.load(SeqCst) < self.shared.concurrency {
-                    let _ = self.wake_tx.try_send(());
-                }
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Asks the coordinator to finish due work within `grace` seconds and waits at most that long.
-    /// Never waits when this process is only standing by.
-    pub fn shutdown(&self, grace: f64) {
-        let deadline = event::now() + grace.max(0.0);
-        self.shared
-            .deadline_ms
-            .store((deadline * 1000.0) as u64, SeqCst);
-        self.shared.shutdown.store(true, SeqCst);
-        let _ = self.wake_tx.try_send(());
-        if grace <= 0.0 {
-            return;
-        }
-        let until = Instant::now() + Duration::from_secs_f64(grace);
-        loop {
-            let st = self.state();
-            if self.shared.done.load(SeqCst)
-                || st == WorkerState::Standby
-                || st == WorkerState::Stopped
-            {
-                return;
-            }
-            if Instant::now() >= until {
-                return;
-            }
-            std::thread::sleep(Duration::from_micros(500));
-        }
-    }
-}
-
-/// Sends a wake-up datagram to the sender of `db` in another process (non-blocking, best effort).
-pub struct Waker {
-    socket: Option<UnixDatagram>,
-    addr: Option<SocketAddr>,
-}
-
-impl Waker {
-    pub fn new(db: &Path) -> Waker {
-        let socket = UnixDatagram::unbound()
-            .ok()
-            .filter(|s| s.set_nonblocking(true).is_ok());
-        if let Some(s) = &socket {
-            fork::close_in_child(s.as_raw_fd());
-        }
-        Waker {
-            socket,
-            addr: wake_address(db).ok(),
-        }
-    }
-    pub fn wake(&self) {
-        if let (Some(s), Some(a)) = (&self.socket, &self.addr) {
-            let _ = s.send_to_addr(b"w", a);
-        }
-    }
-}
+/// How often the sender of a database shared by hosts looks for new events while idle.
+pub const POLL_EVERY: Duration = Duration::from_millis(50);
 
 /// Events routed per transaction: small enough that the sender never holds the write lock
 /// for more than about a millisecond, so dispatches do not queue behind it.
@@ -343,170 +41,8 @@ struct Job {
 struct Done {
     job: Job,
     outcome: AttemptOutcome,
-}
-
-fn db<T>(f: impl FnOnce() -> T) -> T {
-    let _g = fork::gate();
-    f()
-}
-
-/// Why the coordinator returned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stop {
-    /// The process is shutting down (or the outbox cannot be used).
-    Shutdown,
-    /// It cannot decrypt an endpoint's secret (no or another `woosync.key`): another process may
-    /// have the key, so it gives up the election for a while.
-    Yield,
-}
-
-/// How long a sender that yielded stays out of the election (a standby blocked on the lock gets it
-/// at once), unless a key arrives or the process shuts down meanwhile.
-const YIELD_PAUSE: Duration = Duration::from_secs(3);
-/// A sender that got the election back without a better process around yields again after this.
-const YIELD_EVERY: Duration = Duration::from_secs(30);
-
-fn run(shared: &Arc<Shared>, opts: &SenderOptions, wake_tx: ChanSender<()>, wake_rx: Receiver<()>) {
-    // Election: whoever holds <db>.lock is the sender of this outbox. Opened without following
-    // links and never truncated (see files.rs).
-    let lock_file = match crate::files::open_private(&lock_path(&opts.database), &opts.database) {
-        Ok(f) => f,
-        Err(e) => {
-            shared.note_error(e);
-            return;
-        }
-    };
-    let fd = lock_file.as_raw_fd();
-    fork::close_in_child(fd);
-    // Held until the process exits (see module docs), even after the coordinator returns.
-    std::mem::forget(lock_file);
-    let mut yielded = 0u32;
-    loop {
-        // SAFETY: flock on a descriptor we own (and never close).
-        if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            shared.set_state(WorkerState::Standby);
-            loop {
-                // SAFETY: as above; blocks until the holder releases or dies.
-                let r = unsafe { libc::flock(fd, libc::LOCK_EX) };
-                if r == 0 {
-                    break;
-                }
-                if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-                    shared.note_error(format!("flock failed: {}", std::io::Error::last_os_error()));
-                    return;
-                }
-            }
-            if shared.past_deadline() {
-                // The process is exiting: leave the outbox to a live process.
-                return;
-            }
-        }
-        match lead(shared, opts, &wake_tx, &wake_rx, yielded) {
-            Stop::Shutdown => return,
-            Stop::Yield => {
-                yielded += 1;
-                shared.set_state(WorkerState::Standby);
-                // SAFETY: releases our lock; a blocked standby (if any) takes it now.
-                unsafe { libc::flock(fd, libc::LOCK_UN) };
-                let gen = shared.key_gen.load(SeqCst);
-                let until = Instant::now() + YIELD_PAUSE;
-                while Instant::now() < until
-                    && shared.key_gen.load(SeqCst) == gen
-                    && !shared.shutdown.load(SeqCst)
-                {
-                    let _ = wake_rx.recv_timeout(Duration::from_millis(100));
-                }
-                if shared.shutdown.load(SeqCst) {
-                    return;
-                }
-            }
-        }
-    }
-}
-
-/// Runs this process as the outbox's sender until shutdown or until it yields the election.
-fn lead(
-    shared: &Arc<Shared>,
-    opts: &SenderOptions,
-    wake_tx: &ChanSender<()>,
-    wake_rx: &Receiver<()>,
-    yielded: u32,
-) -> Stop {
-    // The outbox connection of this thread.
-    let mut outbox = match db(|| Outbox::open(&opts.database, Role::Sender)) {
-        Ok(o) => o,
-        Err(e) => {
-            shared.note_error(e);
-            return Stop::Shutdown;
-        }
-    };
-    let me = fork::process_identity();
-    if let Err(e) = db(|| outbox.set_sender(&me)) {
-        shared.note_error(e);
-    }
-    shared.set_state(WorkerState::Sender);
-    // Wake-ups from other processes.
-    let wake = WakeListener::bind(&opts.database, wake_tx);
-    let stop = Coordinator::new(shared.clone(), me, wake.is_some(), opts, yielded)
-        .run(&mut outbox, wake_rx);
-    drop(wake);
-    db(move || drop(outbox));
-    stop
-}
-
-/// The thread that turns wake-up datagrams from other processes into wake-ups of the coordinator.
-struct WakeListener {
-    socket: UnixDatagram,
-    stop: Arc<AtomicBool>,
-}
-
-impl WakeListener {
-    fn bind(database: &Path, wake_tx: &ChanSender<()>) -> Option<WakeListener> {
-        let addr = wake_address(database).ok()?;
-        // A sender that just yielded may still be closing the address: try for a moment.
-        let mut sock = None;
-        for _ in 0..20 {
-            match UnixDatagram::bind_addr(&addr) {
-                Ok(s) => {
-                    sock = Some(s);
-                    break;
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(25)),
-            }
-        }
-        let sock = sock?;
-        let reader = sock.try_clone().ok()?;
-        // A forked child must not keep the address bound (no process could take it over).
-        fork::close_in_child(sock.as_raw_fd());
-        let reader_fd = reader.as_raw_fd();
-        fork::close_in_child(reader_fd);
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tx, stop2) = (wake_tx.clone(), stop.clone());
-        let spawned = std::thread::Builder::new()
-            .name("woosync-wake".into())
-            .spawn(move || {
-                let mut buf = [0u8; 16];
-                while reader.recv(&mut buf).is_ok() && !stop2.load(SeqCst) {
-                    let _ = tx.try_send(());
-                }
-                fork::keep_in_child(reader.as_raw_fd());
-            });
-        let listener = WakeListener { socket: sock, stop };
-        if spawned.is_err() {
-            fork::keep_in_child(reader_fd); // the closure, and with it the reader, is gone
-            return None;
-        }
-        Some(listener)
-    }
-}
-
-impl Drop for WakeListener {
-    fn drop(&mut self) {
-        // Unblocks the listening thread, which then drops its descriptor and frees the address.
-        self.stop.store(true, SeqCst);
-        let _ = self.socket.shutdown(std::net::Shutdown::Both);
-        fork::keep_in_child(self.socket.as_raw_fd());
-    }
+    /// Not attempted: the election may have passed to another process (see election.rs).
+    skipped: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -517,12 +53,16 @@ struct Health {
     refused_until: f64,
 }
 
-struct Coordinator {
+pub struct Coordinator {
     shared: Arc<Shared>,
     me: String,
     boot: String,
     concurrency: usize,
     socket_ok: bool,
+    /// The outbox is shared by hosts (MySQL): no wake-ups from other processes reach this one.
+    poll: bool,
+    /// The storage clock minus this host's (leases, retries and breakers are in storage time).
+    offset: f64,
     targets: HashMap<i64, Arc<Target>>,
     agents: HashMap<(u64, String, crate::destination::Policy), ureq::Agent>,
     /// `woosync.allow_networks` of this process.
@@ -584,14 +124,17 @@ impl Bucket {
 }
 
 impl Coordinator {
-    fn new(
+    pub fn new(
         shared: Arc<Shared>,
         me: String,
         socket_ok: bool,
-        opts: &SenderOptions,
+        opts: &super::SenderOptions,
         yielded: u32,
+        offset: f64,
     ) -> Coordinator {
         Coordinator {
+            poll: opts.database.is_shared(),
+            offset,
             concurrency: shared.concurrency,
             key_gen: shared.key_gen.load(SeqCst),
             shared,
@@ -611,6 +154,11 @@ impl Coordinator {
             retention_days: opts.retention_days,
             allow_networks: opts.allow_networks.clone(),
         }
+    }
+
+    /// Now on the storage clock.
+    fn db_now(&self) -> f64 {
+        event::now() + self.offset
     }
 
     /// Rebuilds the delivery targets when endpoints changed (or every few seconds, for secret
@@ -640,7 +188,7 @@ impl Coordinator {
         self.endpoints_version = version;
         self.endpoints_checked = Instant::now();
         self.key_gen = key_gen;
-        let now = event::now();
+        let now = self.db_now();
         let keys = self.shared.keys();
         let mut targets = HashMap::new();
         let mut problems: Vec<String> = Vec::new();
@@ -762,16 +310,29 @@ impl Coordinator {
         self.needs_key && self.since.elapsed() >= held
     }
 
-    fn run(mut self, outbox: &mut Outbox, wake_rx: &Receiver<()>) -> Stop {
+    pub fn run(mut self, outbox: &mut Outbox, wake_rx: &Receiver<()>) -> Stop {
         let (job_tx, job_rx) = bounded::<Job>(self.concurrency);
         let (res_tx, res_rx) = unbounded::<Done>();
         for i in 0..self.concurrency {
             let rx = job_rx.clone();
             let tx = res_tx.clone();
+            let shared = self.shared.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("woosync-delivery-{}", i + 1))
                 .spawn(move || {
                     for job in rx.iter() {
+                        // Fencing covers the attempt: none starts once the election may have
+                        // passed to another process.
+                        if !shared.may_send() {
+                            let outcome = AttemptOutcome {
+                                started_at: event::now(),
+                                ..Default::default()
+                            };
+                            if tx.send(Done { job, outcome, skipped: true }).is_err() {
+                                return;
+                            }
+                            continue;
+                        }
                         let outcome =
                             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                                 delivery::attempt(
@@ -790,7 +351,7 @@ impl Coordinator {
                                 error: Some("delivery thread panicked".into()),
                                 ..Default::default()
                             });
-                        if tx.send(Done { job, outcome }).is_err() {
+                        if tx.send(Done { job, outcome, skipped: false }).is_err() {
                             return;
                         }
                     }
@@ -814,13 +375,13 @@ impl Coordinator {
         let mut stop = Stop::Shutdown;
         loop {
             // Results free threads and may unblock a key.
-            let now = event::now();
+            let now = self.db_now();
             for d in res_rx.try_iter() {
                 busy = busy.saturating_sub(1);
                 if let Some(n) = self.in_flight.get_mut(&d.job.endpoint_id) {
                     *n = n.saturating_sub(1);
                 }
-                unrecorded.push(self.finish(d, now));
+                unrecorded.push(self.finish(d));
             }
             let stopping = self.shared.shutdown.load(SeqCst);
             let past = self.shared.past_deadline();
@@ -879,10 +440,17 @@ impl Coordinator {
                         self.shared.finished.fetch_add(done as u64, SeqCst);
                         unrecorded.clear();
                         self.shared.clear_error();
+                        super::election::allow_until(&self.shared, outbox.engine().renewed_at());
                         r
                     }
                     Err(e) => {
                         self.shared.note_error(e);
+                        if outbox.engine().lost_lease() {
+                            // Another process leads now: write nothing more (what finished
+                            // meanwhile stays in flight; the new sender takes it over).
+                            stop = Stop::Lost;
+                            break;
+                        }
                         (Vec::new(), self.endpoints_version, 0)
                     }
                 };
@@ -954,8 +522,12 @@ impl Coordinator {
             if last_leases.elapsed() >= Duration::from_secs(1) {
                 last_leases = Instant::now();
                 let boot = self.boot.clone();
-                let alive = move |holder: &str| fork::identity_alive(holder, &boot);
-                match db(|| outbox.take_over_leases(&self.me, event::now(), &alive)) {
+                let poll = self.poll;
+                // On one host a holder's pid tells whether it runs. Across hosts no pid is
+                // checked: another holder is a former sender, fenced off, so its rows are
+                // taken over at once.
+                let alive = move |holder: &str| !poll && fork::identity_alive(holder, &boot);
+                match db(|| outbox.take_over_leases(&self.me, None, &alive)) {
                     Ok(n) if n > 0 => dirty = true,
                     Ok(_) => {}
                     Err(e) => self.shared.note_error(e),
@@ -983,7 +555,7 @@ impl Coordinator {
                 None
             };
             if stopping {
-                let due_now = more_to_route || next_due.is_some_and(|t| t <= event::now());
+                let due_now = more_to_route || next_due.is_some_and(|t| t <= self.db_now());
                 if past || (busy == 0 && !claimed_any && !due_now) {
                     break;
                 }
@@ -1000,11 +572,11 @@ impl Coordinator {
             if more_to_route || (claimed_any && busy < self.concurrency) {
                 wait = Duration::ZERO;
             } else if let Some(t) = next_due {
-                let secs = (t - event::now()).max(0.0);
+                let secs = (t - self.db_now()).max(0.0);
                 // A due delivery held back by a breaker, a rate limit or a probe in flight: wake
                 // when that opens (results and wake-ups interrupt the wait anyway).
                 let secs = if secs == 0.0 {
-                    self.hold_back(event::now()).unwrap_or(0.05)
+                    self.hold_back(self.db_now()).unwrap_or(0.05)
                 } else {
                     secs
                 };
@@ -1017,27 +589,48 @@ impl Coordinator {
             if wait.is_zero() {
                 continue;
             }
-            select! {
-                recv(res_rx) -> msg => {
-                    if let Ok(d) = msg {
-                        busy = busy.saturating_sub(1);
-                        if let Some(n) = self.in_flight.get_mut(&d.job.endpoint_id) {
-                            *n = n.saturating_sub(1);
+            // Shared by hosts: wake-ups of other processes do not reach this one, so it looks for
+            // new events every POLL_EVERY; the cycle (which renews the lease) runs at least once a
+            // second.
+            let until = Instant::now() + wait;
+            loop {
+                let left = until.saturating_duration_since(Instant::now());
+                let slice = if self.poll { left.min(POLL_EVERY) } else { left };
+                let mut woken = true;
+                select! {
+                    recv(res_rx) -> msg => {
+                        if let Ok(d) = msg {
+                            busy = busy.saturating_sub(1);
+                            if let Some(n) = self.in_flight.get_mut(&d.job.endpoint_id) {
+                                *n = n.saturating_sub(1);
+                            }
+                            let f = self.finish(d);
+                            unrecorded.push(f);
                         }
-                        let f = self.finish(d, event::now());
-                        unrecorded.push(f);
                     }
+                    recv(wake_rx) -> _ => {}
+                    default(slice) => woken = false,
                 }
-                recv(wake_rx) -> _ => {}
-                default(wait) => {}
+                if woken || !self.poll || Instant::now() >= until {
+                    break;
+                }
+                match db(|| outbox.poll_new_events()) {
+                    Ok(false) => {}
+                    // New events, or a problem the next cycle reports.
+                    _ => break,
+                }
             }
+        }
+        if stop == Stop::Lost {
+            drop(job_tx);
+            return stop;
         }
         // In-flight attempts are abandoned (see module docs); record what already finished.
         for d in res_rx.try_iter() {
-            unrecorded.push(self.finish(d, event::now()));
+            unrecorded.push(self.finish(d));
         }
         if !unrecorded.is_empty() {
-            if let Err(e) = db(|| outbox.record(&unrecorded)) {
+            if let Err(e) = db(|| outbox.record(&unrecorded, &self.me)) {
                 self.shared.note_error(e);
             }
         }
@@ -1086,17 +679,24 @@ impl Coordinator {
             .map(|w| w.max(0.001))
     }
 
-    fn finish(&self, d: Done, now: f64) -> Finished {
-        let Done { job, outcome } = d;
-        let decision = delivery::decide(
+    fn finish(&self, d: Done) -> Finished {
+        let Done {
+            job,
+            outcome,
+            skipped,
+        } = d;
+        let decision = if skipped {
+            Decision::NotAttempted
+        } else {
+            delivery::decide(
             &outcome,
             &job.target.retry,
             job.attempt.max(1) as u32,
-            now,
             retry::jitter_unit(),
             &job.target.url,
             &job.target.success_codes,
-        );
+            )
+        };
         Finished {
             delivery_id: job.delivery_id,
             endpoint_id: job.endpoint_id,
@@ -1113,7 +713,7 @@ impl Coordinator {
                 self.health.get(&job.endpoint_id).map_or(0, |h| h.failures) + 1,
             ),
             endpoint_failure: match outcome.http_status {
-                None => !matches!(decision, Decision::Refused(_)),
+                None => !matches!(decision, Decision::Refused(_) | Decision::NotAttempted),
                 Some(code) => {
                     delivery::classify_for(code, &job.target.success_codes)
                         == delivery::StatusClass::Retry
