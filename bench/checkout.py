@@ -559,6 +559,11 @@ def collect_db(shop: Shop) -> dict:
 
 def scenario(B, ctx, R: dict, a=None):
     cfg = Config(ctx.quick, a)
+    fpm = shutil.which("php-fpm8.2") or shutil.which("php-fpm") or "/usr/sbin/php-fpm8.2"
+    for cmd in (["php", "-m"], [fpm, "-m"]):
+        if "woosync" in subprocess.run(cmd, capture_output=True, text=True).stdout.split():
+            raise RuntimeError(f"woosync is enabled in the system PHP ({cmd[0]} -m lists it): the bench loads the built "
+                               "extension itself and would load it twice; `make uninstall` or `phpdismod woosync` first")
     base = Path(B.TMP) / "checkout"
     base.mkdir()
     if ctx.mysql_socket is None:
