@@ -169,7 +169,10 @@ def analyze(run: Path, variant: str, state: str, res: dict, cfg, db: dict) -> di
         ev["duplicates_at_crm"] = len(answered_ids) - len(got)
         ev["per_checkout"] = ev["events"] / max(1, len(db["orders"]))
     elif variant.startswith("wc_webhooks"):
-        wc = [r for r in rows if r["path"].startswith("/wc")]
+        wc = [r for r in rows if r["path"].startswith("/wc") and r["h"].get("x-wc-webhook-topic")]
+        # WooCommerce pings a webhook (`webhook_id=N`, no topic) when it is saved while pending delivery:
+        # after its first delivery. Not a delivery; counted apart.
+        ev["pings"] = sum(1 for r in rows if r["path"].startswith("/wc") and not r["h"].get("x-wc-webhook-topic"))
         ev["actions"] = sum(db["as_actions"].values())
         ev["answered"] = sum(1 for r in wc if r["answered"] is not None)
         # A delivery that failed (unanswered: timeout, or the connection dropped when the CRM came back)
