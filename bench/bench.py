@@ -1178,7 +1178,8 @@ def main():
             write_png(R, out / "latest.png")
             log(f"wrote {out}/latest.json, latest.md, latest.png in {R['duration_s']:.0f} s")
         except _Skip:
-            log(f"wrote {out}/checkout.json, checkout.md, checkout.png in {R['duration_s']:.0f} s")
+            if "checkout" in R:
+                log(f"wrote {out}/checkout.json, checkout.md, checkout.png in {R['duration_s']:.0f} s")
         except Exception:
             traceback.print_exc()
             R["errors"].append("report: " + traceback.format_exc(limit=2))

@@ -266,9 +266,10 @@ class Shop:
             raise RuntimeError(f"{UNPACK} failed: {r.stderr[-2000:]}")
         top = Path(r.stdout.strip().splitlines()[-1]) / "realwp"
         self.wpcli = top / "wp-cli" / "wp"
-        shutil.copytree(top / "wordpress", self.site, ignore=shutil.ignore_patterns("wp-config.php"))
+        # moved, not copied: the unpacked tree is this run's own (half the files to write and to delete)
+        shutil.move(str(top / "wordpress"), str(self.site))
         plugins = self.site / "wp-content" / "plugins"
-        shutil.copytree(top / "woocommerce", plugins / "woocommerce", symlinks=True)
+        shutil.move(str(top / "woocommerce"), str(plugins / "woocommerce"))
         shutil.copytree(self.cfg.plugin, plugins / "woosync")
         (self.site / "wp-content" / "mu-plugins").mkdir(exist_ok=True)
         shutil.copy(SHOP / "mu-crm-allow.php", self.site / "wp-content" / "mu-plugins" / "bench-crm-allow.php")
