@@ -17,6 +17,7 @@ Report (checkout_report.py): checkout.json, checkout.md and checkout.png in the 
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -47,7 +48,6 @@ VARIANTS = {
 }
 CRM_STATES = ("healthy", "slow", "blackholed")
 SLOW_DELAY = 2.0
-WC_TOPICS = ("order.created", "order.updated", "product.updated", "customer.created", "customer.updated")
 
 
 class Config:
@@ -210,7 +210,7 @@ class Shop:
         self.opcache = base / "opcache-cli"
         self.wpcli_home = base / "wp-cli-home"
         self.sync_log = base / "sync.jsonl"
-        self.secret = "whsec_" + __import__("base64").b64encode(secrets.token_bytes(32)).decode()
+        self.secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
         self.port = B.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.fpm = None
@@ -259,7 +259,7 @@ class Shop:
 
     # ---- install
     def install(self):
-        B, log = self.B, self.B.log
+        log = self.B.log
         t = time.time()
         r = subprocess.run(["bash", str(UNPACK), str(self.d / "realwp-src")], capture_output=True, text=True, timeout=900)
         if r.returncode != 0:
@@ -583,6 +583,7 @@ def scenario(B, ctx, R: dict, a=None):
     C = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(cfg).items()}, "shop": shop.info,
          "setup_s": time.time() - t_start, "runs": [], "skipped": {}, "errors": []}
     C["config"]["slow_delay_s"] = SLOW_DELAY
+    C["variants"] = {v: VARIANTS[v] for v in cfg.variants}
     C["configured"] = shop.configured
     if "woosync_wc_webhooks" in cfg.variants and "woosync_wc_webhooks" not in shop.configured:
         C["skipped"]["woosync_wc_webhooks"] = (

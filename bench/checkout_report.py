@@ -378,7 +378,7 @@ def write_md(R: dict, C: dict, path: Path):
     m = R.get("machine", {})
     cfg = C["config"]
     S = C["summary"]
-    L = [f"# Checkout benchmark — real WooCommerce checkouts while the CRM is healthy, slow or dead", "",
+    L = ["# Checkout benchmark — real WooCommerce checkouts while the CRM is healthy, slow or dead", "",
          f"Run {R.get('started')} on {m.get('nproc')} × {m.get('cpu')}, {m.get('mem_gb')} GB, PHP {m.get('php')}, "
          f"MariaDB {R.get('mariadb')}; WordPress {C['shop'].get('wordpress')} + WooCommerce {C['shop'].get('woocommerce')} "
          f"(HPOS on), {C['shop'].get('products')} products with managed stock, cash on delivery; woosync "
