@@ -605,9 +605,9 @@ def scenario(B, ctx, R: dict, a=None):
                 shop.stop_fpm()
     C["duration_s"] = time.time() - t_start
     C["summary"] = checkout_report.summarize(C)
-    R["checkout"] = C
     out = Path(ctx.out)
     out.mkdir(parents=True, exist_ok=True)
     checkout_report.write_all(R, C, out)
+    R["checkout"] = {"results": str(out / "checkout.json"), "goals": C["goals"], "errors": C["errors"]}
     if C["errors"]:
         raise RuntimeError("; ".join(C["errors"]))
