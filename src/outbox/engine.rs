@@ -20,20 +20,88 @@ use crate::error::Result;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-/// An event as stored by dispatch.
+/// An event as stored by dispatch. Its body is `head` + the key's sequence number in decimal +
+/// `tail` (the woosync envelope), or `head` alone (a raw body: `tail` is None). The sequence number
+/// is only known inside the storing transaction.
 pub struct EventInsert<'a> {
     pub event_id: &'a str,
     pub topic: &'a str,
     pub key: Option<&'a str>,
-    pub seq: i64,
     pub created_at: f64,
     pub coalesce: bool,
     /// Endpoint names the dispatch was narrowed to, newline separated.
     pub route: Option<String>,
-    pub data_offset: usize,
-    pub body: &'a [u8],
+    pub head: &'a [u8],
+    pub tail: Option<&'a [u8]>,
+    /// Where the `data` value starts within `tail`.
+    pub tail_data_offset: usize,
     pub raw: bool,
     pub headers: Option<&'a str>,
+}
+
+impl EventInsert<'_> {
+    /// The body with its sequence number, and where `data` starts in it.
+    pub fn body(&self, seq: i64) -> (Vec<u8>, usize) {
+        match self.tail {
+            None => (self.head.to_vec(), 0),
+            Some(tail) => {
+                let n = seq.to_string();
+                let mut b = Vec::with_capacity(self.head.len() + n.len() + tail.len());
+                b.extend_from_slice(self.head);
+                b.extend_from_slice(n.as_bytes());
+                let offset = b.len() + self.tail_data_offset;
+                b.extend_from_slice(tail);
+                (b, offset)
+            }
+        }
+    }
+
+    /// The body's length with a sequence number of `digits` digits.
+    pub fn len_with(&self, digits: usize) -> usize {
+        match self.tail {
+            None => self.head.len(),
+            Some(tail) => self.head.len() + digits + tail.len(),
+        }
+    }
+}
+
+/// What storing an event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    Yes,
+    /// Nothing stored: the body with its sequence number would be this many bytes, over the limit.
+    TooLarge(usize),
+}
+
+/// Stores an event in a transaction of its own, statement by statement: the key's next sequence
+/// number (its counter row stays locked until commit), then the event row.
+pub fn store_in_steps(eng: &mut dyn Engine, e: &EventInsert<'_>, max_body: usize) -> Result<Stored> {
+    eng.begin(true)?;
+    let r = (|| {
+        let seq = match e.key {
+            Some(k) => eng.next_seq(k)?,
+            None => 0,
+        };
+        let (body, offset) = e.body(seq);
+        if body.len() > max_body {
+            return Ok(Stored::TooLarge(body.len()));
+        }
+        eng.insert_event(e, seq, &body, offset)?;
+        Ok(Stored::Yes)
+    })();
+    match r {
+        Ok(Stored::Yes) => match eng.commit() {
+            Ok(()) => Ok(Stored::Yes),
+            Err(err) => {
+                eng.rollback();
+                Err(err)
+            }
+        },
+        other => {
+            eng.rollback();
+            other
+        }
+    }
 }
 
 /// An event not routed to endpoints yet.
@@ -206,9 +274,13 @@ pub trait Engine: Send {
     fn update_endpoints(&mut self, updates: &[EndpointUpdate]) -> Result<()>;
 
     // ---- events ----
+    /// Stores a dispatched event in a transaction of its own (not inside `begin`/`commit`): the
+    /// key's next sequence number and the event row, or nothing when the body would exceed
+    /// `max_body`. Engines may do it in fewer round trips than [`store_in_steps`].
+    fn store_event(&mut self, e: &EventInsert<'_>, max_body: usize) -> Result<Stored>;
     /// The next sequence number of a key (a counter row updated in this transaction).
     fn next_seq(&mut self, key: &str) -> Result<i64>;
-    fn insert_event(&mut self, e: &EventInsert<'_>) -> Result<i64>;
+    fn insert_event(&mut self, e: &EventInsert<'_>, seq: i64, body: &[u8], data_offset: usize) -> Result<i64>;
     fn event_exists(&mut self, event_id: &str) -> Result<bool>;
     fn has_new_events(&mut self) -> Result<bool>;
     /// Events not routed yet, oldest first.

@@ -25,7 +25,7 @@ pub use types::*;
 
 use crate::config::{self, DefaultEndpoint, EndpointConfig};
 use crate::error::{quote, Error, Result};
-use crate::event::{self, Envelope};
+use crate::event;
 use crate::secrets::{self, StoreKey};
 use engine::{
     DefaultWrite, EndpointUpdate, EndpointWrite, Engine, FinishRow, Requeue, RouteRow, StatDeltas,
@@ -310,74 +310,83 @@ impl Outbox {
     /// Stores one event durably (committed before return). Returns the event id.
     pub fn enqueue(&mut self, ev: &NewEvent<'_>) -> Result<String> {
         let event_id = event::new_event_id();
-        let Outbox {
-            eng,
-            endpoints_version,
-            endpoints,
-        } = self;
-        in_tx(&mut **eng, true, |tx| {
-            if let Some(names) = &ev.endpoints {
+        if let Some(names) = &ev.endpoints {
+            let Outbox {
+                eng,
+                endpoints_version,
+                endpoints,
+            } = self;
+            in_tx(&mut **eng, false, |tx| {
                 let version = tx.eng.endpoints_version()?;
                 if version != *endpoints_version {
                     *endpoints = tx.eng.load_endpoints()?;
                     *endpoints_version = version;
                 }
-                for n in names {
-                    if !endpoints.iter().any(|e| &e.name == n) {
-                        let known: Vec<&str> = endpoints.iter().map(|e| e.name.as_str()).collect();
-                        return Err(Error::input(format!(
-                            "unknown endpoint {} in option \"endpoints\"; known endpoints: {}",
-                            quote(n),
-                            known.join(", ")
-                        )));
+                Ok(())
+            })?;
+            for n in names {
+                if !self.endpoints.iter().any(|e| &e.name == n) {
+                    let known: Vec<&str> = self.endpoints.iter().map(|e| e.name.as_str()).collect();
+                    return Err(Error::input(format!(
+                        "unknown endpoint {} in option \"endpoints\"; known endpoints: {}",
+                        quote(n),
+                        known.join(", ")
+                    )));
+                }
+            }
+        }
+        // The dispatching host's clock: the event's own timestamp (leases and retries use the
+        // engine's clock).
+        let created_at = event::now();
+        let template = match ev.raw_body {
+            Some(_) => None,
+            None => Some(event::envelope_template(&event_id, ev.topic, created_at, ev.key, ev.data)),
+        };
+        let insert = engine::EventInsert {
+            event_id: &event_id,
+            topic: ev.topic,
+            key: ev.key,
+            created_at,
+            coalesce: ev.coalesce,
+            route: ev.endpoints.as_ref().map(|n| n.join("\n")),
+            head: match (&template, ev.raw_body) {
+                (Some(t), _) => t.head.as_bytes(),
+                (None, Some(raw)) => raw,
+                (None, None) => b"",
+            },
+            tail: template.as_ref().map(|t| t.tail.as_bytes()),
+            tail_data_offset: template.as_ref().map_or(0, |t| t.tail_data_offset),
+            raw: ev.raw_body.is_some(),
+            headers: ev.headers.as_deref(),
+        };
+        // Only the event row (and the key's counter) is written here; the sender routes it to
+        // endpoints (deliveries) in its own transaction, off the request path.
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.eng.store_event(&insert, ev.max_body_bytes) {
+                Ok(engine::Stored::Yes) => return Ok(event_id),
+                Ok(engine::Stored::TooLarge(len)) => {
+                    return Err(Error::input(format!(
+                        "payload too large: the encoded body is {len} bytes, woosync.max_payload_bytes is {}; send less data (e.g. ids instead of whole objects)",
+                        ev.max_body_bytes
+                    )))
+                }
+                Err(Error::Retry(why)) => {
+                    // The connection was lost or the transaction chosen as a deadlock victim. A
+                    // commit whose acknowledgement was lost is not stored twice: look it up.
+                    match self.eng.event_exists(&event_id) {
+                        Ok(true) => return Ok(event_id),
+                        Ok(false) if tries < CONFLICT_RETRIES => {}
+                        Ok(false) => return Err(Error::storage(why)),
+                        // Cannot even look (the server is gone): say so.
+                        Err(e) => return Err(e),
                     }
                 }
+                Err(e) => return Err(e),
             }
-            // An event committed before a lost acknowledgement is not stored twice.
-            if tx.eng.event_exists(&event_id)? {
-                return Ok(());
-            }
-            let created_at = tx.eng.now()?;
-            let seq = match ev.key {
-                Some(k) => tx.eng.next_seq(k)?,
-                None => 0,
-            };
-            let (body, data_offset) = match ev.raw_body {
-                Some(raw) => (raw.to_vec(), 0),
-                None => {
-                    let Envelope { body, data_offset } =
-                        event::build_envelope(&event_id, ev.topic, created_at, ev.key, seq, ev.data);
-                    (body.into_bytes(), data_offset)
-                }
-            };
-            if body.len() > ev.max_body_bytes {
-                return Err(Error::input(format!(
-                    "payload too large: the encoded body is {} bytes, woosync.max_payload_bytes is {}; send less data (e.g. ids instead of whole objects)",
-                    body.len(),
-                    ev.max_body_bytes
-                )));
-            }
-            // Only the event row (and the key's counter) is written here; the sender routes it to
-            // endpoints (deliveries) in its own transaction, off the request path.
-            tx.eng.insert_event(&engine::EventInsert {
-                event_id: &event_id,
-                topic: ev.topic,
-                key: ev.key,
-                seq,
-                created_at,
-                coalesce: ev.coalesce,
-                route: ev.endpoints.as_ref().map(|n| n.join("\n")),
-                data_offset,
-                body: &body,
-                raw: ev.raw_body.is_some(),
-                headers: ev.headers.as_deref(),
-            })?;
-            Ok(())
-        })?;
-        Ok(event_id)
+        }
     }
-
-    // ---- the sender's cycle -------------------------------------------------------------
 
     /// The idle sender's look for new events (one indexed read, no transaction around it).
     pub fn poll_new_events(&mut self) -> Result<bool> {

@@ -729,7 +729,21 @@ impl Engine for Sqlite {
             .unwrap_or(1))
     }
 
-    fn insert_event(&mut self, e: &super::engine::EventInsert<'_>) -> Result<i64> {
+    fn store_event(
+        &mut self,
+        e: &super::engine::EventInsert<'_>,
+        max_body: usize,
+    ) -> Result<super::engine::Stored> {
+        super::engine::store_in_steps(self, e, max_body)
+    }
+
+    fn insert_event(
+        &mut self,
+        e: &super::engine::EventInsert<'_>,
+        seq: i64,
+        body: &[u8],
+        data_offset: usize,
+    ) -> Result<i64> {
         self.exec(
             "insert event",
             "INSERT INTO events(event_id, topic, key, seq, created_at, coalesce, route, data_offset, body, raw, headers)
@@ -738,12 +752,12 @@ impl Engine for Sqlite {
                 e.event_id,
                 e.topic,
                 e.key,
-                e.seq,
+                seq,
                 e.created_at,
                 e.coalesce as i64,
                 e.route,
-                e.data_offset as i64,
-                e.body,
+                data_offset as i64,
+                body,
                 e.raw as i64,
                 e.headers
             ],
