@@ -66,11 +66,38 @@ impl EventInsert<'_> {
 }
 
 /// What storing an event did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stored {
     Yes,
     /// Nothing stored: the body with its sequence number would be this many bytes, over the limit.
     TooLarge(usize),
+    /// Nothing stored: the outbox was moved (`woosync_migrate`) to this one.
+    Moved(String),
+}
+
+/// Meta keys of a move between outboxes (`woosync_migrate`).
+pub const MOVED_TO: &str = "moved_to";
+pub const IMPORTING_FROM: &str = "importing_from";
+
+/// An event being moved to another outbox, with what is left to do of it.
+#[derive(Debug, Clone)]
+pub struct MovingEvent {
+    pub rowid: i64,
+    pub event_id: String,
+    pub topic: String,
+    pub key: Option<String>,
+    pub seq: i64,
+    pub created_at: f64,
+    pub coalesce: bool,
+    pub route: Option<String>,
+    pub data_offset: usize,
+    pub body: Vec<u8>,
+    pub raw: bool,
+    pub headers: Option<String>,
+    /// Routed to endpoints already (else the target routes it).
+    pub routed: bool,
+    /// (endpoint name, state) of its deliveries still to do (queued, ready) or dead.
+    pub deliveries: Vec<(String, i64)>,
 }
 
 /// Stores an event in a transaction of its own, statement by statement: the key's next sequence
@@ -78,6 +105,10 @@ pub enum Stored {
 pub fn store_in_steps(eng: &mut dyn Engine, e: &EventInsert<'_>, max_body: usize) -> Result<Stored> {
     eng.begin(true)?;
     let r = (|| {
+        let moved = eng.meta(MOVED_TO)?;
+        if !moved.is_empty() {
+            return Ok(Stored::Moved(moved));
+        }
         let seq = match e.key {
             Some(k) => eng.next_seq(k)?,
             None => 0,
@@ -368,6 +399,23 @@ pub trait Engine: Send {
     fn newest_event(&mut self) -> Result<i64>;
     /// Empties an event kept in place (its body replaced, key cleared, attempts deleted).
     fn blank_event(&mut self, rowid: i64, body: &[u8], data_offset: usize) -> Result<()>;
+    // ---- moving to another outbox (woosync_migrate) ----
+    /// A meta value ("" when unset).
+    fn meta(&mut self, k: &str) -> Result<String>;
+    fn set_meta(&mut self, k: &str, v: &str) -> Result<()>;
+    /// Key counters after `after` in key order, at most `limit`.
+    fn key_counters(&mut self, after: &str, limit: usize) -> Result<Vec<(String, i64)>>;
+    /// Raises key counters to at least these values.
+    fn raise_counters(&mut self, rows: &[(String, i64)]) -> Result<()>;
+    /// Events to move, oldest first: not routed yet, or with deliveries queued, ready or dead and
+    /// none in flight.
+    fn events_to_move(&mut self, limit: usize) -> Result<Vec<MovingEvent>>;
+    /// Events still to move, those with attempts in flight included.
+    fn events_left_to_move(&mut self) -> Result<i64>;
+    /// Stores a moved event as it was (id, sequence, time, body, headers), not routed: its
+    /// `route` says where it goes (see `outbox::route`). Returns its row id.
+    fn import_event(&mut self, e: &MovingEvent) -> Result<i64>;
+
     /// Housekeeping outside transactions (SQLite: WAL checkpoint, incremental vacuum).
     fn maintenance(&mut self, after_purge: bool) -> Result<()>;
 

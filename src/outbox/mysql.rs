@@ -142,7 +142,7 @@ impl Tables {
                   host VARCHAR(255) NOT NULL, token BIGINT NOT NULL, expires_at DOUBLE NOT NULL, since DOUBLE NOT NULL) {opts}",
                 self.lease
             ),
-            format!("INSERT IGNORE INTO {} (k, v) VALUES ('endpoints_version', '0')", self.meta),
+            format!("INSERT IGNORE INTO {} (k, v) VALUES ('endpoints_version', '0'), ('moved_to', '')", self.meta),
             format!("INSERT IGNORE INTO {} (endpoint_id, state, n) VALUES (0, 6, 0)", self.stats),
             format!(
                 "INSERT IGNORE INTO {} (name, holder, host, token, expires_at, since) VALUES ('sender', '', '', 0, 0, 0)",
@@ -1057,12 +1057,17 @@ impl Engine for Mysql {
             return super::engine::store_in_steps(self, e, max_body);
         }
         let (t, k) = (&self.t.events, &self.t.key_seq);
-        let mut sql = String::with_capacity(e.len_with(19) * 2 + 512);
-        sql.push_str("START TRANSACTION;\n");
+        let mut sql = String::with_capacity(e.len_with(19) * 2 + 1024);
+        // The `moved_to` row is read with a shared lock: woosync_migrate's freeze (an update of it)
+        // waits for dispatches in progress, and later ones see where the outbox went.
+        sql.push_str(&format!(
+            "START TRANSACTION;\nSET @woosync_moved = '';\nSELECT v INTO @woosync_moved FROM {} WHERE k = 'moved_to' LOCK IN SHARE MODE;\n",
+            self.t.meta
+        ));
         let (seq, body, offset) = match (e.key, e.tail) {
             (Some(key), _) => {
                 sql.push_str(&format!(
-                    "INSERT INTO {k} (`key`, seq) VALUES ({}, LAST_INSERT_ID(1)) ON DUPLICATE KEY UPDATE seq = LAST_INSERT_ID(seq + 1);\nSET @woosync_seq = LAST_INSERT_ID();\n",
+                    "INSERT INTO {k} (`key`, seq) SELECT {}, LAST_INSERT_ID(1) FROM DUAL WHERE @woosync_moved = '' ON DUPLICATE KEY UPDATE seq = LAST_INSERT_ID(seq + 1);\nSET @woosync_seq = LAST_INSERT_ID();\n",
                     self.lit(key)
                 ));
                 match e.tail {
@@ -1081,7 +1086,7 @@ impl Engine for Mysql {
         };
         sql.push_str(&format!(
             "INSERT INTO {t} (event_id, topic, `key`, seq, created_at, `coalesce`, route, data_offset, body, raw, headers)
-             VALUES ({}, {}, {}, {seq}, {}, {}, {}, {offset}, {body}, {}, {});\nCOMMIT",
+             SELECT {}, {}, {}, {seq}, {}, {}, {}, {offset}, {body}, {}, {} FROM DUAL WHERE @woosync_moved = '';\nCOMMIT;\nSELECT @woosync_moved",
             self.lit(e.event_id),
             self.lit(e.topic),
             self.lit(e.key),
@@ -1098,7 +1103,19 @@ impl Engine for Mysql {
         if let Ok(mut g) = self.slot.lock() {
             g.busy = true;
         }
-        let r = self.batch("store the event", &[sql]);
+        let r = self
+            .raw(|c| {
+                let mut moved: Option<String> = None;
+                let mut result = c.query_iter(sql)?;
+                while let Some(set) = result.iter() {
+                    for row in set {
+                        let row = row?;
+                        moved = row.get_opt::<Option<String>, usize>(0).and_then(|v| v.ok()).flatten();
+                    }
+                }
+                Ok(moved)
+            })
+            .map_err(|e| self.map("store the event", e));
         if r.is_err() {
             // Whatever ran of it (a lock wait timeout leaves the transaction open).
             self.rollback();
@@ -1107,7 +1124,10 @@ impl Engine for Mysql {
         if let Ok(mut g) = self.slot.lock() {
             g.busy = false;
         }
-        r.map(|_| Stored::Yes)
+        match r? {
+            Some(to) if !to.is_empty() => Ok(Stored::Moved(to)),
+            _ => Ok(Stored::Yes),
+        }
     }
 
     fn insert_event(&mut self, e: &EventInsert<'_>, seq: i64, body: &[u8], data_offset: usize) -> Result<i64> {
@@ -1136,6 +1156,151 @@ impl Engine for Mysql {
             Ok(c.last_insert_id() as i64)
         })
         .map_err(|er| self.map("insert event", er))
+    }
+
+    fn meta(&mut self, k: &str) -> Result<String> {
+        Ok(self
+            .row(
+                "read meta",
+                &format!("SELECT v FROM {} WHERE k = ?", self.t.meta),
+                (k,),
+                |r| col::<Option<String>>(&r, 0),
+            )?
+            .flatten()
+            .unwrap_or_default())
+    }
+
+    fn set_meta(&mut self, k: &str, v: &str) -> Result<()> {
+        self.exec(
+            "write meta",
+            &format!("INSERT INTO {} (k, v) VALUES (?, ?) ON DUPLICATE KEY UPDATE v = VALUES(v)", self.t.meta),
+            (k, v),
+        )
+        .map(|_| ())
+    }
+
+    fn key_counters(&mut self, after: &str, limit: usize) -> Result<Vec<(String, i64)>> {
+        self.rows(
+            "read counters",
+            &format!("SELECT `key`, seq FROM {} WHERE `key` > ? ORDER BY `key` LIMIT {}", self.t.key_seq, limit.max(1)),
+            (after,),
+            |r| Ok((col(&r, 0)?, col(&r, 1)?)),
+        )
+    }
+
+    fn raise_counters(&mut self, rows: &[(String, i64)]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let values: Vec<String> = rows
+            .iter()
+            .map(|(k, s)| format!("({}, {s})", self.lit(k.as_str())))
+            .collect();
+        self.batch(
+            "raise counters",
+            &[format!(
+                "INSERT INTO {} (`key`, seq) VALUES {} ON DUPLICATE KEY UPDATE seq = GREATEST(seq, VALUES(seq))",
+                self.t.key_seq,
+                values.join(",")
+            )],
+        )
+        .map(|_| ())
+    }
+
+    fn events_to_move(&mut self, limit: usize) -> Result<Vec<super::engine::MovingEvent>> {
+        let (ev, d, p) = (&self.t.events, &self.t.deliveries, &self.t.endpoints);
+        let mut events = self.rows(
+            "read events to move",
+            &format!(
+                "SELECT e.id, e.event_id, e.topic, e.`key`, e.seq, e.created_at, e.`coalesce`, e.route, e.data_offset,
+                        e.body, e.raw, e.headers, e.routed
+                   FROM {ev} e
+                  WHERE (e.routed = 0 OR EXISTS (SELECT 1 FROM {d} x WHERE x.event_rowid = e.id AND x.state IN (0, 1, 4)))
+                    AND NOT EXISTS (SELECT 1 FROM {d} y WHERE y.event_rowid = e.id AND y.state = 2)
+                  ORDER BY e.id LIMIT {}",
+                limit.max(1)
+            ),
+            (),
+            |r| {
+                Ok(super::engine::MovingEvent {
+                    rowid: col(&r, 0)?,
+                    event_id: col(&r, 1)?,
+                    topic: col(&r, 2)?,
+                    key: col(&r, 3)?,
+                    seq: col(&r, 4)?,
+                    created_at: col(&r, 5)?,
+                    coalesce: col::<i64>(&r, 6)? != 0,
+                    route: col(&r, 7)?,
+                    data_offset: col::<i64>(&r, 8)? as usize,
+                    body: col(&r, 9)?,
+                    raw: col::<i64>(&r, 10)? != 0,
+                    headers: col(&r, 11)?,
+                    routed: col::<i64>(&r, 12)? != 0,
+                    deliveries: Vec::new(),
+                })
+            },
+        )?;
+        if events.is_empty() {
+            return Ok(events);
+        }
+        let ids = ids_list(&events.iter().map(|e| e.rowid).collect::<Vec<_>>());
+        let ds: Vec<(i64, String, i64)> = self.rows(
+            "read deliveries to move",
+            &format!(
+                "SELECT d.event_rowid, p.name, d.state FROM {d} d JOIN {p} p ON p.id = d.endpoint_id
+                  WHERE d.event_rowid IN ({ids}) AND d.state IN (0, 1, 4) ORDER BY d.id"
+            ),
+            (),
+            |r| Ok((col(&r, 0)?, col(&r, 1)?, col(&r, 2)?)),
+        )?;
+        for (rowid, name, st) in ds {
+            if let Some(e) = events.iter_mut().find(|e| e.rowid == rowid) {
+                e.deliveries.push((name, st));
+            }
+        }
+        Ok(events)
+    }
+
+    fn events_left_to_move(&mut self) -> Result<i64> {
+        Ok(self
+            .row(
+                "count events to move",
+                &format!(
+                    "SELECT (SELECT count(*) FROM {} WHERE routed = 0) + (SELECT count(DISTINCT event_rowid) FROM {} WHERE state IN (0, 1, 2, 4))",
+                    self.t.events, self.t.deliveries
+                ),
+                (),
+                |r| col(&r, 0),
+            )?
+            .unwrap_or(0))
+    }
+
+    fn import_event(&mut self, e: &super::engine::MovingEvent) -> Result<i64> {
+        let t = self.t.events.clone();
+        let p: Vec<Value> = vec![
+            e.event_id.as_str().into(),
+            e.topic.as_str().into(),
+            e.key.clone().into(),
+            e.seq.into(),
+            e.created_at.into(),
+            (e.coalesce as i64).into(),
+            e.route.clone().into(),
+            (e.data_offset as i64).into(),
+            e.body.clone().into(),
+            (e.raw as i64).into(),
+            e.headers.clone().into(),
+        ];
+        self.raw(|c| {
+            c.exec_drop(
+                format!(
+                    "INSERT INTO {t} (event_id, topic, `key`, seq, created_at, `coalesce`, route, data_offset, body, raw, headers)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                ),
+                p,
+            )?;
+            Ok(c.last_insert_id() as i64)
+        })
+        .map_err(|er| self.map("import event", er))
     }
 
     fn event_exists(&mut self, event_id: &str) -> Result<bool> {
