@@ -211,6 +211,7 @@ mod tests {
             decision: d,
             endpoint_failure: false,
             breaker_pause: 1.0,
+            after_outage: false,
         }
     }
 

@@ -193,6 +193,42 @@ def test_circuit_breaker_pauses_stops_attempts_and_recovers(php, receiver):
     sender.kill()
 
 
+def test_after_an_outage_waiting_events_go_as_soon_as_the_crm_is_back(php, receiver):
+    """An outage long enough to open the breaker (5 failures): an event that failed again was
+    scheduled a minute out by its retry schedule. The breaker probes again within 15 s; when a probe
+    succeeds, every waiting event of the endpoint goes at once instead of at its own retry time."""
+    healthy = threading.Event()
+    receiver.responder = lambda req: Response(200) if healthy.is_set() else Response(503, body=b"down")
+    sender, first = start_sender(php, lifetime=120)
+    assert first["status"]["worker"] == "sender", first
+    cfg = {"url": receiver.url_for("/crm"), "secret": "", "retry_delays": "1,60,60,60", "timeout": 5}
+    ids = php.json(save("crm", cfg) + """
+        $ids = [];
+        for ($i = 0; $i < 5; $i++) $ids[] = woosync_dispatch('order.created', ['i' => $i]);
+        out($ids);
+    """)
+
+    def waiting_a_minute():
+        evs = php.json("out(woosync_events(['endpoint' => 'crm', 'limit' => 100]));")
+        late = [e for e in evs if e["attempts"] >= 2 and e["next_attempt_at"]
+                and to_unix(e["next_attempt_at"]) - time.time() > 30]
+        return late or (False, evs)
+
+    late = poll(waiting_a_minute, 30, what="an event retried and scheduled a minute out")
+    ep = endpoint_info(php.json("out(woosync_endpoints());"), "crm")
+    assert ep["health"] == "paused", ep
+    healthy.set()
+    t0 = time.time()
+    done = poll(lambda: (lambda s: s if s["delivered"] == 5 else (False, s))(php.status()), 40,
+                interval=0.5, what="all 5 events delivered after the CRM came back")
+    took = time.time() - t0
+    assert done["dead"] == 0, done
+    # The breaker probes within 15 s; the late events do not wait for their minute.
+    assert took < 30, f"waiting events took {took:.1f} s after the CRM came back (one was due {late[0]['next_attempt_at']})"
+    assert {q.event_id for q in receiver.requests if q.response and q.response.status == 200} == set(ids)
+    sender.kill()
+
+
 # ---- rate limit --------------------------------------------------------------------------------
 
 def test_rate_limit_is_per_outbox_across_processes(php, receiver):

@@ -368,6 +368,9 @@ pub trait Engine: Send {
         now: f64,
         why: &str,
     ) -> Result<Vec<(i64, i64)>>;
+    /// Ready deliveries of an endpoint waiting for a later retry become due now (the endpoint
+    /// is back after an outage).
+    fn hasten_endpoint(&mut self, endpoint_id: i64, now: f64) -> Result<usize>;
     /// Earliest `next_attempt_at` of a ready delivery of these endpoints.
     fn next_due(&mut self, endpoint_ids: &[i64]) -> Result<Option<f64>>;
 

@@ -1005,6 +1005,8 @@ fn record(tx: &mut Tx<'_>, done: &[Finished], me: &str) -> Result<()> {
     let mut healthy: Vec<i64> = Vec::new();
     let mut heads: Vec<(i64, String)> = Vec::new();
     let mut disabled = false;
+    // Endpoints back after an outage: their waiting deliveries are due now.
+    let mut recovered: Vec<i64> = Vec::new();
     for ((f, row), ok) in finished.iter().zip(&rows).zip(changed) {
         if !ok {
             // The lease was taken over meanwhile; the attempt stays in the log only.
@@ -1012,6 +1014,9 @@ fn record(tx: &mut Tx<'_>, done: &[Finished], me: &str) -> Result<()> {
         }
         tx.moved(f.endpoint_id, state::INFLIGHT, row.state, 1);
         if matches!(f.decision, Decision::Delivered) {
+            if f.after_outage && !recovered.contains(&f.endpoint_id) {
+                recovered.push(f.endpoint_id);
+            }
             if !healthy.contains(&f.endpoint_id) {
                 updates.push(EndpointUpdate::Success {
                     id: f.endpoint_id,
@@ -1056,6 +1061,9 @@ fn record(tx: &mut Tx<'_>, done: &[Finished], me: &str) -> Result<()> {
     }
     if disabled {
         tx.eng.bump_endpoints_version()?;
+    }
+    for id in recovered {
+        tx.eng.hasten_endpoint(id, now)?;
     }
     for (endpoint_id, key) in heads {
         promote(tx, endpoint_id, &key, now)?;

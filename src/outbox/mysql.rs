@@ -1529,6 +1529,17 @@ impl Engine for Mysql {
         .map(|_| ())
     }
 
+    fn hasten_endpoint(&mut self, endpoint_id: i64, now: f64) -> Result<usize> {
+        Ok(self.exec(
+            "hasten deliveries",
+            &format!(
+                "UPDATE {} SET next_attempt_at = ? WHERE state = 1 AND endpoint_id = ? AND next_attempt_at > ?",
+                self.t.deliveries
+            ),
+            (now, endpoint_id, now),
+        )? as usize)
+    }
+
     fn set_delivery_state(&mut self, ids: &[i64], from: i64, to: i64, now: f64) -> Result<usize> {
         if ids.is_empty() {
             return Ok(0);

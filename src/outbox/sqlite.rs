@@ -1111,6 +1111,14 @@ impl Engine for Sqlite {
         .map(|_| ())
     }
 
+    fn hasten_endpoint(&mut self, endpoint_id: i64, now: f64) -> Result<usize> {
+        self.exec(
+            "hasten deliveries",
+            "UPDATE deliveries SET next_attempt_at = ?2 WHERE state = 1 AND endpoint_id = ?1 AND next_attempt_at > ?2",
+            params![endpoint_id, now],
+        )
+    }
+
     fn set_delivery_state(&mut self, ids: &[i64], from: i64, to: i64, now: f64) -> Result<usize> {
         let mut n = 0;
         for id in ids {

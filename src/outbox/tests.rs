@@ -64,6 +64,7 @@ mod unit {
             delivery_uuid: "u".into(),
             endpoint_failure: !matches!(d, Decision::Delivered),
             breaker_pause: 5.0,
+            after_outage: false,
             decision: d,
         }], "me")
         .unwrap();
@@ -548,6 +549,7 @@ mod reprepare {
                     },
                     endpoint_failure: round % 3 == 0,
                     breaker_pause: 1.0,
+                    after_outage: false,
                 })
                 .collect();
             ob.cycle(&done, 100, &[(ep, 4, 20.0)], 0, "me").unwrap();

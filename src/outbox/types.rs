@@ -12,11 +12,11 @@ pub const ROTATION_SECONDS: f64 = 86_400.0;
 /// Consecutive retryable failures that open an endpoint's circuit breaker.
 pub const BREAKER_THRESHOLD: i64 = 5;
 /// Longest pause of an open breaker before it probes again.
-pub const BREAKER_MAX_PAUSE: f64 = 600.0;
+pub const BREAKER_MAX_PAUSE: f64 = 15.0;
 
 /// Pause of an endpoint's breaker after `failures` consecutive failures: it follows the
-/// endpoint's own retry schedule (so a CRM that is back is probed no later than a single event
-/// would have been retried), from its first delay on, at least 1 s and at most 10 minutes.
+/// endpoint's own retry schedule from its first delay on, at least 1 s and at most
+/// [`BREAKER_MAX_PAUSE`] (a CRM that is back is probed within seconds; a probe costs one request).
 pub fn breaker_pause(delays: &[f64], failures: i64) -> f64 {
     let k = (failures - BREAKER_THRESHOLD).max(0) as usize;
     let d = delays.get(k).or(delays.last()).copied().unwrap_or(5.0);
@@ -171,6 +171,9 @@ pub struct Finished {
     pub endpoint_failure: bool,
     /// How long the breaker pauses the endpoint if this failure opens (or keeps open) it.
     pub breaker_pause: f64,
+    /// A success after an outage (the breaker was open): the endpoint's other waiting deliveries
+    /// are due now instead of at their own retry times.
+    pub after_outage: bool,
 }
 
 /// Counts and health for `woosync_status()`.

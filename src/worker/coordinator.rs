@@ -714,6 +714,9 @@ impl Coordinator {
             error: outcome.error,
             response: outcome.response,
             delivery_uuid: outcome.delivery_uuid,
+            after_outage: matches!(decision, Decision::Delivered)
+                && self.health.get(&job.endpoint_id).map_or(0, |h| h.failures)
+                    >= crate::outbox::BREAKER_THRESHOLD,
             breaker_pause: crate::outbox::breaker_pause(
                 &job.target.retry.delays,
                 self.health.get(&job.endpoint_id).map_or(0, |h| h.failures) + 1,
