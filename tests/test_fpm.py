@@ -136,8 +136,10 @@ def test_fpm_blackholed_crm_fast_requests_recycled_workers_lose_nothing(so, outb
         print(f"\n[fpm-blackhole] {n_req} requests: latency p50={lat[len(lat) // 2] * 1000:.0f}ms "
               f"max={lat[-1] * 1000:.0f}ms, {len(pids)} worker pids, accepted by black hole: {bh.accepted}")
         assert len(ids) == 3 * n_req and len(set(ids)) == len(ids)
-        slow = [(round(dt, 2), r["pid"]) for dt, r in results if dt >= 1.0]
-        assert not slow, f"requests took >= 1 s with the CRM blackholed (HTTP timeout 10 s): {slow}"
+        # A correctness bound, not a speed figure: a request that waited on the network would take
+        # the HTTP timeout (10 s); 5 s leaves room for a loaded machine.
+        slow = [(round(dt, 2), r["pid"]) for dt, r in results if dt >= 5.0]
+        assert not slow, f"requests took >= 5 s with the CRM blackholed (HTTP timeout 10 s): {slow}"
         assert len(pids) > 3, f"workers did not recycle (pm.max_requests=20): pids {pids}"
         assert bh.accepted >= 1, "no sender ever tried the CRM"
 
@@ -182,7 +184,9 @@ def test_fpm_dynamic_pool_parallel_requests_exactly_once(so, outbox, tmp_path):
         ids = [i for _, r in results for i in r["ids"]]
         pids = {r["pid"] for _, r in results}
         lat = max(dt for dt, _ in results)
-        assert lat < 1.0, f"slowest request {lat:.2f}s"
+        # Correctness bound (no request waits on delivery or a recycling worker), with margin for a
+        # loaded machine; speed figures live in make bench.
+        assert lat < 5.0, f"slowest request {lat:.2f}s"
         assert len(pids) >= n_req // 20, f"workers did not recycle: {len(pids)} pids"
         _wait_delivered(fpm, rx, ids, 60)
         ok = first_successes(rx.requests)
