@@ -14,7 +14,7 @@ VENV := $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 DIST := $(CURDIR)/dist
 APT_PACKAGES := php-cli php-dev clang libclang-dev php-sqlite3 php-curl php-fpm libfcgi-bin sqlite3 python3-venv \
-	dpkg-dev zip
+	dpkg-dev zip mariadb-server mariadb-client
 # Tests that install woosync into the system (apt-get install of the .deb, make install) run in a
 # second pytest invocation of their own: while woosync is enabled system-wide, every other test's
 # `-d extension=` would load it twice.
