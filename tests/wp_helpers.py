@@ -1,0 +1,58 @@
+"""Helpers shared by the WordPress test files (test_wordpress.py, test_wp_orders.py, test_wp_cli.py)."""
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+from typing import Optional
+
+
+def make_secret() -> str:
+    return "whsec_" + base64.b64encode(os.urandom(32)).decode()
+
+
+def ini(outbox: Path, url: Optional[str] = None, secret: Optional[str] = None, **more) -> dict:
+    """php.ini settings for a test's PHP: its own outbox, the `default` endpoint at `url`, fast retries."""
+    d = {"woosync.database": str(outbox), "woosync.retry_delays": "0.2,0.2", "woosync.timeout": "5"}
+    if url:
+        d["woosync.endpoint"] = url
+    if secret:
+        d["woosync.secret"] = secret
+    d.update({"woosync." + k: v for k, v in more.items()})
+    return d
+
+
+def topic_of(req) -> str:
+    return req.json()["type"]
+
+
+def data_of(req) -> dict:
+    return req.json()["data"]
+
+
+def for_key(key: str):
+    return lambda req: req.json().get("key") == key
+
+
+def of_key(rx, key: str) -> list:
+    """Requests the receiver got for one ordering key, in sequence order."""
+    return sorted([r for r in rx.requests if r.json().get("key") == key], key=lambda r: r.json()["sequence"])
+
+
+def table_rows(text: str) -> list[dict]:
+    """Rows of a WP-CLI table: bordered (`| a | b |`, on a terminal) or tab-separated (piped)."""
+    lines = [l for l in text.splitlines() if l.startswith("|")]
+    if lines:
+        header = [c.strip() for c in lines[0].strip("|").split("|")]
+        rows: list[dict] = []
+        for line in lines[1:]:
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if rows and not cells[0]:  # a long value wrapped onto the next line
+                for k, c in zip(header, cells):
+                    rows[-1][k] += c
+            else:
+                rows.append(dict(zip(header, cells)))
+        return rows
+    lines = [l for l in text.splitlines() if "\t" in l]
+    header = lines[0].split("\t")
+    return [dict(zip(header, l.split("\t"))) for l in lines[1:]]
