@@ -30,7 +30,7 @@ from standardwebhooks.webhooks import Webhook
 import wpsite
 from conftest import assert_no_plugin_notices
 from receiver import Blackhole, Receiver, Response
-from wp_helpers import data_of, for_key, ini, make_secret, topic_of
+from wp_helpers import data_of, for_key, ini, make_secret, rest_users, topic_of, wc_rest
 
 
 @pytest.fixture
@@ -239,27 +239,6 @@ def test_loop_prevention_for_products(wp, rx, outbox):
     rx.wait_quiet(0.5)
     keys = {r.json().get("key") for r in rx.requests}
     assert f"product:{ids['a']}" not in keys and f"product:{ids['b']}" not in keys, keys
-
-
-def rest_users(wp, outbox, rx) -> dict:
-    """A CRM user (set as the plugin's CRM user) and the admin, each with an application password
-    for WooCommerce's REST API (Basic auth: allowed over http on a `local` environment)."""
-    return wp.php("""
-        $crm = wp_insert_user(['user_login' => 'crm-rest', 'user_pass' => wp_generate_password(), 'role' => 'administrator']);
-        [$crm_pw] = WP_Application_Passwords::create_new_application_password($crm, ['name' => 'crm']);
-        [$admin_pw] = WP_Application_Passwords::create_new_application_password(1, ['name' => 'other']);
-        $s = get_option('woosync_settings', []); $s['crm_user'] = $crm; update_option('woosync_settings', $s);
-        out(['crm' => ['crm-rest', $crm_pw], 'admin' => ['admin', $admin_pw]]);
-    """, ini=ini(outbox, rx.url)).last_json()
-
-
-def wc_rest(wp, user: list, method: str, route: str, body: dict) -> dict:
-    b = wpsite.Browser(wp.url)
-    auth = "Basic " + base64.b64encode(f"{user[0]}:{user[1]}".encode()).decode()
-    status, text, _ = b.request(f"/?rest_route={urllib.parse.quote(route)}", json_body=body, method=method,
-                                headers={"Authorization": auth})
-    assert status == 200, (route, status, text[-1500:])
-    return json.loads(text)
 
 
 def test_loop_prevention_for_the_crm_users_rest_requests_over_http(wp, rx, outbox):

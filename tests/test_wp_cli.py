@@ -196,6 +196,9 @@ def test_reconcile_with_progress_bars(wp, rx, outbox):
             $o->calculate_totals();
             $o->set_status('processing');
             $o->save();
+            $draft = wc_create_order(['status' => 'checkout-draft']);  // a block checkout not placed yet
+            $draft->add_product($p, 2);
+            $draft->save();
         });
         $all = wc_get_products(['type' => array_merge(array_keys(wc_get_product_types()), ['variation']), 'limit' => -1, 'return' => 'ids', 'status' => ['publish', 'private', 'draft', 'pending']]);
         out(['total' => count($all)]);
@@ -219,9 +222,11 @@ def test_reconcile_with_progress_bars(wp, rx, outbox):
     p = wp.wp("woosync", "reconcile", "--orders", "--since=2000-01-01", ini=cfg, timeout=120)
     assert p.returncode == 0, p.describe()
     assert "Reconciling" not in p.stdout + p.stderr  # no progress bar into a pipe
-    assert "Success: Reconciled 0 products, 0 variations and 1 orders." in p.stdout, p.stdout
+    assert "Success: Reconciled 0 products, 0 variations and 1 orders." in p.stdout, p.stdout  # not the draft
     req = rx.wait_for(1, 30, lambda r: r.json()["type"] == "order.updated" and data_of(r).get("reconcile") is True)[0]
     assert data_of(req)["status"] == "processing" and data_of(req)["line_items"][0]["sku"] == "SKU-BULK-149"
+    assert wp.php("out(woosync_flush(15));", ini=cfg).last_json() is True
+    assert len({r.json()["id"] for r in rx.requests if r.json()["type"].startswith("order.")}) == 1
 
     bad = wp.wp("woosync", "reconcile", "--orders", "--since=not a date", ini=cfg)
     assert bad.returncode == 1 and "Error: Cannot read the date" in bad.stderr

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
+import urllib.parse
 from pathlib import Path
 from typing import Optional
 
@@ -34,9 +36,15 @@ def for_key(key: str):
     return lambda req: req.json().get("key") == key
 
 
-def of_key(rx, key: str) -> list:
-    """Requests the receiver got for one ordering key, in sequence order."""
-    return sorted([r for r in rx.requests if r.json().get("key") == key], key=lambda r: r.json()["sequence"])
+def of_key(rx, key: str, delivered: bool = False) -> list:
+    """Events the receiver got for one ordering key, in sequence order, each once: delivery is
+    at-least-once (an attempt cut short, e.g. by stopping php -S, is made again with the same
+    webhook-id), so a receiver deduplicates on the event id. `delivered`: only 2xx answers."""
+    seen: dict = {}
+    for r in rx.requests:
+        if r.json().get("key") == key and (not delivered or 200 <= r.response.status < 300):
+            seen.setdefault(r.json()["id"], r)
+    return sorted(seen.values(), key=lambda r: r.json()["sequence"])
 
 
 def table_rows(text: str) -> list[dict]:
@@ -56,3 +64,25 @@ def table_rows(text: str) -> list[dict]:
     lines = [l for l in text.splitlines() if "\t" in l]
     header = lines[0].split("\t")
     return [dict(zip(header, l.split("\t"))) for l in lines[1:]]
+
+
+def rest_users(wp, outbox, rx) -> dict:
+    """A CRM user (set as the plugin's CRM user) and the admin, each with an application password
+    for WooCommerce's REST API (Basic auth: allowed over http on a `local` environment)."""
+    return wp.php("""
+        $crm = wp_insert_user(['user_login' => 'crm-rest', 'user_pass' => wp_generate_password(), 'role' => 'administrator']);
+        [$crm_pw] = WP_Application_Passwords::create_new_application_password($crm, ['name' => 'crm']);
+        [$admin_pw] = WP_Application_Passwords::create_new_application_password(1, ['name' => 'other']);
+        $s = get_option('woosync_settings', []); $s['crm_user'] = $crm; update_option('woosync_settings', $s);
+        out(['crm' => ['crm-rest', $crm_pw], 'admin' => ['admin', $admin_pw]]);
+    """, ini=ini(outbox, rx.url)).last_json()
+
+
+def wc_rest(wp, user: list, method: str, route: str, body: dict) -> dict:
+    import wpsite
+    b = wpsite.Browser(wp.url)
+    auth = "Basic " + base64.b64encode(f"{user[0]}:{user[1]}".encode()).decode()
+    status, text, _ = b.request(f"/?rest_route={urllib.parse.quote(route)}", json_body=body, method=method,
+                                headers={"Authorization": auth})
+    assert status == 200, (route, status, text[-1500:])
+    return json.loads(text)
