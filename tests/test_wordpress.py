@@ -429,6 +429,51 @@ def test_disabled_or_failing_endpoint_is_never_silent(wp, rx, outbox):
     assert cli.returncode == 0 and 'Warning: WooSync: endpoint "default" is disabled' in cli.stderr, cli.describe()
 
 
+def test_dead_events_of_a_healthy_endpoint_are_not_called_failing(wp, rx, outbox):
+    """Bug 4: the CRM refused four events (HTTP 400: dead at once) and took the next one; the
+    endpoint is healthy, so the notice must not say "failing" but what to do: retry the dead ones.
+    A CRM that keeps failing is "failing", with what to check."""
+    cfg = ini(outbox, rx.url)
+    rx.script(*[Response(400, body=b"unknown SKU")] * 4)
+    wp.php("""
+        foreach (['A', 'B', 'C', 'D', 'E'] as $n) {
+            $p = t_product('SKU-DEAD-' . $n, 5);
+            $p = wc_get_product($p->get_id()); $p->set_stock_quantity(4); $p->save();
+            woosync_flush(10);
+        }
+        out(1);
+    """, ini=cfg).last_json()
+    status = wp.php("out(woosync_status());", ini=cfg).last_json()
+    ep = next(e for e in status["endpoints"] if e["name"] == "default")
+    assert (ep["dead"], ep["consecutive_failures"], ep["health"]) == (4, 0, "healthy"), ep
+    messages = [m for m in wp.php("out(\\Woosync\\Plugin::instance()->notices()->messages());", ini=cfg).last_json()]
+    texts = [m[1] for m in messages]
+    assert not [t for t in texts if "failing" in t], texts
+    dead = [t for t in texts if 'deliveries to "default" gave up' in t]
+    assert len(dead) == 1 and dead[0].startswith("WooSync: 4 deliveries") and "the endpoint works now" in dead[0], texts
+    assert "retry --dead" in dead[0] and "page=woosync-log&status=dead" in dead[0]
+    cli = wp.wp("woosync", "status", ini=cfg)
+    assert cli.returncode == 0 and 'Warning: WooSync: 4 deliveries to "default" gave up' in cli.stderr, cli.describe()
+    # The admin sees it on the dashboard too.
+    wp.serve(extension=True, ini=cfg)
+    status, body, _ = wp.browser("admin", wp.admin_password).request("/wp-admin/")
+    wp.stop_server()
+    assert status == 200 and "4 deliveries to &quot;default&quot; gave up" in body
+
+    # A CRM that keeps failing: that is "failing", with what to check, and the dead count.
+    rx.default = Response(503, body=b"maintenance")
+    wp.php("""
+        $p = t_product('SKU-DEAD-F', 5);
+        $p = wc_get_product($p->get_id()); $p->set_stock_quantity(4); $p->save();
+        woosync_flush(10);
+        out(1);
+    """, ini=cfg).last_json()
+    texts = [m[1] for m in wp.php("out(\\Woosync\\Plugin::instance()->notices()->messages());", ini=cfg).last_json()]
+    failing = [t for t in texts if 'deliveries to "default" are failing' in t]
+    assert len(failing) == 1 and "3 failures in a row" in failing[0] and "HTTP 503" in failing[0], texts
+    assert "retried on their own" in failing[0] and "5 deliveries already gave up" in failing[0], failing
+
+
 # ---- where the outbox lives ----------------------------------------------------------------------
 
 def _mode(path: Path) -> int:
