@@ -339,6 +339,43 @@ def test_privacy_exporter_and_eraser(wp, rx, outbox):
     assert not any("priv@example.test" in json.dumps(item) for item in r["export_after"]["data"]), r["export_after"]
 
 
+def test_privacy_finds_an_email_with_a_slash_and_not_a_lookalike(wp):
+    """Bug 7: waiting events are stored as JSON, where `a/b@example.test` is `a\\/b@example.test`, so
+    a LIKE search missed them. The exporter and eraser find a person's events by their keys and by
+    the decoded email, and never another person's whose address merely ends the same."""
+    r = wp.php("""
+        $slash = wc_create_new_customer('a/b@example.test', 'slashy', 'pw-' . wp_generate_password());
+        $other = wc_create_new_customer('b@example.test', 'bee', 'pw-' . wp_generate_password());
+        $p = t_product('SKU-SLASH', 5);
+        $guest = wc_create_order();   // a guest order: found by its billing email
+        $guest->add_product($p, 1);
+        $guest->set_billing_email('a/b@example.test');
+        $guest->save();
+        out(['slash' => $slash, 'other' => $other, 'guest' => $guest->get_id()]);
+    """, extension=False).last_json()
+
+    def topics(rows):
+        return sorted(next(d["value"] for d in row["data"] if d["name"] == "Topic") for row in rows)
+
+    res = wp.php("""
+        $ex = apply_filters('wp_privacy_personal_data_exporters', [])['woosync']['callback'];
+        $er = apply_filters('wp_privacy_personal_data_erasers', [])['woosync']['callback'];
+        $before = (int) get_option('woosync_fallback_count');
+        $slash = $ex('a/b@example.test', 1);
+        $other = $ex('b@example.test', 1);
+        $erase = $er('a/b@example.test', 1);
+        out(['before' => $before, 'slash' => $slash['data'], 'other' => $other['data'], 'erase' => $erase,
+             'after' => (int) get_option('woosync_fallback_count'),
+             'slash_after' => $ex('a/b@example.test', 1)['data'], 'other_after' => $ex('b@example.test', 1)['data']]);
+    """, extension=False).last_json()
+    assert res["before"] == 3, res
+    assert topics(res["slash"]) == ["customer.created", "order.created"], res["slash"]
+    assert all("a/b@example.test" in next(d["value"] for d in row["data"] if d["name"] == "Data") for row in res["slash"])
+    assert topics(res["other"]) == ["customer.created"], res["other"]
+    assert res["erase"]["items_removed"] is True and res["after"] == 1, res
+    assert res["slash_after"] == [] and topics(res["other_after"]) == ["customer.created"]
+
+
 # ---- the extension missing or failing ------------------------------------------------------------
 
 def test_without_extension_no_fatal_notice_counts_and_cron_replay(wp, rx, outbox):
