@@ -477,6 +477,39 @@ def test_retrying_delivery_shows_next_attempt_and_endpoint_filter(logsite, event
         logsite.php("try { woosync_endpoint_delete('slowcrm'); } catch (Throwable $e) {} out(true);")
 
 
+def test_attempts_count_every_logged_attempt_after_a_retry(logsite):
+    """Bug 5: after a retry the Attempts column said 1 while the detail listed two attempts. The
+    log table, the detail, `wp woosync list` and `wp woosync show` all count the attempts logged."""
+    rx = logsite.rx
+    rx.default = Response(200)
+    rx.script(Response(400, body=b"unknown order"))
+    res = logsite.php("""
+        $id = woosync_dispatch('order.updated', ['id' => 505], ['key' => 'order:505']);
+        out(['id' => $id, 'flushed' => woosync_flush(15)]);
+    """)
+    eid = res.last_json()["id"]
+    assert [d["state"] for d in logsite.event(eid)["deliveries"]] == ["dead"]
+    admin = logsite.site.browser("admin", logsite.site.admin_password)
+    _, page, _ = admin.request(PAGE + "&key=order:505")
+    link = re.search(r'href="([^"]*action=woosync_log_retry[^"]*event=' + eid + r'[^"]*)"', page).group(1)
+    status, body, _ = admin.request(link.replace("&#038;", "&").replace("&amp;", "&"))
+    assert status == 200 and "delivered (HTTP 200)" in body, body[-2000:]
+    event = logsite.event(eid)
+    assert [(a["endpoint"], a["http_status"]) for a in event["attempts"]] == [("default", 400), ("default", 200)]
+
+    _, page, _ = admin.request(PAGE + "&key=order:505")
+    row = re.search(r'<tr class="woosync-row[^>]*data-event="' + eid + r'".*?</tr>', page, re.S).group(0)
+    assert re.search(r'column-attempts[^>]*>2<', row), row
+    _, detail, _ = admin.request(PAGE + "&event=" + eid)
+    assert re.search(r'class="woosync-attempt-count">2<', detail)
+    assert len(re.findall(r'<tr class="woosync-attempt', detail)) == 2
+    rows = json.loads(logsite.site.wp("woosync", "list", "--key=order:505", "--format=json", ini=logsite.ini).stdout)
+    assert [(r["id"], r["state"], r["attempts"]) for r in rows] == [(eid, "delivered", 2)], rows
+    shown = json.loads(logsite.site.wp("woosync", "show", eid, "--format=json", ini=logsite.ini).stdout)
+    assert [d["attempts"] for d in shown["deliveries"]] == [2]
+    rx.default = Response(500, body=CRM_ERROR)
+
+
 def test_log_page_stays_fast_with_100k_events(logsite):
     """Server-side pagination with 100,000 deliveries in the outbox: the page, a deep page and the
     filters render in well under a second each on a developer machine (figures are printed; the

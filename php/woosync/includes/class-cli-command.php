@@ -257,6 +257,11 @@ class CLI_Command {
 			return;
 		}
 		$event['payload'] = Extension::payload( $event );
+		$logged           = Extension::logged_attempts( $event );
+		foreach ( (array) ( $event['deliveries'] ?? array() ) as $i => $delivery ) {
+			// Attempts logged (a retried delivery keeps counting its earlier attempts).
+			$event['deliveries'][ $i ]['attempts'] = $logged[ (string) ( $delivery['endpoint'] ?? '' ) ] ?? 0;
+		}
 		$format           = (string) Utils\get_flag_value( $assoc_args, 'format', 'table' );
 		if ( 'json' === $format ) {
 			WP_CLI::line( (string) wp_json_encode( $event, JSON_PRETTY_PRINT | JSON_UNESCAPED_SLASHES | JSON_INVALID_UTF8_SUBSTITUTE ) );

@@ -594,13 +594,16 @@ class Log_Page {
 	// ---- actions ---------------------------------------------------------------------------------
 
 	/**
-	 * Waits (briefly) until no delivery of the event is pending, and returns the event.
+	 * Waits (briefly) until the event's deliveries have an outcome after a (re)queue, and returns
+	 * the event: until none is in flight and each pending one has had an attempt since $before
+	 * attempts were logged (a retried delivery keeps its earlier attempts).
 	 *
 	 * @param string $id      Event id.
 	 * @param float  $seconds Longest wait.
+	 * @param int    $before  Attempts logged for the event before it was (re)queued.
 	 * @return array|null
 	 */
-	private static function wait_for_event( $id, $seconds ) {
+	private static function wait_for_event( $id, $seconds, $before = 0 ) {
 		$deadline = microtime( true ) + $seconds;
 		do {
 			$event = woosync_event( $id );
@@ -610,11 +613,10 @@ class Log_Page {
 			// Deliveries are created by the sender shortly after dispatch (fan-out): none yet and
 			// not unrouted means "not routed yet".
 			$busy = empty( $event['deliveries'] ) && empty( $event['unrouted'] );
+			$new  = count( (array) ( $event['attempts'] ?? array() ) ) > $before;
 			foreach ( (array) ( $event['deliveries'] ?? array() ) as $delivery ) {
-				if ( in_array( $delivery['state'] ?? '', array( 'pending', 'queued', 'in_flight' ), true ) && (int) ( $delivery['attempts'] ?? 0 ) < 1 ) {
-					$busy = true;
-				}
-				if ( 'in_flight' === ( $delivery['state'] ?? '' ) ) {
+				$state = (string) ( $delivery['state'] ?? '' );
+				if ( 'in_flight' === $state || ( in_array( $state, array( 'pending', 'queued' ), true ) && ! $new ) ) {
 					$busy = true;
 				}
 			}
@@ -658,12 +660,14 @@ class Log_Page {
 			self::redirect_back();
 		}
 		try {
+			$known  = woosync_event( $id );
+			$before = is_array( $known ) ? count( (array) ( $known['attempts'] ?? array() ) ) : 0;
 			if ( ! woosync_retry( $id ) ) {
 				/* translators: %s: event id */
 				self::add_notice( 'warning', sprintf( __( 'Event %s was not requeued: it is unknown or has nothing to retry.', 'woosync' ), $id ) );
 				self::redirect_back();
 			}
-			$event = self::wait_for_event( $id, 3.0 );
+			$event = self::wait_for_event( $id, 3.0, $before );
 			self::add_notice(
 				'success',
 				/* translators: 1: event id, 2: outcome per endpoint */
@@ -1063,6 +1067,7 @@ class Log_Page {
 		$h         .= '<table class="widefat striped woosync-deliveries"><thead><tr><th>' . esc_html__( 'Endpoint', 'woosync' ) . '</th><th>' . esc_html__( 'State', 'woosync' ) . '</th><th>' . esc_html__( 'Attempts', 'woosync' ) . '</th><th>' . esc_html__( 'Last result', 'woosync' ) . '</th><th>' . esc_html__( 'Updated', 'woosync' ) . '</th></tr></thead><tbody>';
 		$retryable  = false;
 		$deliveries = (array) ( $event['deliveries'] ?? array() );
+		$logged     = Extension::logged_attempts( $event );
 		foreach ( $deliveries as $delivery ) {
 			$state = (string) ( $delivery['state'] ?? '' );
 			if ( in_array( $state, array( 'dead', 'delivered', 'unrouted' ), true ) ) {
@@ -1071,7 +1076,7 @@ class Log_Page {
 			$h .= '<tr class="woosync-delivery" data-endpoint="' . esc_attr( (string) ( $delivery['endpoint'] ?? '' ) ) . '" data-state="' . esc_attr( $state ) . '">';
 			$h .= '<td>' . esc_html( (string) ( $delivery['endpoint'] ?? '' ) ) . '</td>';
 			$h .= '<td>' . self::state_html( $delivery ) . '</td>';
-			$h .= '<td>' . esc_html( number_format_i18n( (int) ( $delivery['attempts'] ?? 0 ) ) ) . '</td>';
+			$h .= '<td class="woosync-attempt-count">' . esc_html( number_format_i18n( (int) ( $logged[ (string) ( $delivery['endpoint'] ?? '' ) ] ?? 0 ) ) ) . '</td>';
 			$h .= '<td>' . esc_html( self::result_text( $delivery['last_status'] ?? null, $delivery['last_error'] ?? null ) ) . '</td>';
 			$h .= '<td>' . self::time_html( $delivery['updated_at'] ?? null ) . '</td>';
 			$h .= '</tr>';
