@@ -1,15 +1,25 @@
-# woosync — build, demo, tests and benchmarks. Every target installs what it needs.
-#   make demo   build + local receiver + events through the real php binary
-#   make test   Rust unit tests + integration tests (real php, real HTTP, real SQLite)
-#   make bench  benchmarks (figures and ratios against baselines measured in the same run)
+# woosync — build, demo, tests, benchmarks and packages. Every target installs what it needs.
+#   make demo       build + local receiver + events through the real php binary
+#   make test       Rust unit tests + integration tests (real php, real HTTP, real SQLite), then
+#                   the tests that install the package into the system (alone, see test-system)
+#   make bench      benchmarks (figures and ratios against baselines measured in the same run)
+#   make package    dist/woosync-php<MAJOR.MINOR>_<version>_<arch>.deb + the WordPress plugin zip
+#   make install    the built extension into this PHP (php-config), enabled for the CLI and php-fpm
+#   make uninstall  reverses make install
 
 SHELL := /bin/bash
 SO := $(CURDIR)/target/release/libwoosync.so
 VENV := $(CURDIR)/.venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := php-cli php-dev clang libclang-dev php-sqlite3 php-curl php-fpm libfcgi-bin sqlite3 python3-venv
+DIST := $(CURDIR)/dist
+APT_PACKAGES := php-cli php-dev clang libclang-dev php-sqlite3 php-curl php-fpm libfcgi-bin sqlite3 python3-venv \
+	dpkg-dev zip
+# Tests that install woosync into the system (apt-get install of the .deb, make install) run in a
+# second pytest invocation of their own: while woosync is enabled system-wide, every other test's
+# `-d extension=` would load it twice.
+PYTEST := $(VENV)/bin/pytest -q -p no:cacheprovider
 
-.PHONY: all build deps test test-unit test-integration demo bench clean
+.PHONY: all build deps test test-unit test-integration test-system demo bench package install uninstall clean
 
 all: build
 
@@ -35,13 +45,16 @@ build: deps
 
 $(SO): build
 
-test: build test-unit test-integration
+test: build test-unit test-integration test-system
 
 test-unit:
 	cargo test --release --lib
 
 test-integration: build
-	WOOSYNC_SO=$(SO) $(VENV)/bin/pytest tests -q -p no:cacheprovider
+	WOOSYNC_SO=$(SO) $(PYTEST) tests -m "not system_install"
+
+test-system: build
+	WOOSYNC_SO=$(SO) $(PYTEST) tests -m system_install
 
 demo: build
 	$(PY) scripts/demo.py $(SO)
@@ -49,6 +62,18 @@ demo: build
 bench: build
 	$(PY) bench/bench.py --so $(SO)
 
+package: build
+	packaging/build.sh --so $(SO) --out $(DIST)
+
+# Not `install: build`: `sudo make install` would run cargo as root (often without a toolchain) and
+# leave root-owned files in target/. Build first as yourself.
+install:
+	@test -f $(SO) || { echo "no $(SO): run 'make build' first (as your user), then 'sudo make install'" >&2; exit 1; }
+	packaging/install.sh install $(SO)
+
+uninstall:
+	packaging/install.sh uninstall
+
 clean:
 	cargo clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(DIST)

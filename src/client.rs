@@ -8,10 +8,10 @@
 
 use crate::config::EndpointConfig;
 use crate::config::{self, DefaultEndpoint, IniValues};
-use crate::error::{Error, Result};
+use crate::error::{quote, Error, Result};
 use crate::outbox::{EventDetail, EventFilter, EventSummary, NewEvent, Outbox, Role, Status};
 use crate::secrets::StoreKey;
-use crate::worker::{self, Sender, SenderOptions, Waker, WorkerState};
+use crate::worker::{Sender, SenderOptions, Waker, WorkerState};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -136,6 +136,17 @@ impl Entry {
     }
 }
 
+/// A `woosync.key` set while PHP runs (`ini_set`): every sender of this process gets it at once.
+pub fn offer_key(key: &StoreKey) {
+    with_state(|st| {
+        for e in st.entries.values() {
+            if let Some(s) = &e.sender {
+                s.set_key(Some(key.clone()));
+            }
+        }
+    });
+}
+
 /// Dispatch options already converted from PHP.
 #[derive(Debug, Clone, Default)]
 pub struct DispatchOptions {
@@ -160,7 +171,7 @@ pub fn dispatch(
             "option \"coalesce\" needs a \"key\": events are coalesced per key, topic and endpoint",
         ));
     }
-    let path = config::database_path(&ini.database);
+    let path = config::database(ini)?;
     with_state(|st| {
         // Settings are validated once per distinct set of INI values, not on every dispatch.
         let (default, max) = match &st.validated {
@@ -196,7 +207,7 @@ pub fn dispatch(
 /// Waits until nothing is pending in the outbox (any process's events) or the timeout passes.
 pub fn flush(ini: &IniValues, timeout: f64) -> Result<bool> {
     let default = DefaultEndpoint::from_ini(ini)?;
-    let path = config::database_path(&ini.database);
+    let path = config::database(ini)?;
     if !timeout.is_finite() {
         return Err(Error::input(
             "woosync_flush: the timeout must be a finite number of seconds",
@@ -204,18 +215,31 @@ pub fn flush(ini: &IniValues, timeout: f64) -> Result<bool> {
     }
     let deadline = Instant::now() + Duration::from_secs_f64(timeout.clamp(0.0, 86_400.0));
     let mut pause = Duration::from_micros(200);
+    let mut first = true;
     loop {
         let pending = with_state(|st| {
             let e = entry(st, &path);
             e.set_key(ini)?;
             e.record_default(&path, &default)?;
             e.ensure_sender(&path, ini);
-            let n = e.outbox(&path)?.pending()?;
+            // The first look reads what status reads (one snapshot, O(1)), so a damaged outbox
+            // raises here as it does in every other function; later looks only count.
+            let n = if first {
+                e.outbox(&path)?.status()?.pending()
+            } else {
+                e.outbox(&path)?.pending()?
+            };
             if n > 0 {
+                // A damaged outbox that this process's sender cannot read raises, as every other
+                // function does, instead of waiting out the timeout.
+                if let Some(fatal) = e.sender.as_ref().and_then(|s| s.fatal()) {
+                    return Err(Error::Corrupt(fatal));
+                }
                 e.wake(&path);
             }
             Ok::<i64, Error>(n)
         })?;
+        first = false;
         if pending == 0 {
             return Ok(true);
         }
@@ -237,13 +261,25 @@ pub struct Report {
     pub status: Status,
     pub worker: WorkerState,
     pub worker_error: Option<String>,
+    /// Pid and host of the process currently delivering for this outbox (None: none is known alive).
     pub sender_pid: Option<u32>,
+    pub sender_host: Option<String>,
+    /// Things the owner should know about the outbox (e.g. an outbox left at the old default
+    /// location that is not used).
+    pub notices: Vec<String>,
 }
 
 pub fn status(ini: &IniValues) -> Result<Report> {
-    let path = config::database_path(&ini.database);
+    let path = config::database(ini)?;
     with_state(|st| {
         let e = entry(st, &path);
+        // The php.ini endpoint shows from the first call, not only after the first dispatch (a
+        // malformed setting is reported by dispatch; status still shows what is stored).
+        if let Ok(default) = DefaultEndpoint::from_ini(ini) {
+            if e.set_key(ini).is_ok() {
+                e.record_default(&path, &default)?;
+            }
+        }
         let status = e.outbox(&path)?.status()?;
         e.ensure_sender(&path, ini);
         // A sender thread just started decides within moments whether it leads or stands by.
@@ -262,13 +298,32 @@ pub fn status(ini: &IniValues) -> Result<Report> {
             .map_or(WorkerState::Stopped, |s| s.state());
         let worker_error = e.sender.as_ref().and_then(|s| s.error());
         let key_configured = StoreKey::parse(&ini.key).ok().flatten().is_some();
+        // This process's own role is authoritative; another process's is read from the outbox and
+        // believed only while that process runs.
+        let (sender_pid, sender_host) = if worker == WorkerState::Sender {
+            (Some(std::process::id()), Some(crate::fork::host_name()))
+        } else {
+            let boot = crate::fork::boot_id();
+            match &status.sender {
+                Some(id) if crate::fork::identity_alive(id, &boot) => {
+                    (crate::fork::identity_pid(id), status.sender_host.clone())
+                }
+                _ => (None, None),
+            }
+        };
+        let mut notices = Vec::new();
+        if path == crate::files::default_path() {
+            notices.extend(crate::files::legacy_notice());
+        }
         Ok(Report {
             database: path.clone(),
             key_configured,
             status,
             worker,
             worker_error,
-            sender_pid: worker::sender_pid(&path),
+            sender_pid,
+            sender_host,
+            notices,
         })
     })
 }
@@ -277,11 +332,12 @@ pub fn status(ini: &IniValues) -> Result<Report> {
 pub fn retry(ini: &IniValues, event_id: &str) -> Result<bool> {
     if !crate::event::is_event_id(event_id) {
         return Err(Error::input(format!(
-            "{event_id:?} is not an event id (expected evt_ followed by 26 ULID characters)"
+            "{} is not an event id (expected evt_ followed by 26 ULID characters)",
+            quote(event_id)
         )));
     }
     let default = DefaultEndpoint::from_ini(ini)?;
-    let path = config::database_path(&ini.database);
+    let path = config::database(ini)?;
     with_state(|st| {
         let e = entry(st, &path);
         e.set_key(ini)?;
@@ -295,7 +351,7 @@ pub fn retry(ini: &IniValues, event_id: &str) -> Result<bool> {
 
 /// Requeues every dead delivery (optionally of one endpoint).
 pub fn retry_dead(ini: &IniValues, endpoint: Option<&str>) -> Result<usize> {
-    let path = config::database_path(&ini.database);
+    let path = config::database(ini)?;
     with_state(|st| {
         let e = entry(st, &path);
         let n = e.outbox(&path)?.retry_dead(endpoint)?;
@@ -306,12 +362,12 @@ pub fn retry_dead(ini: &IniValues, endpoint: Option<&str>) -> Result<usize> {
 }
 
 pub fn event(ini: &IniValues, event_id: &str) -> Result<Option<EventDetail>> {
-    let path = config::database_path(&ini.database);
+    let path = config::database(ini)?;
     with_state(|st| entry(st, &path).outbox(&path)?.event(event_id))
 }
 
 pub fn events(ini: &IniValues, filter: &EventFilter) -> Result<Vec<EventSummary>> {
-    let path = config::database_path(&ini.database);
+    let path = config::database(ini)?;
     with_state(|st| entry(st, &path).outbox(&path)?.events(filter))
 }
 
@@ -319,7 +375,9 @@ pub fn events(ini: &IniValues, filter: &EventFilter) -> Result<Vec<EventSummary>
 /// exists, so retries and other processes' abandoned events are delivered by any live process.
 /// Opens nothing on the PHP thread.
 pub fn request_started(ini: &IniValues) {
-    let path = config::database_path(&ini.database);
+    let Ok(path) = config::database(ini) else {
+        return;
+    };
     if !path.exists() {
         return;
     }
@@ -353,7 +411,7 @@ pub fn shutdown(grace: f64) {
 
 /// Creates or updates a named endpoint in the outbox (`woosync_endpoint_save`).
 pub fn endpoint_save(ini: &IniValues, name: &str, cfg: &EndpointConfig) -> Result<()> {
-    let path = config::database_path(&ini.database);
+    let path = config::database(ini)?;
     with_state(|st| {
         let e = entry(st, &path);
         e.set_key(ini)?;
@@ -367,7 +425,7 @@ pub fn endpoint_save(ini: &IniValues, name: &str, cfg: &EndpointConfig) -> Resul
 
 /// Deletes a named endpoint; false when there was none.
 pub fn endpoint_delete(ini: &IniValues, name: &str) -> Result<bool> {
-    let path = config::database_path(&ini.database);
+    let path = config::database(ini)?;
     with_state(|st| entry(st, &path).outbox(&path)?.delete_endpoint(name))
 }
 
@@ -376,13 +434,13 @@ pub fn purge(ini: &IniValues, days: f64) -> Result<usize> {
     if !(days.is_finite() && days >= 0.0) {
         return Err(Error::input("older_than_days must be zero or more"));
     }
-    let path = config::database_path(&ini.database);
+    let path = config::database(ini)?;
     with_state(|st| entry(st, &path).outbox(&path)?.purge(days, 500))
 }
 
 /// Privacy erasure of one ordering key; returns (deleted, still pending).
 pub fn erase(ini: &IniValues, key: &str) -> Result<(usize, usize)> {
     crate::event::validate_key(key)?;
-    let path = config::database_path(&ini.database);
+    let path = config::database(ini)?;
     with_state(|st| entry(st, &path).outbox(&path)?.erase_key(key))
 }

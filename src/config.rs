@@ -2,7 +2,7 @@
 //! PHP thread; everything here is validated when used, never at module start-up, so a bad
 //! value makes `woosync_dispatch` raise instead of breaking PHP.
 
-use crate::error::{Error, Result};
+use crate::error::{quote, Error, Result};
 use crate::retry::RetrySchedule;
 use crate::signer::Secret;
 use std::path::PathBuf;
@@ -24,16 +24,46 @@ pub struct IniValues {
     pub shutdown_grace: String,
     pub key: String,
     pub retention_days: String,
+    /// Why `database` cannot be used, found while copying it (NUL or non-UTF-8 bytes, outside
+    /// `open_basedir`); reported by every function that uses the outbox.
+    pub database_error: Option<String>,
 }
 
-/// The outbox path: the INI value, or `<temp dir>/woosync/outbox.sqlite` when empty.
-pub fn database_path(ini: &str) -> PathBuf {
-    let ini = ini.trim();
-    if ini.is_empty() {
-        std::env::temp_dir().join("woosync").join("outbox.sqlite")
-    } else {
-        PathBuf::from(ini)
+/// The outbox path of these settings (see [`database_path`]), or why it cannot be used.
+pub fn database(ini: &IniValues) -> Result<PathBuf> {
+    if let Some(e) = &ini.database_error {
+        return Err(Error::config(e.clone()));
     }
+    database_path(&ini.database)
+}
+
+/// The outbox path: the INI value, or `<temp dir>/woosync-<uid>/outbox.sqlite` when empty. A value
+/// of only blanks, a relative path (web and CLI run in different directories) or an unreplaced
+/// `{blog_id}` is refused.
+pub fn database_path(ini: &str) -> Result<PathBuf> {
+    if ini.is_empty() {
+        return Ok(crate::files::default_path());
+    }
+    let text = ini.trim();
+    if text.is_empty() {
+        return Err(Error::config(
+            "woosync.database is only blanks: leave it empty for the default location or give an absolute path",
+        ));
+    }
+    if text.contains("{blog_id}") {
+        return Err(Error::config(format!(
+            "woosync.database {} contains {{blog_id}}, which the WordPress plugin replaces per site; outside WordPress give a path without it",
+            quote(text)
+        )));
+    }
+    let path = PathBuf::from(text);
+    if !path.is_absolute() {
+        return Err(Error::config(format!(
+            "woosync.database {} is a relative path; web and CLI run in different directories, so give an absolute path such as /var/lib/woosync/shop.sqlite",
+            quote(text)
+        )));
+    }
+    Ok(path)
 }
 
 fn parse_num(name: &str, text: &str, min: f64, max: f64, default: f64) -> Result<f64> {
@@ -44,7 +74,8 @@ fn parse_num(name: &str, text: &str, min: f64, max: f64, default: f64) -> Result
     match t.parse::<f64>() {
         Ok(v) if v.is_finite() && v >= min && v <= max => Ok(v),
         _ => Err(Error::config(format!(
-            "{name}={t:?} is invalid: use a number from {min} to {max}"
+            "{name}={} is invalid: use a number from {min} to {max}",
+            quote(t)
         ))),
     }
 }
@@ -79,18 +110,19 @@ pub fn retention_days(text: &str) -> Result<f64> {
 /// Days dead and unrouted events are kept.
 pub const DEAD_RETENTION_DAYS: f64 = 30.0;
 
-/// Checks an endpoint name: `^[a-z0-9_-]{1,64}$`.
+/// Checks an endpoint name: `^[a-z0-9_@-]{1,64}$` (`@` for per-site names such as `wordpress@2`).
 pub fn validate_endpoint_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-' || b == b'@'
+        });
     if ok {
         Ok(())
     } else {
         Err(Error::input(format!(
-            "invalid endpoint name {name:?}: use 1 to 64 of a-z, 0-9, _ and -"
+            "invalid endpoint name {}: use 1 to 64 of a-z, 0-9, _, - and @",
+            quote(name)
         )))
     }
 }
@@ -109,7 +141,8 @@ pub fn validate_topic_pattern(p: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::input(format!(
-            "invalid topic filter {p:?}: use dotted topics with * wildcards, such as \"order.*\""
+            "invalid topic filter {}: use dotted topics with * wildcards, such as \"order.*\"",
+            quote(p)
         )))
     }
 }
@@ -158,44 +191,120 @@ impl EndpointConfig {
         for t in &self.topics {
             validate_topic_pattern(t)?;
         }
-        if !(self.rate_limit.is_finite() && self.rate_limit >= 0.0) {
-            return Err(Error::config(
-                "rate_limit must be a number of deliveries per second (0 = no limit)",
-            ));
-        }
+        validate_rate_limit(self.rate_limit)?;
         if !(self.timeout.is_finite() && (0.1..=3600.0).contains(&self.timeout)) {
             return Err(Error::config(
                 "timeout must be between 0.1 and 3600 seconds",
             ));
         }
-        if !self.proxy.is_empty() {
-            ureq::Proxy::new(&self.proxy)
-                .map_err(|e| Error::config(format!("invalid proxy {:?}: {e}", self.proxy)))?;
-        }
+        validate_proxy(&self.proxy)?;
         RetrySchedule::parse(&self.retry_delays)?;
+        validate_source("source", &self.source)?;
         Ok(())
     }
 }
 
-/// Checks an endpoint URL: http or https with a host, no whitespace.
+/// Smallest rate limit other than 0 (no limit): one delivery every 100 s.
+pub const MIN_RATE_LIMIT: f64 = 0.01;
+
+/// A rate limit: 0 (no limit) or at least [`MIN_RATE_LIMIT`] deliveries per second.
+pub fn validate_rate_limit(rate: f64) -> Result<()> {
+    if rate.is_finite() && (rate == 0.0 || rate >= MIN_RATE_LIMIT) {
+        return Ok(());
+    }
+    Err(Error::config(format!(
+        "rate_limit must be 0 (no limit) or at least {MIN_RATE_LIMIT} deliveries per second, not {rate}"
+    )))
+}
+
+/// Longest `source` (sent as the X-WC-Webhook-Source header), in bytes.
+pub const MAX_SOURCE_BYTES: usize = 2048;
+
+/// A value sent as a header: no CR, LF or NUL (they would end or split the header), at most 2 KB.
+pub fn validate_source(name: &str, source: &str) -> Result<()> {
+    if source.len() > MAX_SOURCE_BYTES {
+        return Err(Error::config(format!(
+            "{name} is {} bytes long; it is sent as the X-WC-Webhook-Source header: use the site's URL (at most {MAX_SOURCE_BYTES} bytes)",
+            source.len()
+        )));
+    }
+    if source.chars().any(|c| c.is_control()) {
+        return Err(Error::config(format!(
+            "{name} {} contains a control character (CR, LF, NUL, ...); it is sent as a header: use the site's URL",
+            quote(source)
+        )));
+    }
+    Ok(())
+}
+
+/// A proxy URL (`http://`, `https://`, `socks4://`, `socks5://`, credentials allowed), or empty.
+pub fn validate_proxy(proxy: &str) -> Result<()> {
+    if proxy.is_empty() {
+        return Ok(());
+    }
+    let shown = quote(&crate::redact::url(proxy));
+    if proxy.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::config(format!(
+            "invalid proxy {shown}: it contains whitespace or a control character"
+        )));
+    }
+    validate_port(proxy).map_err(|why| Error::config(format!("invalid proxy {shown}: {why}")))?;
+    ureq::Proxy::new(proxy).map_err(|e| {
+        Error::config(format!(
+            "invalid proxy {shown}: {}; use a URL such as http://proxy.example:3128",
+            crate::redact::text(&e.to_string())
+        ))
+    })?;
+    Ok(())
+}
+
+/// The authority of `scheme://authority/...` without user info: (host, port text if any).
+fn host_and_port(url: &str) -> Option<(&str, Option<&str>)> {
+    let rest = &url[url.find("://")? + 3..];
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let hostport = authority.rsplit('@').next().unwrap_or("");
+    if let Some(v6) = hostport.strip_prefix('[') {
+        let close = v6.find(']')?;
+        let host = &hostport[..close + 2];
+        let after = &v6[close + 1..];
+        return Some((host, after.strip_prefix(':')));
+    }
+    match hostport.rsplit_once(':') {
+        Some((h, p)) => Some((h, Some(p))),
+        None => Some((hostport, None)),
+    }
+}
+
+/// An explicit port must be a number from 1 to 65535.
+fn validate_port(url: &str) -> std::result::Result<(), String> {
+    match host_and_port(url) {
+        Some((_, Some(p))) => match p.parse::<u32>() {
+            Ok(n) if (1..=65535).contains(&n) => Ok(()),
+            _ => Err(format!("the port {} is not a number from 1 to 65535", quote(p))),
+        },
+        _ => Ok(()),
+    }
+}
+
+/// Checks an endpoint URL: http or https with a host, a port from 1 to 65535 if any, no whitespace.
 pub fn validate_url(url: &str) -> Result<()> {
     let bad = |why: &str| {
         Error::config(format!(
-            "malformed endpoint URL {url:?} ({why}); use an absolute http:// or https:// URL such as https://crm.example.com/webhooks/woo"
+            "malformed endpoint URL {} ({why}); use an absolute http:// or https:// URL such as https://crm.example.com/webhooks/woo",
+            quote(&crate::redact::url(url))
         ))
     };
-    let rest = url
-        .strip_prefix("https://")
+    url.strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
         .ok_or_else(|| bad("it must start with http:// or https://"))?;
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad("it contains whitespace"));
     }
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = host.rsplit('@').next().unwrap_or("");
-    if host.is_empty() || host.starts_with(':') {
+    let host = host_and_port(url).map(|(h, _)| h).unwrap_or("");
+    if host.is_empty() {
         return Err(bad("it has no host"));
     }
+    validate_port(url).map_err(|why| bad(&why))?;
     match url.parse::<ureq::http::Uri>() {
         Ok(_) => Ok(()),
         Err(e) => Err(bad(&e.to_string())),
@@ -217,7 +326,8 @@ impl Format {
             "" | "standard" => Ok(Format::Standard),
             "woocommerce" => Ok(Format::WooCommerce),
             other => Err(Error::config(format!(
-                "unknown format {other:?}: use \"standard\" or \"woocommerce\""
+                "unknown format {}: use \"standard\" or \"woocommerce\"",
+                quote(other)
             ))),
         }
     }
@@ -243,26 +353,33 @@ pub struct DefaultEndpoint {
 impl DefaultEndpoint {
     /// Validates the INI values that describe the `default` endpoint.
     pub fn from_ini(ini: &IniValues) -> Result<DefaultEndpoint> {
+        // Errors name the php.ini setting.
+        let named = |setting: &str| {
+            let setting = setting.to_string();
+            move |e: Error| Error::config(format!("{setting}: {e}"))
+        };
         let url = ini.endpoint.trim().to_string();
         if !url.is_empty() {
-            validate_url(&url)?;
+            validate_url(&url).map_err(named("woosync.endpoint"))?;
         }
         let secret = ini.secret.trim().to_string();
         if !secret.is_empty() {
-            Secret::parse(&secret)?;
+            Secret::parse(&secret).map_err(named("woosync.secret"))?;
         }
         let retry_delays = if ini.retry_delays.trim().is_empty() {
             crate::retry::DEFAULT_DELAYS.to_string()
         } else {
             ini.retry_delays.trim().to_string()
         };
-        RetrySchedule::parse(&retry_delays)?;
+        RetrySchedule::parse(&retry_delays).map_err(named("woosync.retry_delays"))?;
+        let source = ini.source.trim().to_string();
+        validate_source("woosync.source", &source)?;
         Ok(DefaultEndpoint {
             url,
             secret,
             retry_delays,
             timeout: timeout(&ini.timeout)?,
-            source: ini.source.trim().to_string(),
+            source,
         })
     }
 }
@@ -362,8 +479,13 @@ mod tests {
     }
 
     #[test]
-    fn default_database_is_under_temp() {
-        assert!(database_path("").ends_with("woosync/outbox.sqlite"));
-        assert_eq!(database_path("/x/y.sqlite"), PathBuf::from("/x/y.sqlite"));
+    fn database_paths() {
+        let d = database_path("").unwrap();
+        assert!(d.ends_with(format!("woosync-{}/outbox.sqlite", crate::files::euid())), "{d:?}");
+        assert_eq!(database_path("/x/y.sqlite").unwrap(), PathBuf::from("/x/y.sqlite"));
+        assert_eq!(database_path(" /x/y.sqlite ").unwrap(), PathBuf::from("/x/y.sqlite"));
+        for bad in ["  ", "x/y.sqlite", "./y.sqlite", "/x/{blog_id}.sqlite"] {
+            assert!(database_path(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -130,20 +130,35 @@ pub fn headers(
     h
 }
 
-fn error_class(e: &ureq::Error) -> &'static str {
-    match e {
-        ureq::Error::Timeout(_) => "timeout",
-        ureq::Error::HostNotFound => "dns",
-        ureq::Error::ConnectionFailed => "connect",
-        ureq::Error::Io(io) => match io.kind() {
-            std::io::ErrorKind::ConnectionRefused => "connect",
-            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => "timeout",
-            _ => "io",
-        },
-        ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::TlsRequired => "tls",
-        ureq::Error::ConnectProxyFailed(_) | ureq::Error::InvalidProxyUrl => "proxy",
-        _ => "http",
-    }
+/// The class (`timeout`, `dns`, `connect`, `tls`, `proxy`, `io`, `http`) and the text of a failed
+/// attempt. The text never repeats the class (the log shows "class: text") and never shows a
+/// password from a URL.
+fn describe_error(e: &ureq::Error, timeout: f64) -> (&'static str, String) {
+    let (class, text) = match e {
+        ureq::Error::Timeout(t) => ("timeout", format!("no complete response within {timeout} s ({t})")),
+        ureq::Error::HostNotFound => ("dns", "host not found".to_string()),
+        ureq::Error::ConnectionFailed => ("connect", "connection failed".to_string()),
+        ureq::Error::Io(io) => {
+            let tls = io
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+            match (tls, io.kind()) {
+                (Some(t), _) => ("tls", t.to_string()),
+                (None, std::io::ErrorKind::ConnectionRefused) => ("connect", io.to_string()),
+                (None, std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) => {
+                    ("timeout", io.to_string())
+                }
+                (None, _) => ("io", io.to_string()),
+            }
+        }
+        ureq::Error::Tls(m) => ("tls", m.to_string()),
+        ureq::Error::Rustls(r) => ("tls", r.to_string()),
+        ureq::Error::TlsRequired => ("tls", "TLS is required".to_string()),
+        ureq::Error::ConnectProxyFailed(m) => ("proxy", format!("the proxy refused: {m}")),
+        ureq::Error::InvalidProxyUrl => ("proxy", "invalid proxy URL".to_string()),
+        other => ("http", other.to_string()),
+    };
+    (class, crate::redact::text(&text))
 }
 
 /// Sends one attempt. Never panics on network trouble: every failure is an outcome.
@@ -195,7 +210,7 @@ pub fn attempt(
             if (300..400).contains(&code) {
                 out.error = Some(format!(
                     "redirect not followed; Location: {}",
-                    header("location").unwrap_or_default()
+                    crate::redact::text(&header("location").unwrap_or_default())
                 ));
             }
             let mut snippet = Vec::with_capacity(256);
@@ -221,8 +236,9 @@ pub fn attempt(
             out.response = snippet;
         }
         Err(e) => {
-            out.error_class = Some(error_class(&e).to_string());
-            out.error = Some(e.to_string());
+            let (class, text) = describe_error(&e, target.timeout);
+            out.error_class = Some(class.to_string());
+            out.error = Some(text);
         }
     }
     out.duration_ms = clock.elapsed().as_secs_f64() * 1000.0;
@@ -246,7 +262,8 @@ pub fn decide(
         StatusClass::Success => Decision::Delivered,
         StatusClass::Permanent => Decision::Dead,
         StatusClass::Gone => Decision::DeadAndDisable(format!(
-            "{url} answered 410 Gone; save the endpoint (or change its URL) to re-enable it"
+            "{} answered 410 Gone; save the endpoint (or change its URL) to re-enable it",
+            crate::redact::url(url)
         )),
         StatusClass::Retry => {
             if attempts_made >= schedule.max_attempts() {

@@ -14,6 +14,8 @@ pub enum Error {
     Storage(String),
     /// A wait ran out of time.
     Timeout(String),
+    /// The outbox file is damaged (SQLite reports corruption).
+    Corrupt(String),
 }
 
 impl Error {
@@ -34,6 +36,7 @@ impl Error {
             Error::Config(_) => 2,
             Error::Storage(_) => 3,
             Error::Timeout(_) => 4,
+            Error::Corrupt(_) => 3,
         }
     }
 }
@@ -41,7 +44,11 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Input(m) | Error::Config(m) | Error::Storage(m) | Error::Timeout(m) => {
+            Error::Input(m)
+            | Error::Config(m)
+            | Error::Storage(m)
+            | Error::Timeout(m)
+            | Error::Corrupt(m) => {
                 f.write_str(m)
             }
         }
@@ -51,3 +58,33 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// Most bytes of someone's input an error message quotes.
+pub const QUOTE_BYTES: usize = 200;
+
+/// Quotes input for an error message: escaped like a string literal, at most [`QUOTE_BYTES`]
+/// of it, with the full length when it was cut (a 20 MB topic gives a short message).
+pub fn quote(s: &str) -> String {
+    if s.len() <= QUOTE_BYTES {
+        return format!("{s:?}");
+    }
+    let mut end = QUOTE_BYTES;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{:?}… ({} bytes)", &s[..end], s.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_at_most_a_little() {
+        assert_eq!(quote("a\nb"), "\"a\\nb\"");
+        let big = "é".repeat(10_000_000);
+        let q = quote(&big);
+        assert!(q.len() < QUOTE_BYTES + 40, "{}", q.len());
+        assert!(q.ends_with("… (20000000 bytes)"), "{q}");
+    }
+}

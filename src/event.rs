@@ -3,7 +3,7 @@
 //! The envelope is built once, at dispatch, and stored; every attempt sends the same bytes:
 //! `{"id":"evt_…","type":"<topic>","timestamp":"<RFC 3339>","key":<key|null>,"sequence":<n>,"data":<payload>}`.
 
-use crate::error::{Error, Result};
+use crate::error::{quote, Error, Result};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -32,8 +32,8 @@ pub fn validate_topic(topic: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::input(format!(
-            "invalid topic {:?}: use lower-case dotted words such as \"product.stock_updated\" (pattern ^[a-z0-9_]+(\\.[a-z0-9_]+)+$, at most {} bytes)",
-            topic, MAX_TOPIC_BYTES
+            "invalid topic {}: use lower-case dotted words such as \"product.stock_updated\" (pattern ^[a-z0-9_]+(\\.[a-z0-9_]+)+$, at most {} bytes)",
+            quote(topic), MAX_TOPIC_BYTES
         )))
     }
 }
@@ -42,8 +42,8 @@ pub fn validate_topic(topic: &str) -> Result<()> {
 pub fn validate_key(key: &str) -> Result<()> {
     if key.is_empty() || key.len() > MAX_KEY_BYTES || key.chars().any(|c| c.is_control()) {
         return Err(Error::input(format!(
-            "invalid key {:?}: use a non-empty string of at most {} bytes without control characters, such as \"product:42\"",
-            key, MAX_KEY_BYTES
+            "invalid key {}: use a non-empty string of at most {} bytes without control characters, such as \"product:42\"",
+            quote(key), MAX_KEY_BYTES
         )));
     }
     Ok(())

@@ -93,6 +93,14 @@ pub fn close_in_child(fd: i32) {
     }
 }
 
+/// Unregisters a descriptor registered with [`close_in_child`], before it is closed (its number may
+/// be reused by PHP afterwards).
+pub fn keep_in_child(fd: i32) {
+    for slot in CHILD_CLOSE_FDS.iter() {
+        let _ = slot.compare_exchange(fd, NO_FD, SeqCst, SeqCst);
+    }
+}
+
 /// Threads abandoned at shutdown must never run unmapped code: mark our own `.so` NODELETE.
 fn pin_library() {
     // SAFETY: dladdr on the address of one of our functions; dlopen with RTLD_NOLOAD only bumps
@@ -122,6 +130,23 @@ pub fn start_time(pid: u32) -> Option<u64> {
     // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
     rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// This machine's host name (empty when unknown).
+pub fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into our buffer.
+    let r = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+    if r != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// The pid in a lease identity `<boot id>:<pid>:<start time>`.
+pub fn identity_pid(identity: &str) -> Option<u32> {
+    identity.rsplitn(3, ':').nth(1)?.parse().ok()
 }
 
 /// Identity of this process for leases: `<boot id>:<pid>:<start time>`.

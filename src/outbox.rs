@@ -12,11 +12,10 @@
 //! Claims therefore only look at `ready` rows and never scan blocked ones.
 
 use crate::config::{self, DefaultEndpoint, EndpointConfig, Format};
-use crate::error::{Error, Result};
+use crate::error::{quote, Error, Result};
 use crate::event::{self, Envelope};
 use crate::secrets::{self, StoreKey};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -291,6 +290,9 @@ pub struct Status {
     pub last_error_at: Option<f64>,
     pub last_success_at: Option<f64>,
     pub endpoints: Vec<EndpointStatus>,
+    /// Identity (`<boot id>:<pid>:<start time>`) and host of the last process elected sender.
+    pub sender: Option<String>,
+    pub sender_host: Option<String>,
 }
 
 impl Status {
@@ -323,6 +325,7 @@ pub struct AttemptRow {
 pub struct DeliveryRow {
     pub endpoint: String,
     pub state: i64,
+    /// Attempts logged for this delivery (a retry of a dead one keeps counting).
     pub attempts: i64,
     pub next_attempt_at: f64,
     pub last_status: Option<i64>,
@@ -351,7 +354,10 @@ pub struct EventFilter {
     pub state: Option<i64>,
     pub topic: Option<String>,
     pub key: Option<String>,
-    pub endpoint: Option<String>,
+    /// Keys starting with this (a multisite site's `site:<blog id>:`).
+    pub key_prefix: Option<String>,
+    /// Deliveries to any of these endpoints.
+    pub endpoints: Option<Vec<String>>,
     pub since: Option<f64>,
     pub limit: i64,
     pub offset: i64,
@@ -367,6 +373,7 @@ pub struct EventSummary {
     pub created_at: f64,
     pub state: i64,
     pub endpoint: Option<String>,
+    /// Attempts logged for this delivery (a retry of a dead one keeps counting).
     pub attempts: i64,
     pub next_attempt_at: Option<f64>,
     pub last_status: Option<i64>,
@@ -375,119 +382,28 @@ pub struct EventSummary {
     pub last_duration_ms: Option<f64>,
 }
 
-fn storage(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
-    Error::storage(format!("outbox {}: {what}: {e}", path.display()))
-}
-
-fn user_name(uid: u32) -> String {
-    if let Ok(passwd) = std::fs::read_to_string("/etc/passwd") {
-        for line in passwd.lines() {
-            let f: Vec<&str> = line.split(':').collect();
-            if f.len() > 2 && f[2] == uid.to_string() {
-                return f[0].to_string();
-            }
-        }
-    }
-    format!("uid {uid}")
-}
-
-fn writable(path: &Path) -> bool {
-    match std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) {
-        // SAFETY: access() on a valid NUL-terminated path.
-        Ok(c) => unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 },
-        Err(_) => false,
+/// What can make a storage operation fail; a damaged file is told apart.
+trait StorageCause: std::fmt::Display {
+    fn corrupt(&self) -> bool {
+        false
     }
 }
-
-fn not_writable(path: &Path, meta: &std::fs::Metadata) -> Error {
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
-    Error::storage(format!(
-        "outbox {} is not writable by {} (uid {me}): it is owned by {} (uid {}, mode {:o}). Run PHP as {} (e.g. sudo -u {} php …) or fix the owner (chown) so web and CLI share it",
-        path.display(),
-        user_name(me),
-        user_name(meta.uid()),
-        meta.uid(),
-        meta.mode() & 0o777,
-        user_name(meta.uid()),
-        user_name(meta.uid()),
-    ))
+impl StorageCause for rusqlite::Error {
+    fn corrupt(&self) -> bool {
+        matches!(
+            self.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+        )
+    }
 }
+impl StorageCause for std::io::Error {}
 
-/// Checks the file before SQLite touches it: creates the directory and the file if missing,
-/// refuses files that are not SQLite databases or that this user cannot write.
-fn prepare_file(path: &Path) -> Result<()> {
-    if path.as_os_str().is_empty() {
-        return Err(Error::config("woosync.database is empty"));
-    }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.exists() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| {
-                    storage(
-                        path,
-                        &format!("cannot create directory {}", dir.display()),
-                        e,
-                    )
-                })?;
-        }
-        if !dir.is_dir() {
-            return Err(Error::storage(format!(
-                "outbox {}: {} is not a directory; set woosync.database to a file in a writable directory",
-                path.display(),
-                dir.display()
-            )));
-        }
-        if !writable(dir) {
-            let meta =
-                std::fs::metadata(dir).map_err(|e| storage(path, "cannot read directory", e))?;
-            return Err(not_writable(dir, &meta));
-        }
-    }
-    match std::fs::metadata(path) {
-        Ok(meta) => {
-            if !meta.is_file() {
-                return Err(Error::storage(format!(
-                    "outbox {} is not a regular file",
-                    path.display()
-                )));
-            }
-            if !writable(path) {
-                return Err(not_writable(path, &meta));
-            }
-            if meta.len() > 0 {
-                use std::io::Read;
-                let mut head = [0u8; 16];
-                let mut f =
-                    std::fs::File::open(path).map_err(|e| storage(path, "cannot open", e))?;
-                let n = f
-                    .read(&mut head)
-                    .map_err(|e| storage(path, "cannot read", e))?;
-                if n < 16 || &head != b"SQLite format 3\0" {
-                    return Err(Error::storage(format!(
-                        "{} is not a woosync outbox (not a SQLite database); it was left untouched: move it away or set woosync.database to another file",
-                        path.display()
-                    )));
-                }
-            }
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-            {
-                Ok(_) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-                Err(e) => Err(storage(path, "cannot create", e)),
-            }
-        }
-        Err(e) => Err(storage(path, "cannot stat", e)),
+fn storage(path: &Path, what: &str, e: impl StorageCause) -> Error {
+    let msg = format!("outbox {}: {what}: {e}", path.display());
+    if e.corrupt() {
+        Error::Corrupt(format!("{msg}; the file is damaged: move it away (keep it to inspect) so a new outbox is created, or restore a backup"))
+    } else {
+        Error::storage(msg)
     }
 }
 
@@ -553,8 +469,10 @@ pub struct Outbox {
 impl Outbox {
     /// Opens (creating or migrating if needed) the outbox at `path`.
     pub fn open(path: &Path, role: Role) -> Result<Outbox> {
-        prepare_file(path)?;
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        crate::files::prepare(path)?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_NOFOLLOW;
         let mut conn = Connection::open_with_flags(path, flags)
             .map_err(|e| storage(path, "cannot open", e))?;
         install_busy_handler(&mut conn).map_err(|e| storage(path, "cannot configure", e))?;
@@ -636,6 +554,9 @@ impl Outbox {
     }
 
     fn err(&self, what: &str, e: rusqlite::Error) -> Error {
+        if e.corrupt() {
+            return storage(&self.path, what, e);
+        }
         if is_busy(&e) {
             return Error::storage(format!(
                 "outbox {}: {what}: still locked by another process after {} s; is a process stuck holding it?",
@@ -714,26 +635,31 @@ impl Outbox {
         let now = event::now();
         let (tx, path) = begin(&mut self.conn, &self.path)?;
         let map = |what: &'static str| move |e: rusqlite::Error| storage(path, what, e);
-        let old: Option<(String, String, f64)> = tx
+        let old: Option<(String, String, f64, String, String)> = tx
             .query_row(
-                "SELECT secret, prev_secret, prev_secret_until FROM endpoints WHERE name = ?1",
+                "SELECT secret, prev_secret, prev_secret_until, url, proxy FROM endpoints WHERE name = ?1",
                 [name],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .optional()
             .map_err(map("read endpoint"))?;
+        // A form that showed the URLs masked saves them back masked: keep the stored passwords.
+        let (url, proxy) = match &old {
+            Some((_, _, _, u, p)) => (crate::redact::restore(&c.url, u), crate::redact::restore(&c.proxy, p)),
+            None => (c.url.clone(), c.proxy.clone()),
+        };
         let old_plain = match &old {
-            Some((s, _, _)) => secrets::open(key, name, s).ok(),
+            Some((s, ..)) => secrets::open(key, name, s).ok(),
             None => None,
         };
         let (secret, prev, prev_until) = match (&c.secret, &old) {
-            (None, Some((s, p, u))) => (s.clone(), p.clone(), *u),
+            (None, Some((s, p, u, ..))) => (s.clone(), p.clone(), *u),
             (None, None) => (String::new(), String::new(), 0.0),
             (Some(new), old) => {
                 let sealed = secrets::seal(key, name, new)?;
                 match (old, old_plain.as_deref()) {
-                    (Some((s, p, u)), Some(o)) if o == new.as_str() => (s.clone(), p.clone(), *u),
-                    (Some((s, _, _)), Some(o)) if !o.is_empty() && !new.is_empty() => {
+                    (Some((s, p, u, ..)), Some(o)) if o == new.as_str() => (s.clone(), p.clone(), *u),
+                    (Some((s, ..)), Some(o)) if !o.is_empty() && !new.is_empty() => {
                         (sealed, s.clone(), now + ROTATION_SECONDS)
                     }
                     _ => (sealed, String::new(), 0.0),
@@ -751,7 +677,7 @@ impl Outbox {
                disabled_at = NULL, disabled_reason = NULL, consecutive_failures = 0, breaker_until = 0",
             params![
                 name,
-                c.url,
+                url,
                 secret,
                 prev,
                 prev_until,
@@ -759,7 +685,7 @@ impl Outbox {
                 c.enabled as i64,
                 c.rate_limit,
                 c.timeout,
-                c.proxy,
+                proxy,
                 c.format.as_str(),
                 c.retry_delays,
                 c.source,
@@ -964,7 +890,7 @@ impl Outbox {
             for n in names {
                 if !self.endpoints.iter().any(|e| &e.name == n) {
                     let known: Vec<&str> = self.endpoints.iter().map(|e| e.name.as_str()).collect();
-                    return Err(Error::input(format!("unknown endpoint {n:?} in option \"endpoints\"; known endpoints: {known:?}")));
+                    return Err(Error::input(format!("unknown endpoint {} in option \"endpoints\"; known endpoints: {}", quote(n), known.join(", "))));
                 }
             }
         }
@@ -1145,6 +1071,15 @@ impl Outbox {
             .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
             .map_err(|e| self.err("count new events", e))?;
         st.routing = routing.max(0);
+        let (sender, sender_host): (Option<String>, Option<String>) = self
+            .conn
+            .prepare_cached(
+                "SELECT (SELECT v FROM meta WHERE k = 'sender'), (SELECT v FROM meta WHERE k = 'sender_host')",
+            )
+            .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
+            .map_err(|e| self.err("read the sender", e))?;
+        st.sender = sender;
+        st.sender_host = sender_host;
         let oldest_open: Option<f64> = self
             .conn
             .prepare_cached(OLDEST_OPEN_SQL)
@@ -1207,7 +1142,8 @@ impl Outbox {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT p.name, d.state, d.attempts, d.next_attempt_at, d.last_status, d.last_error, d.updated_at
+                "SELECT p.name, d.state, (SELECT count(*) FROM attempts a WHERE a.delivery_id = d.id), d.next_attempt_at,
+                        d.last_status, d.last_error, d.updated_at
                  FROM deliveries d JOIN endpoints p ON p.id = d.endpoint_id WHERE d.event_rowid = ?1 ORDER BY d.id",
             )
             .map_err(map)?;
@@ -1255,7 +1191,8 @@ impl Outbox {
     pub fn events(&self, f: &EventFilter) -> Result<Vec<EventSummary>> {
         let mut sql = String::from(
             "SELECT e.event_id, e.topic, e.key, e.seq, e.created_at,
-                    CASE WHEN d.id IS NOT NULL THEN d.state WHEN e.unrouted = 1 THEN 6 ELSE 1 END, p.name, coalesce(d.attempts, 0),
+                    CASE WHEN d.id IS NOT NULL THEN d.state WHEN e.unrouted = 1 THEN 6 ELSE 1 END, p.name,
+                    (SELECT count(*) FROM attempts a WHERE a.delivery_id = d.id),
                     d.next_attempt_at, d.last_status, d.last_error,
                     (SELECT a.duration_ms FROM attempts a WHERE a.delivery_id = d.id ORDER BY a.id DESC LIMIT 1)
              FROM events e LEFT JOIN deliveries d ON d.event_rowid = e.id LEFT JOIN endpoints p ON p.id = d.endpoint_id
@@ -1281,9 +1218,24 @@ impl Outbox {
             args.push(k.clone().into());
             sql.push_str(&format!(" AND e.key = ?{}", args.len()));
         }
-        if let Some(n) = &f.endpoint {
-            args.push(n.clone().into());
-            sql.push_str(&format!(" AND p.name = ?{}", args.len()));
+        if let Some(p) = &f.key_prefix {
+            args.push(p.clone().into());
+            sql.push_str(&format!(
+                " AND substr(e.key, 1, length(?{n})) = ?{n}",
+                n = args.len()
+            ));
+        }
+        if let Some(names) = &f.endpoints {
+            let mut marks = Vec::new();
+            for n in names {
+                args.push(n.clone().into());
+                marks.push(format!("?{}", args.len()));
+            }
+            if marks.is_empty() {
+                sql.push_str(" AND 0");
+            } else {
+                sql.push_str(&format!(" AND p.name IN ({})", marks.join(",")));
+            }
         }
         if let Some(s) = f.since {
             args.push(s.into());
@@ -1516,6 +1468,18 @@ impl Outbox {
                 .map_err(|e| self.err("checkpoint", e))?;
         }
         Ok(())
+    }
+
+    /// Records which process is the sender now (`<boot id>:<pid>:<start time>` and the host name).
+    pub fn set_sender(&mut self, identity: &str) -> Result<()> {
+        let (tx, path) = begin(&mut self.conn, &self.path)?;
+        tx.execute(
+            "INSERT INTO meta(k, v) VALUES ('sender', ?1), ('sender_host', ?2), ('sender_since', ?3)
+             ON CONFLICT(k) DO UPDATE SET v = excluded.v",
+            params![identity, crate::fork::host_name(), event::now()],
+        )
+        .map_err(|e| storage(path, "record the sender", e))?;
+        tx.commit().map_err(|e| storage(path, "commit", e))
     }
 
     /// `PRAGMA data_version`: changes when another connection commits.
@@ -2064,6 +2028,11 @@ mod tests {
         let p = tmp("foreign");
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, b"hello, not a database at all").unwrap();
+        let private = |f: &Path| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        };
+        private(&p);
         let e = Outbox::open(&p, Role::Request).err().unwrap();
         assert!(e.to_string().contains("not a woosync outbox"), "{e}");
         assert_eq!(std::fs::read(&p).unwrap(), b"hello, not a database at all");
@@ -2074,6 +2043,7 @@ mod tests {
             c.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
                 .unwrap();
         }
+        private(&q);
         let before = std::fs::read(&q).unwrap();
         let e = Outbox::open(&q, Role::Request).err().unwrap();
         assert!(e.to_string().contains("another application"), "{e}");

@@ -1,7 +1,7 @@
 //! Retry policy: the schedule of delays between attempts, jitter and `Retry-After`.
 //! Pure functions, no I/O; the worker asks "when next?" after each failed attempt.
 
-use crate::error::{Error, Result};
+use crate::error::{quote, Error, Result};
 
 /// Default delays (seconds) between attempts: N delays mean N+1 attempts.
 pub const DEFAULT_DELAYS: &str = "5,300,1800,7200,18000,36000,36000";
@@ -32,7 +32,7 @@ impl RetrySchedule {
             let part = part.trim();
             let v: f64 = part
                 .parse()
-                .map_err(|_| bad(text, &format!("{part:?} is not a number")))?;
+                .map_err(|_| bad(text, &format!("{} is not a number", quote(part))))?;
             if !v.is_finite() || v < 0.0 || v > MAX_DELAY {
                 return Err(bad(
                     text,
@@ -64,7 +64,8 @@ impl RetrySchedule {
 
 fn bad(text: &str, why: &str) -> Error {
     Error::config(format!(
-        "woosync.retry_delays {text:?} is malformed ({why}); use a comma list of seconds such as \"5,300,1800\""
+        "retry_delays {} is malformed ({why}); use a comma list of seconds such as \"5,300,1800\"",
+        quote(text)
     ))
 }
 

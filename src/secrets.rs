@@ -3,7 +3,7 @@
 //! `woosync_status()` says so). Stored form: `enc:v1:<base64(nonce ‖ ciphertext ‖ tag)>`, with the
 //! endpoint name as associated data (a sealed secret cannot be moved to another endpoint).
 
-use crate::error::{Error, Result};
+use crate::error::{quote, Error, Result};
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine;
@@ -90,16 +90,17 @@ pub fn open(key: Option<&StoreKey>, name: &str, stored: &str) -> Result<String> 
         return Ok(stored.to_string());
     };
     let key = key.ok_or_else(|| {
-        Error::config(format!("the secret of endpoint {name:?} is encrypted in the outbox; set woosync.key (the same key it was saved with)"))
+        Error::config(format!("the secret of endpoint {} is encrypted in the outbox; set woosync.key (the same key it was saved with)", quote(name)))
     })?;
     let raw = base64::engine::general_purpose::STANDARD
         .decode(b64)
         .map_err(|_| {
-            Error::storage(format!("the stored secret of endpoint {name:?} is damaged"))
+            Error::storage(format!("the stored secret of endpoint {} is damaged", quote(name)))
         })?;
     if raw.len() < 12 + 16 {
         return Err(Error::storage(format!(
-            "the stored secret of endpoint {name:?} is damaged"
+            "the stored secret of endpoint {} is damaged",
+            quote(name)
         )));
     }
     let cipher =
@@ -108,11 +109,27 @@ pub fn open(key: Option<&StoreKey>, name: &str, stored: &str) -> Result<String> 
         .decrypt(Nonce::from_slice(&raw[..12]), Payload { msg: &raw[12..], aad: name.as_bytes() })
         .map_err(|_| {
             Error::config(format!(
-                "cannot decrypt the secret of endpoint {name:?}: woosync.key differs from the key it was saved with (save the endpoint again with its secret)"
+                "cannot decrypt the secret of endpoint {}: woosync.key differs from the key it was saved with (save the endpoint again with its secret)",
+                quote(name)
             ))
         })?;
     String::from_utf8(pt)
-        .map_err(|_| Error::storage(format!("the stored secret of endpoint {name:?} is damaged")))
+        .map_err(|_| Error::storage(format!("the stored secret of endpoint {} is damaged", quote(name))))
+}
+
+/// Opens a stored secret with the first of `keys` that fits (plain values pass through).
+pub fn open_any(keys: &[StoreKey], name: &str, stored: &str) -> Result<String> {
+    let mut last = None;
+    for k in keys {
+        match open(Some(k), name, stored) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    match last {
+        Some(e) => Err(e),
+        None => open(None, name, stored),
+    }
 }
 
 #[cfg(test)]
@@ -144,5 +161,9 @@ mod tests {
         assert!(StoreKey::parse("").unwrap().is_none());
         assert!(StoreKey::parse("short").is_err());
         assert_ne!(k.fingerprint(), other.fingerprint());
+        assert_eq!(open_any(&[other.clone(), k.clone()], "crm", &sealed).unwrap(), "whsec_abc");
+        assert!(open_any(&[other], "crm", &sealed).is_err());
+        assert!(open_any(&[], "crm", &sealed).is_err());
+        assert_eq!(open_any(&[], "crm", "whsec_plain").unwrap(), "whsec_plain");
     }
 }

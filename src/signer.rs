@@ -28,10 +28,13 @@ const SECRET_PREFIX: &str = "whsec_";
 const MIN_KEY: usize = 24;
 const MAX_KEY: usize = 64;
 
-/// Base64 that accepts input with or without `=` padding.
+/// Base64 as the reference libraries read it: with or without `=` padding, and non-zero trailing
+/// bits in the last character allowed.
 const B64_LENIENT: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
 );
 
 /// A parsed signing secret.
@@ -50,27 +53,39 @@ impl std::fmt::Debug for Secret {
 }
 
 impl Secret {
-    /// Parses `whsec_<base64 of 24..64 bytes>` (padding optional).
+    /// Parses a signing secret: `whsec_<base64 of 24..64 bytes>` or the bare base64 (padding
+    /// optional), as every Standard Webhooks library accepts.
     pub fn parse(text: &str) -> Result<Secret> {
-        let text = text.trim();
-        let b64 = text.strip_prefix(SECRET_PREFIX).ok_or_else(|| {
-            Error::config(format!(
-                "malformed secret {}: it must start with \"whsec_\" followed by base64 of 24 to 64 random bytes (generate one with: php -r 'echo \"whsec_\".base64_encode(random_bytes(32));')",
-                mask(text)
-            ))
-        })?;
-        let key = B64_LENIENT.decode(b64).map_err(|e| {
-            Error::config(format!(
-                "malformed secret {}: the part after \"whsec_\" is not valid base64 ({e}); in php.ini and -d quote the value: woosync.secret=\"whsec_…=\"",
-                mask(text)
-            ))
-        })?;
-        if key.len() < MIN_KEY || key.len() > MAX_KEY {
+        let s = Self::parse_any_length(text)?;
+        if s.key.len() < MIN_KEY || s.key.len() > MAX_KEY {
             return Err(Error::config(format!(
                 "secret {} decodes to {} bytes; use 24 to 64 random bytes",
-                mask(text),
-                key.len()
+                mask(text.trim()),
+                s.key.len()
             )));
+        }
+        Ok(s)
+    }
+
+    /// Like [`Secret::parse`] without the length rule (a receiver verifies with whatever key its
+    /// sender chose; the reference libraries accept any non-empty key).
+    pub fn parse_any_length(text: &str) -> Result<Secret> {
+        let text = text.trim();
+        let b64 = text.strip_prefix(SECRET_PREFIX).unwrap_or(text);
+        let malformed = |why: &str| {
+            Error::config(format!(
+                "malformed secret {}: {why}; use \"whsec_\" followed by base64 of 24 to 64 random bytes (generate one with: php -r 'echo \"whsec_\".base64_encode(random_bytes(32));'); in php.ini and -d quote the value: woosync.secret=\"whsec_…=\"",
+                mask(text)
+            ))
+        };
+        if b64.is_empty() {
+            return Err(malformed("it is empty"));
+        }
+        let key = B64_LENIENT
+            .decode(b64)
+            .map_err(|_| malformed("it is not base64"))?;
+        if key.is_empty() {
+            return Err(malformed("it decodes to no bytes"));
         }
         Ok(Secret {
             text: text.to_string(),
@@ -150,7 +165,7 @@ pub fn verify(
     tolerance_seconds: i64,
     now: i64,
 ) -> Result<bool> {
-    let secret = Secret::parse(secret)?;
+    let secret = Secret::parse_any_length(secret)?;
     let get = |name: &str| {
         headers
             .iter()
@@ -165,7 +180,9 @@ pub fn verify(
     let Ok(ts_num) = ts.parse::<i64>() else {
         return Ok(false);
     };
-    if tolerance_seconds < 0 || (now - ts_num).abs() > tolerance_seconds {
+    // Widened arithmetic: a timestamp near i64::MIN must not wrap into "recent".
+    let skew = (i128::from(now) - i128::from(ts_num)).abs();
+    if tolerance_seconds < 0 || skew > i128::from(tolerance_seconds) {
         return Ok(false);
     }
     let expected = sign(&secret, id, ts_num, body);
@@ -220,7 +237,22 @@ mod tests {
         let unpadded = SECRET.trim_end_matches('=');
         assert!(verify(BODY, &hdrs(ID, TS, SIG), unpadded, 300, TS).unwrap());
         assert!(verify(BODY, &[], SECRET, 300, TS).is_ok_and(|v| !v));
-        assert!(verify(BODY, &hdrs(ID, TS, SIG), "nope", 300, TS).is_err());
+        assert!(verify(BODY, &hdrs(ID, TS, SIG), "!!!", 300, TS).is_err());
+        assert!(verify(BODY, &hdrs(ID, TS, SIG), "", 300, TS).is_err());
+        // The bare base64 key, as every reference library accepts.
+        assert!(verify(BODY, &hdrs(ID, TS, SIG), &SECRET[6..], 300, TS).unwrap());
+        // A timestamp that cannot be compared with now is refused, whatever the tolerance.
+        // now - 2^63 (the reported case), and the smallest timestamps.
+        for ts in [TS + i64::MIN, i64::MIN, i64::MIN + 1] {
+            let sig = sign(&Secret::parse(SECRET).unwrap(), ID, ts, BODY);
+            for tol in [0, 300, i64::MAX] {
+                assert!(!verify(BODY, &hdrs(ID, ts, &sig), SECRET, tol, TS).unwrap(), "{ts} {tol}");
+            }
+        }
+        // Partial signatures.
+        for partial in ["v1,", &SIG[..8], "v1,dawfeoifkpqwoekfpqoekf"] {
+            assert!(!verify(BODY, &hdrs(ID, TS, partial), SECRET, 300, TS).unwrap());
+        }
     }
 
     #[test]
@@ -250,6 +282,18 @@ mod tests {
             "whsec_****LaSw"
         );
         assert!(!format!("{:?}", Secret::parse(SECRET).unwrap()).contains("MfKQ"));
+        // Unpadded with non-zero trailing bits (the reference libraries' own test secret).
+        let a = Secret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwBr").unwrap();
+        let b = Secret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwBr==").unwrap();
+        assert_eq!(a.key, b.key);
+        assert_eq!(a.key.len(), 25);
+        // Without the prefix: same key; the text (WooCommerce's HMAC key) stays as configured.
+        let bare = Secret::parse(&SECRET[6..]).unwrap();
+        assert_eq!(bare.key, Secret::parse(SECRET).unwrap().key);
+        assert_eq!(bare.text, &SECRET[6..]);
+        // Short keys: refused for signing, accepted for verifying.
+        assert!(Secret::parse("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaS").is_err());
+        assert_eq!(Secret::parse_any_length("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaS").unwrap().key.len(), 23);
     }
 
     #[test]

@@ -23,6 +23,7 @@
 //! dead and takes the rows over at once.
 
 use crate::delivery::{self, AttemptOutcome, Target};
+use crate::error::Error;
 use crate::event;
 use crate::fork;
 use crate::outbox::{Decision, Finished, Outbox, Role};
@@ -31,7 +32,6 @@ use crate::secrets::{self, StoreKey};
 use crate::signer::Secret;
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender as ChanSender};
 use std::collections::HashMap;
-use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
@@ -76,8 +76,8 @@ pub struct SenderOptions {
     pub retention_days: f64,
 }
 
-/// State shared between the PHP thread and this outbox's threads (atomics only, plus one
-/// mutex the PHP thread merely reads through `try_lock`).
+/// State shared between the PHP thread and this outbox's threads (atomics, plus short mutexes that
+/// the PHP thread only takes through `try_lock` or for a moment to hand over a key).
 struct Shared {
     state: AtomicU8,
     busy: AtomicUsize,
@@ -86,20 +86,53 @@ struct Shared {
     /// Unix milliseconds after which a shutting-down coordinator abandons work.
     deadline_ms: AtomicU64,
     done: AtomicBool,
+    /// Problems of the sender itself (lock file, storage), cleared when a cycle succeeds again.
     error: Mutex<Option<String>>,
-    /// Storage key for sealed endpoint secrets, handed over by the PHP thread (never read from INI here).
-    key: Mutex<Option<StoreKey>>,
-    key_changed: AtomicBool,
+    /// Problems with endpoint settings (e.g. a sealed secret it cannot open), cleared when the
+    /// endpoints are usable again.
+    endpoint_error: Mutex<Option<String>>,
+    /// The outbox file is damaged: the sender cannot work (raised by flush in this process).
+    fatal: Mutex<Option<String>>,
+    /// Storage keys for sealed endpoint secrets, newest first (at most [`KEYS_KEPT`]), handed over by
+    /// the PHP thread (never read from INI here). A key is only ever added: an empty `woosync.key`
+    /// (e.g. the INI value restored at the end of a request) does not take it away.
+    keys: Mutex<Vec<StoreKey>>,
+    /// Bumped whenever `keys` changes, so the coordinator re-reads the endpoints at once.
+    key_gen: AtomicU64,
 }
+
+/// Storage keys a sender keeps: the newest and the one before (secrets sealed before a key change).
+const KEYS_KEPT: usize = 2;
 
 impl Shared {
     fn set_state(&self, s: WorkerState) {
         self.state.store(s as u8, SeqCst);
     }
-    fn note_error(&self, e: impl ToString) {
+    fn note_error<E: std::fmt::Display + 'static>(&self, e: E) {
+        let corrupt = (&e as &dyn std::any::Any)
+            .downcast_ref::<Error>()
+            .is_some_and(|e| matches!(e, Error::Corrupt(_)));
+        if corrupt {
+            if let Ok(mut g) = self.fatal.lock() {
+                *g = Some(e.to_string());
+            }
+        }
         if let Ok(mut g) = self.error.lock() {
             *g = Some(e.to_string());
         }
+    }
+    fn clear_error(&self) {
+        if let Ok(mut g) = self.error.lock() {
+            *g = None;
+        }
+    }
+    fn set_endpoint_error(&self, e: Option<String>) {
+        if let Ok(mut g) = self.endpoint_error.lock() {
+            *g = e;
+        }
+    }
+    fn keys(&self) -> Vec<StoreKey> {
+        self.keys.lock().map(|g| g.clone()).unwrap_or_default()
     }
     fn past_deadline(&self) -> bool {
         self.shutdown.load(SeqCst)
@@ -115,9 +148,7 @@ pub struct Sender {
 
 /// Path of the lock file that elects the sender.
 pub fn lock_path(db: &Path) -> PathBuf {
-    let mut s = db.as_os_str().to_owned();
-    s.push(".lock");
-    PathBuf::from(s)
+    crate::files::companion(db, ".lock")
 }
 
 /// Abstract unix socket address on which the sender of `db` listens for wake-ups.
@@ -132,13 +163,6 @@ pub fn wake_address(db: &Path) -> std::io::Result<SocketAddr> {
     SocketAddr::from_abstract_name(format!("woosync-{h:016x}").as_bytes())
 }
 
-/// Reads the pid written in the lock file by the current sender, if that process still runs.
-pub fn sender_pid(db: &Path) -> Option<u32> {
-    let text = std::fs::read_to_string(lock_path(db)).ok()?;
-    let pid: u32 = text.split_whitespace().next()?.parse().ok()?;
-    fork::start_time(pid).map(|_| pid)
-}
-
 impl Sender {
     /// Starts the sender thread for an outbox (it becomes the sender or waits as standby).
     pub fn start(opts: SenderOptions) -> std::io::Result<Sender> {
@@ -151,8 +175,10 @@ impl Sender {
             deadline_ms: AtomicU64::new(u64::MAX),
             done: AtomicBool::new(false),
             error: Mutex::new(None),
-            key: Mutex::new(None),
-            key_changed: AtomicBool::new(false),
+            endpoint_error: Mutex::new(None),
+            fatal: Mutex::new(None),
+            keys: Mutex::new(Vec::new()),
+            key_gen: AtomicU64::new(0),
         });
         let (wake_tx, wake_rx) = bounded::<()>(1);
         let s2 = shared.clone();
@@ -183,17 +209,35 @@ impl Sender {
         WorkerState::from_u8(self.shared.state.load(SeqCst))
     }
 
-    /// Last internal error of the sender thread (e.g. cannot open the lock file).
+    /// Last problem of the sender thread (e.g. cannot open the lock file, an endpoint secret it
+    /// cannot decrypt), or None while it works.
     pub fn error(&self) -> Option<String> {
-        self.shared.error.try_lock().ok().and_then(|g| g.clone())
+        let own = self.shared.error.try_lock().ok().and_then(|g| g.clone());
+        own.or_else(|| {
+            self.shared
+                .endpoint_error
+                .try_lock()
+                .ok()
+                .and_then(|g| g.clone())
+        })
     }
 
-    /// Hands the storage key (from `woosync.key`) to the sender threads.
+    /// Set when the sender found the outbox damaged (it cannot deliver from it).
+    pub fn fatal(&self) -> Option<String> {
+        self.shared.fatal.try_lock().ok().and_then(|g| g.clone())
+    }
+
+    /// Hands a storage key (from `woosync.key`) to the sender threads; it takes effect at once.
+    /// None (no key configured in this request) keeps the keys already handed over.
     pub fn set_key(&self, key: Option<StoreKey>) {
-        if let Ok(mut g) = self.shared.key.lock() {
-            if *g != key {
-                *g = key;
-                self.shared.key_changed.store(true, SeqCst);
+        let Some(key) = key else { return };
+        if let Ok(mut g) = self.shared.keys.lock() {
+            if g.first() != Some(&key) {
+                g.retain(|k| k != &key);
+                g.insert(0, key);
+                g.truncate(KEYS_KEPT);
+                self.shared.key_gen.fetch_add(1, SeqCst);
+                let _ = self.wake_tx.try_send(());
             }
         }
     }
@@ -293,92 +337,162 @@ fn db<T>(f: impl FnOnce() -> T) -> T {
     f()
 }
 
+/// Why the coordinator returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// The process is shutting down (or the outbox cannot be used).
+    Shutdown,
+    /// It cannot decrypt an endpoint's secret (no or another `woosync.key`): another process may
+    /// have the key, so it gives up the election for a while.
+    Yield,
+}
+
+/// How long a sender that yielded stays out of the election (a standby blocked on the lock gets it
+/// at once), unless a key arrives or the process shuts down meanwhile.
+const YIELD_PAUSE: Duration = Duration::from_secs(3);
+/// A sender that got the election back without a better process around yields again after this.
+const YIELD_EVERY: Duration = Duration::from_secs(30);
+
 fn run(shared: &Arc<Shared>, opts: &SenderOptions, wake_tx: ChanSender<()>, wake_rx: Receiver<()>) {
-    // 1. Election: whoever holds <db>.lock is the sender of this outbox.
-    let lock_file = match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode_0600()
-        .open(lock_path(&opts.database))
-    {
+    // Election: whoever holds <db>.lock is the sender of this outbox. Opened without following
+    // links and never truncated (see files.rs).
+    let lock_file = match crate::files::open_private(&lock_path(&opts.database), &opts.database) {
         Ok(f) => f,
-        Err(e) => {
-            shared.note_error(format!(
-                "cannot open {}: {e}",
-                lock_path(&opts.database).display()
-            ));
-            return;
-        }
-    };
-    let fd = lock_file.as_raw_fd();
-    fork::close_in_child(fd);
-    // SAFETY: flock on a descriptor we own.
-    if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        shared.set_state(WorkerState::Standby);
-        loop {
-            // SAFETY: as above; blocks until the holder releases or dies.
-            let r = unsafe { libc::flock(fd, libc::LOCK_EX) };
-            if r == 0 {
-                break;
-            }
-            if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-                shared.note_error(format!("flock failed: {}", std::io::Error::last_os_error()));
-                return;
-            }
-        }
-        if shared.past_deadline() {
-            // The process is exiting: leave the outbox to a live process.
-            std::mem::forget(lock_file);
-            return;
-        }
-    }
-    shared.set_state(WorkerState::Sender);
-    {
-        let mut f = &lock_file;
-        let _ = f.set_len(0);
-        let _ = f.write_all(format!("{}\n", std::process::id()).as_bytes());
-    }
-    // Held until the process exits (see module docs), even after the coordinator returns.
-    std::mem::forget(lock_file);
-
-    // 2. Wake-ups from other processes.
-    let mut socket_ok = false;
-    if let Ok(addr) = wake_address(&opts.database) {
-        if let Ok(sock) = UnixDatagram::bind_addr(&addr) {
-            fork::close_in_child(sock.as_raw_fd());
-            socket_ok = true;
-            let tx = wake_tx.clone();
-            let _ = std::thread::Builder::new()
-                .name("woosync-wake".into())
-                .spawn(move || {
-                    let mut buf = [0u8; 16];
-                    while sock.recv(&mut buf).is_ok() {
-                        let _ = tx.try_send(());
-                    }
-                });
-        }
-    }
-
-    // 3. The outbox connection of this thread.
-    let mut outbox = match db(|| Outbox::open(&opts.database, Role::Sender)) {
-        Ok(o) => o,
         Err(e) => {
             shared.note_error(e);
             return;
         }
     };
-    Coordinator::new(shared.clone(), socket_ok, opts.retention_days).run(&mut outbox, &wake_rx);
-    db(move || drop(outbox));
+    let fd = lock_file.as_raw_fd();
+    fork::close_in_child(fd);
+    // Held until the process exits (see module docs), even after the coordinator returns.
+    std::mem::forget(lock_file);
+    let mut yielded = 0u32;
+    loop {
+        // SAFETY: flock on a descriptor we own (and never close).
+        if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            shared.set_state(WorkerState::Standby);
+            loop {
+                // SAFETY: as above; blocks until the holder releases or dies.
+                let r = unsafe { libc::flock(fd, libc::LOCK_EX) };
+                if r == 0 {
+                    break;
+                }
+                if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                    shared.note_error(format!("flock failed: {}", std::io::Error::last_os_error()));
+                    return;
+                }
+            }
+            if shared.past_deadline() {
+                // The process is exiting: leave the outbox to a live process.
+                return;
+            }
+        }
+        match lead(shared, opts, &wake_tx, &wake_rx, yielded) {
+            Stop::Shutdown => return,
+            Stop::Yield => {
+                yielded += 1;
+                shared.set_state(WorkerState::Standby);
+                // SAFETY: releases our lock; a blocked standby (if any) takes it now.
+                unsafe { libc::flock(fd, libc::LOCK_UN) };
+                let gen = shared.key_gen.load(SeqCst);
+                let until = Instant::now() + YIELD_PAUSE;
+                while Instant::now() < until
+                    && shared.key_gen.load(SeqCst) == gen
+                    && !shared.shutdown.load(SeqCst)
+                {
+                    let _ = wake_rx.recv_timeout(Duration::from_millis(100));
+                }
+                if shared.shutdown.load(SeqCst) {
+                    return;
+                }
+            }
+        }
+    }
 }
 
-trait OpenOptionsMode {
-    fn mode_0600(&mut self) -> &mut Self;
+/// Runs this process as the outbox's sender until shutdown or until it yields the election.
+fn lead(
+    shared: &Arc<Shared>,
+    opts: &SenderOptions,
+    wake_tx: &ChanSender<()>,
+    wake_rx: &Receiver<()>,
+    yielded: u32,
+) -> Stop {
+    // The outbox connection of this thread.
+    let mut outbox = match db(|| Outbox::open(&opts.database, Role::Sender)) {
+        Ok(o) => o,
+        Err(e) => {
+            shared.note_error(e);
+            return Stop::Shutdown;
+        }
+    };
+    let me = fork::process_identity();
+    if let Err(e) = db(|| outbox.set_sender(&me)) {
+        shared.note_error(e);
+    }
+    shared.set_state(WorkerState::Sender);
+    // Wake-ups from other processes.
+    let wake = WakeListener::bind(&opts.database, wake_tx);
+    let stop = Coordinator::new(shared.clone(), me, wake.is_some(), opts.retention_days, yielded)
+        .run(&mut outbox, wake_rx);
+    drop(wake);
+    db(move || drop(outbox));
+    stop
 }
-impl OpenOptionsMode for std::fs::OpenOptions {
-    fn mode_0600(&mut self) -> &mut Self {
-        std::os::unix::fs::OpenOptionsExt::mode(self, 0o600)
+
+/// The thread that turns wake-up datagrams from other processes into wake-ups of the coordinator.
+struct WakeListener {
+    socket: UnixDatagram,
+    stop: Arc<AtomicBool>,
+}
+
+impl WakeListener {
+    fn bind(database: &Path, wake_tx: &ChanSender<()>) -> Option<WakeListener> {
+        let addr = wake_address(database).ok()?;
+        // A sender that just yielded may still be closing the address: try for a moment.
+        let mut sock = None;
+        for _ in 0..20 {
+            match UnixDatagram::bind_addr(&addr) {
+                Ok(s) => {
+                    sock = Some(s);
+                    break;
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(25)),
+            }
+        }
+        let sock = sock?;
+        let reader = sock.try_clone().ok()?;
+        // A forked child must not keep the address bound (no process could take it over).
+        fork::close_in_child(sock.as_raw_fd());
+        let reader_fd = reader.as_raw_fd();
+        fork::close_in_child(reader_fd);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, stop2) = (wake_tx.clone(), stop.clone());
+        let spawned = std::thread::Builder::new()
+            .name("woosync-wake".into())
+            .spawn(move || {
+                let mut buf = [0u8; 16];
+                while reader.recv(&mut buf).is_ok() && !stop2.load(SeqCst) {
+                    let _ = tx.try_send(());
+                }
+                fork::keep_in_child(reader.as_raw_fd());
+            });
+        let listener = WakeListener { socket: sock, stop };
+        if spawned.is_err() {
+            fork::keep_in_child(reader_fd); // the closure, and with it the reader, is gone
+            return None;
+        }
+        Some(listener)
+    }
+}
+
+impl Drop for WakeListener {
+    fn drop(&mut self) {
+        // Unblocks the listening thread, which then drops its descriptor and frees the address.
+        self.stop.store(true, SeqCst);
+        let _ = self.socket.shutdown(std::net::Shutdown::Both);
+        fork::keep_in_child(self.socket.as_raw_fd());
     }
 }
 
@@ -399,6 +513,14 @@ struct Coordinator {
     /// Deliveries in flight per endpoint.
     in_flight: HashMap<i64, usize>,
     retention_days: f64,
+    /// `Shared::key_gen` when the endpoints were last read.
+    key_gen: u64,
+    /// Some sendable endpoint has a sealed secret none of this process's keys opens.
+    needs_key: bool,
+    /// When this process became the sender.
+    since: Instant,
+    /// How many times this process yielded the election before.
+    yielded: u32,
 }
 
 /// Token bucket for an endpoint's rate limit (burst of one second's worth).
@@ -439,12 +561,22 @@ impl Bucket {
 }
 
 impl Coordinator {
-    fn new(shared: Arc<Shared>, socket_ok: bool, retention_days: f64) -> Coordinator {
+    fn new(
+        shared: Arc<Shared>,
+        me: String,
+        socket_ok: bool,
+        retention_days: f64,
+        yielded: u32,
+    ) -> Coordinator {
         Coordinator {
             concurrency: shared.concurrency,
+            key_gen: shared.key_gen.load(SeqCst),
             shared,
-            me: fork::process_identity(),
+            me,
             boot: fork::boot_id(),
+            needs_key: false,
+            since: Instant::now(),
+            yielded,
             socket_ok,
             targets: HashMap::new(),
             agents: HashMap::new(),
@@ -460,8 +592,9 @@ impl Coordinator {
     /// Rebuilds the delivery targets when endpoints changed (or every few seconds, for secret
     /// rotation windows and breaker timers).
     fn refresh(&mut self, outbox: &mut Outbox, force: bool) {
+        let key_gen = self.shared.key_gen.load(SeqCst);
         let force = force
-            || self.shared.key_changed.swap(false, SeqCst)
+            || key_gen != self.key_gen
             || self.endpoints_checked.elapsed() > Duration::from_secs(5);
         let version = match db(|| outbox.endpoints_version()) {
             Ok(v) => v,
@@ -482,9 +615,12 @@ impl Coordinator {
         };
         self.endpoints_version = version;
         self.endpoints_checked = Instant::now();
+        self.key_gen = key_gen;
         let now = event::now();
-        let key = self.shared.key.lock().ok().and_then(|g| g.clone());
+        let keys = self.shared.keys();
         let mut targets = HashMap::new();
+        let mut problems: Vec<String> = Vec::new();
+        self.needs_key = false;
         self.health.clear();
         for row in rows.into_iter().filter(|r| r.sendable()) {
             self.health
@@ -496,18 +632,20 @@ impl Coordinator {
                 (&row.prev_secret, row.prev_secret_until > now),
             ] {
                 if valid && !text.is_empty() {
-                    match secrets::open(key.as_ref(), &row.name, text)
-                        .and_then(|t| Secret::parse(&t))
+                    match secrets::open_any(&keys, &row.name, text).and_then(|t| Secret::parse(&t))
                     {
                         Ok(s) => secrets.push(s),
-                        Err(e) => bad = Some(e.to_string()),
+                        Err(e) => {
+                            // Another process may have the key it was sealed with.
+                            self.needs_key |= secrets::is_sealed(text);
+                            bad = Some(e.to_string())
+                        }
                     }
                 }
             }
             let retry = RetrySchedule::parse(&row.retry_delays);
             if let Some(e) = bad.or_else(|| retry.as_ref().err().map(|e| e.to_string())) {
-                self.shared
-                    .note_error(format!("endpoint {}: {e}", row.name));
+                problems.push(format!("endpoint {}: {e}", row.name));
                 // Visible to every process (status, php --ri, the admin notice), not only this one.
                 if row.last_error.as_deref() != Some(e.as_str()) {
                     if let Err(err) = db(|| outbox.note_endpoint_error(row.id, &e)) {
@@ -525,8 +663,7 @@ impl Coordinator {
                         a
                     }
                     Err(e) => {
-                        self.shared
-                            .note_error(format!("endpoint {}: {e}", row.name));
+                        problems.push(format!("endpoint {}: {e}", row.name));
                         continue;
                     }
                 },
@@ -556,9 +693,26 @@ impl Coordinator {
             }
         }
         self.targets = targets;
+        self.shared.set_endpoint_error(if problems.is_empty() {
+            None
+        } else {
+            Some(problems.join("; "))
+        });
     }
 
-    fn run(mut self, outbox: &mut Outbox, wake_rx: &Receiver<()>) {
+    /// Whether to give up the election now: an endpoint's secret cannot be opened with the keys
+    /// this process has, and it has led long enough (the first time at once, later at most every
+    /// [`YIELD_EVERY`], so that with no better process around its other endpoints keep flowing).
+    fn should_yield(&self) -> bool {
+        let held = if self.yielded == 0 {
+            Duration::from_secs(1)
+        } else {
+            YIELD_EVERY
+        };
+        self.needs_key && self.since.elapsed() >= held
+    }
+
+    fn run(mut self, outbox: &mut Outbox, wake_rx: &Receiver<()>) -> Stop {
         let (job_tx, job_rx) = bounded::<Job>(self.concurrency);
         let (res_tx, res_rx) = unbounded::<Done>();
         for i in 0..self.concurrency {
@@ -605,6 +759,7 @@ impl Coordinator {
         // First retention pass a few seconds after start, then every minute.
         let mut last_retention = Instant::now() - Duration::from_secs(55);
         self.refresh(outbox, true);
+        let mut stop = Stop::Shutdown;
         loop {
             // Results free threads and may unblock a key.
             let now = event::now();
@@ -617,7 +772,9 @@ impl Coordinator {
             }
             let stopping = self.shared.shutdown.load(SeqCst);
             let past = self.shared.past_deadline();
-            let free = if past {
+            // A yielding sender starts nothing new and leaves once its attempts are recorded.
+            let yielding = !stopping && self.should_yield();
+            let free = if past || yielding {
                 0
             } else {
                 self.concurrency - busy.min(self.concurrency)
@@ -657,6 +814,7 @@ impl Coordinator {
                 match db(|| outbox.cycle(&unrecorded, ROUTE_BATCH, &wants, free, &self.me)) {
                     Ok(r) => {
                         unrecorded.clear();
+                        self.shared.clear_error();
                         r
                     }
                     Err(e) => {
@@ -667,8 +825,10 @@ impl Coordinator {
             if had_results || routed > 0 || !claimed.is_empty() {
                 dirty = true;
             }
-            // Endpoint changes committed before these rows were claimed apply to them.
-            if gone || version != self.endpoints_version {
+            // Endpoint changes committed before these rows were claimed apply to them; a key
+            // handed over by the PHP thread applies at once.
+            let key_arrived = self.shared.key_gen.load(SeqCst) != self.key_gen;
+            if gone || key_arrived || version != self.endpoints_version {
                 self.refresh(outbox, true);
             } else if had_results && failures {
                 if let Ok(h) = db(|| outbox.endpoint_health()) {
@@ -751,6 +911,10 @@ impl Coordinator {
                     break;
                 }
             }
+            if yielding && busy == 0 && unrecorded.is_empty() {
+                stop = Stop::Yield;
+                break;
+            }
             let mut wait = if self.socket_ok {
                 Duration::from_secs(1)
             } else {
@@ -802,6 +966,7 @@ impl Coordinator {
         }
         let _ = db(|| outbox.checkpoint());
         drop(job_tx);
+        stop
     }
 
     /// How many deliveries of an endpoint may start now: breaker (open: none; half-open: one

@@ -48,7 +48,7 @@ function woosync_flush(float $timeout_seconds = 5.0): bool {}
 /**
  * Counts by state (`pending`, `in_flight`, `delivered`, `dead`, `superseded`, `unrouted`),
  * `oldest_pending_age` (seconds or null), `last_error`, `last_error_at`, `last_success_at`,
- * `worker` (sender|standby|starting|stopped), `worker_error`, `sender_pid`, `database`,
+ * `worker` (sender|standby|starting|stopped), `worker_error`, `sender_pid`, `sender_host`, `database`,
  * `version`, `secrets_encrypted` and `endpoints` (health per endpoint; secrets masked).
  *
  * @return array

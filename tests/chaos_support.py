@@ -194,9 +194,10 @@ def ensure_fpm_tools() -> tuple[str, str]:
 
 class Fpm:
     """A private php-fpm master (foreground, own config, pid file, log and unix socket in `root`)
-    with the extension and INI values given on its command line."""
+    with the extension and INI values given on its command line. `so=None` loads no extension on
+    the command line: only what the system's fpm conf.d enables (the package tests)."""
 
-    def __init__(self, root: Path, so: Path, ini: dict, pm: str = "static", max_children: int = 3,
+    def __init__(self, root: Path, so: Optional[Path], ini: dict, pm: str = "static", max_children: int = 3,
                  max_requests: int = 20):
         self.fpm_bin, self.cgi_bin = ensure_fpm_tools()
         self.root = root
@@ -230,7 +231,9 @@ class Fpm:
             "php_admin_value[display_errors] = stderr",
             "",
         ]))
-        self.args = [self.fpm_bin, "-F", "-R", "-y", str(self.conf), f"-dextension={so}"]
+        self.args = [self.fpm_bin, "-F", "-R", "-y", str(self.conf)]
+        if so is not None:
+            self.args.append(f"-dextension={so}")
         self.args += [ini_arg(k, v) for k, v in ini.items() if v is not None]
         self.proc: Optional[subprocess.Popen] = None
 

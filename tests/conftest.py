@@ -250,6 +250,39 @@ def php_literal(value) -> str:
     return repr(value)
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "system_install: installs woosync into the system (the .deb, make install); run alone with "
+        "`pytest -m system_install` (make test-system), never together with the other tests")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that install into the system run only when asked for by name (`-m system_install`):
+    a plain `pytest tests` as root must not install packages."""
+    if "system_install" in (config.option.markexpr or ""):
+        return
+    skip = pytest.mark.skip(reason="installs woosync into the system: run alone with "
+                                   "`pytest -m system_install` (make test-system)")
+    for item in items:
+        if item.get_closest_marker("system_install"):
+            item.add_marker(skip)
+
+
+SYSTEM_WOOSYNC_PHP = r"""
+$files = array_filter(array_merge([php_ini_loaded_file()], array_map('trim', explode(',', (string) php_ini_scanned_files()))));
+$hits = array_values(array_filter($files, function ($f) { return is_readable($f) && stripos(file_get_contents($f), 'woosync') !== false; }));
+echo json_encode(extension_loaded('woosync') ? ($hits ?: ['an ini file PHP does not name']) : []);
+"""
+
+
+def system_woosync() -> list:
+    """The ini files through which the system PHP CLI loads woosync without `-d extension=`."""
+    p = subprocess.run([PHP, "-r", SYSTEM_WOOSYNC_PHP], capture_output=True, text=True, timeout=30)
+    lines = p.stdout.strip().splitlines()
+    return json.loads(lines[-1]) if p.returncode == 0 and lines else []
+
+
 # ---- fixtures ---------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
@@ -257,6 +290,12 @@ def so() -> Path:
     path = Path(os.environ.get("WOOSYNC_SO", str(DEFAULT_SO))).resolve()
     if not path.is_file():
         pytest.fail(f"woosync extension not found at {path} (build it, or set WOOSYNC_SO)", pytrace=False)
+    loaded = system_woosync()
+    if loaded:
+        pytest.fail("woosync is already enabled in the system PHP (" + ", ".join(loaded) +
+                    "): the tests load the built extension with -d extension= and would load it twice. "
+                    "Run `make uninstall`, `apt-get purge woosync-php<version>` or `phpdismod woosync` first.",
+                    pytrace=False)
     return path
 
 

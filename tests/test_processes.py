@@ -158,6 +158,42 @@ def test_pcntl_fork_parent_and_child_both_deliver(php, receiver):
     assert {i: got[i] for i in ids} == {i: 1 for i in ids}, got
 
 
+def test_forked_child_becomes_the_sender_after_the_parent_exits(php, receiver):
+    """A forked child must forget the parent's sender (keyed by PID) and start its own: with that
+    check gone it believes the parent's threads are its own and nothing delivers once the parent
+    has exited."""
+    ini = fast_ini(receiver.url)
+    res = php.run("""
+        $a = woosync_dispatch('order.created', ['who' => 'parent']);
+        $parent_flushed = woosync_flush(10);
+        $parent = getmypid();
+        $pid = pcntl_fork();
+        if ($pid === -1) { out(['error' => 'fork failed']); exit(1); }
+        if ($pid === 0) {
+            $deadline = microtime(true) + 15;
+            while (posix_getppid() === $parent && microtime(true) < $deadline) usleep(20000);
+            $b = woosync_dispatch('order.created', ['who' => 'child']);
+            $ok = woosync_flush(15);
+            $s = woosync_status();
+            out(['who' => 'child', 'pid' => getmypid(), 'orphaned' => posix_getppid() !== $parent, 'id' => $b,
+                 'flushed' => $ok, 'worker' => $s['worker'], 'sender_pid' => $s['sender_pid']]);
+            exit(0);
+        }
+        out(['who' => 'parent', 'pid' => $parent, 'id' => $a, 'flushed' => $parent_flushed]);
+        exit(0);
+    """, ini, timeout=60)
+    assert res.returncode == 0, res.describe()
+    lines = {l["who"]: l for l in res.json_lines() if isinstance(l, dict) and "who" in l}
+    assert set(lines) == {"child", "parent"}, res.describe()
+    parent, child = lines["parent"], lines["child"]
+    assert parent["flushed"] is True
+    assert child["orphaned"] is True, "the parent did not exit"
+    assert child["flushed"] is True, child
+    assert child["worker"] == "sender" and child["sender_pid"] == child["pid"], child
+    got = [q.event_id for q in receiver.wait_for(2)]
+    assert sorted(got) == sorted([parent["id"], child["id"]])
+
+
 def test_repeated_fork_while_delivering(php, receiver):
     receiver.default = Response(200, delay=0.05)
     ini = fast_ini(receiver.url, shutdown_grace=1)

@@ -72,6 +72,10 @@ def test_dead_after_last_delay_then_retry_and_replay(php, receiver):
     assert reqs[3].headers["webhook-id"] == eid and reqs[3].body == reqs[0].body
     assert delivery(r2["event"])["state"] == "delivered"
     assert r2["status"]["delivered"] == 1 and r2["status"]["dead"] == 0
+    # Attempts shown are the attempts logged: a retry adds to them, it does not start over at 1.
+    assert delivery(r2["event"])["attempts"] == 4 == len(r2["event"]["attempts"])
+    listed = php.json(f"out(woosync_events(['key' => 'order:7']));", ini)
+    assert [(e["id"], e["attempts"]) for e in listed] == [(eid, 4)], listed
 
     # replay a delivered event: same id, same body, sent again
     r3 = php.json(f"out(['retry' => woosync_retry('{eid}'), 'flushed' => woosync_flush(10), 'event' => woosync_event('{eid}')]);", ini)
@@ -79,6 +83,7 @@ def test_dead_after_last_delay_then_retry_and_replay(php, receiver):
     reqs = receiver.wait_for(5)
     assert reqs[4].headers["webhook-id"] == eid and reqs[4].body == reqs[0].body
     assert delivery(r3["event"])["state"] == "delivered"
+    assert delivery(r3["event"])["attempts"] == 5 == len(r3["event"]["attempts"])
 
 
 def test_retry_unknown_id_is_not_true(php):

@@ -1,6 +1,7 @@
 """woosync_status(): shape, counts, worker role; unrouted events; default database path."""
 import os
 import signal
+import stat
 import time
 
 from conftest import closed_port, fast_ini
@@ -81,6 +82,15 @@ def test_status_delivered_counts(php, receiver):
     assert (ep["name"], ep["pending"], ep["delivered"], ep["dead"]) == ("default", 0, 4, 0)
 
 
+def test_php_ini_endpoint_shows_before_the_first_dispatch(php, receiver):
+    """`wp woosync status` showed "(none: set a CRM URL ...)" while php.ini set woosync.endpoint,
+    until the first dispatch recorded it."""
+    st = php.status(fast_ini(receiver.url))
+    [ep] = [e for e in st["endpoints"] if e["name"] == "default"]
+    assert ep["url"] == receiver.url and ep["health"] == "healthy" and ep["enabled"] is True, ep
+    assert receiver.count() == 0
+
+
 def test_unrouted_without_endpoint(php, receiver):
     t0 = time.monotonic()
     r = php.json("""
@@ -98,13 +108,14 @@ def test_unrouted_without_endpoint(php, receiver):
     assert receiver.count() == 0
 
 
-def test_default_database_path_is_under_tmp(php, tmp_path):
+def test_default_database_path_is_per_user_under_tmp(php, tmp_path):
     tmp = tmp_path / "t"
     tmp.mkdir()
     r = php.json("out([woosync_dispatch('order.created', []), woosync_status()['database']]);",
                  database=None, env={"TMPDIR": str(tmp)})
-    assert r[1] == str(tmp / "woosync" / "outbox.sqlite")
-    assert (tmp / "woosync" / "outbox.sqlite").is_file()
+    mine = tmp / f"woosync-{os.geteuid()}" / "outbox.sqlite"
+    assert r[1] == str(mine)
+    assert mine.is_file() and stat.S_IMODE(mine.parent.stat().st_mode) == 0o700
 
 
 def test_sender_standby_and_takeover(php, receiver):

@@ -105,6 +105,57 @@ def test_verify_cases(php):
     assert not problems, "\n".join(problems)
 
 
+def test_reference_library_cases(php):
+    """The Standard Webhooks reference libraries' own cases that a receiver check can answer,
+    signed by the PyPI reference implementation: woosync_verify must agree with it."""
+    body = '{"test": 2432232314}'
+    mid = "msg_p5jXN8AQM9LWM0D4loKWxJek"
+    now = int(time.time())
+
+    def signed(secret, ts=now):
+        sig = Webhook(secret).sign(mid, datetime.fromtimestamp(ts, tz=timezone.utc), body)
+        return {"webhook-id": mid, "webhook-timestamp": str(ts), "webhook-signature": sig}
+
+    ref = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    trailing = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwBr"  # unpadded, non-zero trailing bits
+    short = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaS"       # 23 bytes, unpadded
+    b = body.encode()
+    # correctly signed, timestamp now - 2^63 (beyond what datetime can hold, so signed by hand)
+    ancient = {"webhook-id": mid, "webhook-timestamp": str(now - 2**63),
+               "webhook-signature": sign(ref, mid, now - 2**63, b)}
+    cases = [
+        ("reference-secret", True, dict(body=b, headers=signed(ref), secret=ref)),
+        ("without-whsec-prefix", True, dict(body=b, headers=signed(ref), secret=ref[len("whsec_"):])),
+        ("unpadded-trailing-bits", True, dict(body=b, headers=signed(trailing), secret=trailing)),
+        ("unpadded-trailing-bits-padded", True, dict(body=b, headers=signed(trailing), secret=trailing + "==")),
+        ("unpadded-trailing-bits-bare", True, dict(body=b, headers=signed(trailing), secret=trailing[6:])),
+        ("short-unpadded", True, dict(body=b, headers=signed(short), secret=short)),
+        ("trailing-bits-wrong-key", False, dict(body=b, headers=signed(trailing), secret=ref)),
+        # now - 2^63: the subtraction used to wrap and accept it, with any tolerance, even 0
+        ("now-minus-2^63", False, dict(body=b, headers=ancient, secret=ref, tolerance=0)),
+        ("now-minus-2^63-big-tolerance", False, dict(body=b, headers=ancient, secret=ref, tolerance=2**62)),
+        ("partial-signature", False, dict(body=b, headers=signed(ref) | {
+            "webhook-signature": signed(ref)["webhook-signature"][:8]}, secret=ref)),
+        ("only-v1-prefix", False, dict(body=b, headers=signed(ref) | {"webhook-signature": "v1,"}, secret=ref)),
+        ("old", False, dict(body=b, headers=signed(ref, ts=now - 301), secret=ref)),
+        ("new", False, dict(body=b, headers=signed(ref, ts=now + 301), secret=ref)),
+        ("multi-sig", True, dict(body=b, headers=signed(ref) | {"webhook-signature": " ".join([
+            "v1,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc=", "v2,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc=",
+            signed(ref)["webhook-signature"], "v1,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc="])}, secret=ref)),
+    ]
+    # sanity: the reference implementation accepts what we expect to be accepted
+    for name, want, c in cases:
+        if want:
+            Webhook(c["secret"]).verify(c["body"], c["headers"])
+    results = run_cases(php, [c[2] for c in cases])
+    problems = [f"{name}: expected {want}, got {got}" for (name, want, _), got in zip(cases, results)
+                if not (got["ok"] and got["value"] is want)]
+    assert not problems, "\n".join(problems)
+    # An empty key is refused with a WooSyncException (every reference library raises).
+    [empty] = run_cases(php, [dict(body=b, headers=signed(ref), secret="")])
+    assert not empty["ok"] and empty["class"] == "WooSyncException", empty
+
+
 def test_verify_accepts_a_real_delivery(php, receiver, secret):
     ini = fast_ini(receiver.url, secret)
     r = php.json("out([woosync_dispatch('order.created', ['n' => 1, 'bin' => 'ok']), woosync_flush(10)]);", ini)

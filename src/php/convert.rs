@@ -28,6 +28,44 @@ pub fn utf8<'a>(z: &'a Zval, what: &str) -> Result<&'a str> {
     })
 }
 
+/// A flag: true/false, or the integers 0 and 1. Anything else (`"yes"`, `"1"`, `1.0`, `2`) is
+/// refused, naming `what`: a string such as `"yes"` used to save an endpoint switched off.
+pub fn flag(z: &Zval, what: &str) -> Result<bool> {
+    let z = z.dereference();
+    if let Some(b) = z.bool() {
+        return Ok(b);
+    }
+    match z.long() {
+        Some(0) => Ok(false),
+        Some(1) => Ok(true),
+        Some(n) => Err(Error::input(format!("{what} must be true or false (or 0/1), not {n}"))),
+        None => Err(Error::input(format!(
+            "{what} must be true or false (or 0/1), not {}",
+            describe(z)
+        ))),
+    }
+}
+
+/// A short description of a value for an error message (type, and a little of a string).
+fn describe(z: &Zval) -> String {
+    if let Some(s) = z.zend_str() {
+        return match std::str::from_utf8(s.as_bytes()) {
+            Ok(t) => format!("the string {}", crate::error::quote(t)),
+            Err(_) => "a string that is not UTF-8".into(),
+        };
+    }
+    if z.is_double() {
+        return format!("the float {}", z.double().unwrap_or(f64::NAN));
+    }
+    if z.is_null() {
+        return "null".into();
+    }
+    if z.is_array() {
+        return "an array".into();
+    }
+    format!("a value of type {}", z.get_type())
+}
+
 /// Bytes of a string zval.
 pub fn bytes(z: &Zval) -> Option<&[u8]> {
     z.dereference().zend_str().map(|s| s.as_bytes())

@@ -5,6 +5,7 @@ use super::convert::{
     self, zbool, zbytes, zfloat, zint, znull, zopt_f, zopt_i, zopt_str, zstr, Arr,
 };
 use super::exception::{guard, input, to_php};
+use crate::error::quote;
 use super::ini;
 use crate::client::{self, DispatchOptions};
 use crate::config::EndpointConfig;
@@ -36,7 +37,7 @@ fn dispatch_options(options: Option<&ZendHashTable>) -> PhpResult<DispatchOption
                     o.key = Some(key);
                 }
             }
-            Some("coalesce") => o.coalesce = v.bool().unwrap_or_else(|| v.long().is_some_and(|n| n != 0)),
+            Some("coalesce") => o.coalesce = convert::flag(v, "option \"coalesce\"").map_err(to_php)?,
             Some("endpoints") => {
                 if !v.is_null() {
                     let arr = v.array().ok_or_else(|| input("option \"endpoints\" must be a list of endpoint names"))?;
@@ -48,7 +49,7 @@ fn dispatch_options(options: Option<&ZendHashTable>) -> PhpResult<DispatchOption
                 }
             }
             Some(other) => {
-                return Err(input(format!("unknown option {other:?}; woosync_dispatch accepts \"key\", \"coalesce\" and \"endpoints\"")))
+                return Err(input(format!("unknown option {}; woosync_dispatch accepts \"key\", \"coalesce\" and \"endpoints\"", quote(other))))
             }
             None => return Err(input("options must be an array with string keys (\"key\", \"coalesce\", \"endpoints\")")),
         }
@@ -109,7 +110,7 @@ fn endpoint_array(e: &crate::outbox::EndpointStatus) -> Zval {
     let now = crate::event::now();
     let mut a = Arr::new();
     a.set("name", zstr(&r.name))
-        .set("url", zstr(&r.url))
+        .set("url", zstr(&crate::redact::url(&r.url)))
         .set("enabled", zbool(r.enabled && r.disabled_at.is_none()))
         .set("disabled_reason", zopt_str(r.disabled_reason.as_deref()))
         .set(
@@ -155,7 +156,7 @@ fn endpoint_array(e: &crate::outbox::EndpointStatus) -> Zval {
         )
         .set("rate_limit", zfloat(r.rate_limit))
         .set("timeout", zfloat(r.timeout))
-        .set("proxy", zstr(&r.proxy))
+        .set("proxy", zstr(&crate::redact::url(&r.proxy)))
         .set("retry_delays", zstr(&r.retry_delays))
         .set("source", zstr(&r.source))
         .set("pending", zint(e.counts[0] + e.counts[1] + e.counts[2]))
@@ -210,7 +211,15 @@ pub fn woosync_status() -> PhpResult<ZBox<ZendHashTable>> {
             .set("worker", zstr(r.worker.as_str()))
             .set("worker_error", zopt_str(r.worker_error.as_deref()))
             .set("sender_pid", zopt_i(r.sender_pid.map(i64::from)))
+            .set("sender_host", zopt_str(r.sender_host.as_deref()))
             .set("secrets_encrypted", zbool(r.key_configured))
+            .set("notices", {
+                let mut list = Arr::new();
+                for n in &r.notices {
+                    list.push(zstr(n));
+                }
+                list.into_zval()
+            })
             .set("endpoints", {
                 let mut list = Arr::new();
                 for e in &s.endpoints {
@@ -263,8 +272,12 @@ pub fn woosync_retry(event_id: Binary<u8>) -> PhpResult<bool> {
 /// @param string|null $endpoint
 /// @return int How many deliveries were requeued.
 #[php_function]
-pub fn woosync_retry_dead(endpoint: Option<String>) -> PhpResult<i64> {
+pub fn woosync_retry_dead(endpoint: Option<Binary<u8>>) -> PhpResult<i64> {
     guard(|| {
+        let endpoint = match &endpoint {
+            Some(b) => Some(text(b, "endpoint name")?),
+            None => None,
+        };
         client::retry_dead(&ini::values(), endpoint.as_deref())
             .map(|n| n as i64)
             .map_err(to_php)
@@ -282,7 +295,8 @@ fn state_code(name: &str) -> PhpResult<i64> {
         "unrouted" => state::UNROUTED,
         other => {
             return Err(input(format!(
-                "unknown status {other:?}; use pending, queued, in_flight, delivered, dead, superseded or unrouted"
+                "unknown status {}; use pending, queued, in_flight, delivered, dead, superseded or unrouted",
+                quote(other)
             )))
         }
     })
@@ -304,7 +318,19 @@ fn parse_filter(ht: Option<&ZendHashTable>) -> PhpResult<EventFilter> {
             Some("status") | Some("state") => f.state = Some(state_code(&s("status")?)?),
             Some("topic") => f.topic = Some(s("topic")?),
             Some("key") => f.key = Some(s("key")?),
-            Some("endpoint") => f.endpoint = Some(s("endpoint")?),
+            Some("key_prefix") => f.key_prefix = Some(s("key_prefix")?),
+            Some("endpoint") => {
+                f.endpoints = Some(match v.array() {
+                    Some(list) => {
+                        let mut names = Vec::new();
+                        for (_, n) in convert::entries(list) {
+                            names.push(convert::utf8(n, "filter \"endpoint\"").map_err(to_php)?.to_string());
+                        }
+                        names
+                    }
+                    None => vec![s("endpoint")?],
+                })
+            }
             Some("since") => {
                 f.since = Some(match (v.long(), v.double()) {
                     (Some(n), _) => n as f64,
@@ -312,20 +338,29 @@ fn parse_filter(ht: Option<&ZendHashTable>) -> PhpResult<EventFilter> {
                     _ => return Err(input("filter \"since\" must be a unix timestamp")),
                 })
             }
-            Some("limit") => {
-                f.limit = v
+            Some(name @ ("limit" | "offset")) => {
+                let n = v
                     .long()
-                    .ok_or_else(|| input("filter \"limit\" must be an integer"))?
+                    .ok_or_else(|| input(format!("filter \"{name}\" must be an integer")))?;
+                if n < 0 {
+                    return Err(input(format!("filter \"{name}\" must be zero or more, not {n}")));
+                }
+                if name == "limit" {
+                    f.limit = n;
+                } else {
+                    f.offset = n;
+                }
             }
-            Some("offset") => {
-                f.offset = v
-                    .long()
-                    .ok_or_else(|| input("filter \"offset\" must be an integer"))?
-            }
-            other => {
+            Some(other) => {
                 return Err(input(format!(
-                "unknown filter {other:?}; use status, topic, key, endpoint, since, limit, offset"
-            )))
+                    "unknown filter {}; use status, topic, key, key_prefix, endpoint, since, limit, offset",
+                    quote(other)
+                )))
+            }
+            None => {
+                return Err(input(
+                    "the filter must be an array with string keys (status, topic, key, key_prefix, endpoint, since, limit, offset)",
+                ))
             }
         }
     }
@@ -468,7 +503,7 @@ fn endpoint_config(ht: &ZendHashTable) -> PhpResult<EndpointConfig> {
                     s("topics")?.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect()
                 }
             }
-            "enabled" => c.enabled = v.bool().unwrap_or_else(|| v.long().is_some_and(|n| n != 0)),
+            "enabled" => c.enabled = convert::flag(v, "endpoint setting \"enabled\"").map_err(to_php)?,
             "rate_limit" => c.rate_limit = num("rate_limit")?,
             "timeout" => c.timeout = num("timeout")?,
             "proxy" => c.proxy = if v.is_null() { String::new() } else { s("proxy")? },
@@ -477,7 +512,8 @@ fn endpoint_config(ht: &ZendHashTable) -> PhpResult<EndpointConfig> {
             "source" => c.source = if v.is_null() { String::new() } else { s("source")? },
             other => {
                 return Err(input(format!(
-                    "unknown endpoint setting {other:?}; use url, secret, topics, enabled, rate_limit, timeout, proxy, format, retry_delays, source"
+                    "unknown endpoint setting {}; use url, secret, topics, enabled, rate_limit, timeout, proxy, format, retry_delays, source",
+                    quote(other)
                 )))
             }
         }
@@ -532,7 +568,7 @@ pub fn woosync_endpoint_delete(name: Binary<u8>) -> PhpResult<()> {
         if client::endpoint_delete(&ini::values(), &name).map_err(to_php)? {
             Ok(())
         } else {
-            Err(input(format!("no endpoint named {name:?}")))
+            Err(input(format!("no endpoint named {}", quote(&name))))
         }
     })
 }

@@ -20,7 +20,11 @@ fn row(k: &str, v: &str) {
 
 fn setting(name: &CStr, masked: bool) {
     let v = ini::get(name);
-    let shown = if masked { signer::mask(&v) } else { v };
+    let shown = if masked {
+        signer::mask(&v)
+    } else {
+        crate::redact::url(&v)
+    };
     row(
         &name.to_string_lossy(),
         if shown.is_empty() { "(empty)" } else { &shown },
@@ -49,10 +53,23 @@ pub extern "C" fn info(_module: *mut ModuleEntry) {
         }
         setting(ini::SECRET, true);
         let values = ini::values();
-        let path = crate::config::database_path(&values.database);
+        let path = match crate::config::database(&values) {
+            Ok(p) => p,
+            Err(e) => {
+                row("Outbox", &format!("unusable: {e}"));
+                // SAFETY: closes the table opened above.
+                unsafe { php_info_print_table_end() };
+                return;
+            }
+        };
         row("Outbox file", &path.to_string_lossy());
         if !path.exists() {
             row("Outbox", "not created yet (created by the first dispatch)");
+            if path == crate::files::default_path() {
+                if let Some(n) = crate::files::legacy_notice() {
+                    row("Notice", &n);
+                }
+            }
         } else {
             match crate::client::status(&values) {
                 Ok(r) => {
@@ -71,6 +88,9 @@ pub extern "C" fn info(_module: *mut ModuleEntry) {
                             .unwrap_or_else(|| "none".into()),
                     );
                     row("Last error", s.last_error.as_deref().unwrap_or("none"));
+                    for n in &r.notices {
+                        row("Notice", n);
+                    }
                     for e in &s.endpoints {
                         let health = match (&e.row.disabled_reason, e.row.enabled) {
                             (Some(why), _) => format!(
@@ -86,9 +106,9 @@ pub extern "C" fn info(_module: *mut ModuleEntry) {
                             &format!(
                                 "{} ({health})",
                                 if e.row.url.is_empty() {
-                                    "-"
+                                    "-".to_string()
                                 } else {
-                                    &e.row.url
+                                    crate::redact::url(&e.row.url)
                                 }
                             ),
                         );

@@ -3,6 +3,10 @@
 //! Rust strings ([`IniValues`]) before anything else sees them.
 
 use crate::config::IniValues;
+use crate::secrets::StoreKey;
+use ext_php_rs::ffi::zend_hash_str_find;
+use ext_php_rs::types::ZendStr;
+use ext_php_rs::zend::ExecutorGlobals;
 use ext_php_rs::ffi::{zend_ini_entry, zend_string};
 use ext_php_rs::flags::IniEntryPermission;
 use ext_php_rs::zend::{IniEntryDef, IniEntryDefs};
@@ -33,6 +37,38 @@ unsafe extern "C" fn accept_any(
     0
 }
 
+/// `ZEND_INI_STAGE_*` values (Zend/zend_ini.h) of the changes that a running sender must see.
+const STAGE_ACTIVATE: c_int = 1 << 2;
+const STAGE_RUNTIME: c_int = 1 << 4;
+const STAGE_HTACCESS: c_int = 1 << 5;
+
+/// `woosync.key`: accepts every value, and hands a key set while PHP runs (`ini_set` by the
+/// WordPress plugin, a per-directory value) to this process's running senders at once. The INI
+/// value restored at the end of a request (stage DEACTIVATE) is not handed over: a sender keeps
+/// the keys it was given.
+unsafe extern "C" fn key_changed(
+    _entry: *mut zend_ini_entry,
+    new_value: *mut zend_string,
+    _a1: *mut c_void,
+    _a2: *mut c_void,
+    _a3: *mut c_void,
+    stage: c_int,
+) -> c_int {
+    if new_value.is_null() || stage & (STAGE_ACTIVATE | STAGE_RUNTIME | STAGE_HTACCESS) == 0 {
+        return 0;
+    }
+    // SAFETY: the engine passes a valid zend_string for the duration of the call.
+    let bytes = unsafe { &*(new_value as *const ZendStr) }.as_bytes();
+    let _ = std::panic::catch_unwind(|| {
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            if let Ok(Some(key)) = StoreKey::parse(text) {
+                crate::client::offer_key(&key);
+            }
+        }
+    });
+    0
+}
+
 const fn entry(
     name: &'static CStr,
     default: &'static CStr,
@@ -42,6 +78,26 @@ const fn entry(
     e.on_modify = Some(accept_any);
     e
 }
+
+const fn entry_with(
+    name: &'static CStr,
+    default: &'static CStr,
+    perm: IniEntryPermission,
+    on_modify: OnModify,
+) -> IniEntryDef {
+    let mut e = IniEntryDef::new(name, default, perm);
+    e.on_modify = Some(on_modify);
+    e
+}
+
+type OnModify = unsafe extern "C" fn(
+    *mut zend_ini_entry,
+    *mut zend_string,
+    *mut c_void,
+    *mut c_void,
+    *mut c_void,
+    c_int,
+) -> c_int;
 
 static ENTRIES: IniEntryDefs<12> = IniEntryDefs::new([
     entry(DATABASE, c"", IniEntryPermission::All),
@@ -57,7 +113,7 @@ static ENTRIES: IniEntryDefs<12> = IniEntryDefs::new([
     entry(MAX_PAYLOAD_BYTES, c"1048576", IniEntryPermission::System),
     entry(SOURCE, c"", IniEntryPermission::All),
     entry(SHUTDOWN_GRACE, c"1", IniEntryPermission::System),
-    entry(KEY, c"", IniEntryPermission::All),
+    entry_with(KEY, c"", IniEntryPermission::All, key_changed),
     entry(RETENTION_DAYS, c"7", IniEntryPermission::System),
     IniEntryDef::end(),
 ]);
@@ -67,6 +123,7 @@ pub fn register(module_number: i32) {
 }
 
 extern "C" {
+    fn php_check_open_basedir_ex(path: *const c_char, warn: c_int) -> c_int;
     fn zend_ini_string_ex(
         name: *const c_char,
         name_length: usize,
@@ -93,10 +150,76 @@ pub fn get(name: &CStr) -> String {
     unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
 }
 
+/// The raw bytes of one of our INI entries (a value set with ini_set may hold NUL or non-UTF-8
+/// bytes, which the C-string read of [`get`] would cut or replace).
+fn get_raw(name: &CStr) -> Option<Vec<u8>> {
+    let eg = ExecutorGlobals::get();
+    let ht = eg.ini_directives;
+    if ht.is_null() {
+        return None;
+    }
+    // SAFETY: a lookup in the engine's INI table on the PHP thread; the entry and its value are
+    // owned by the engine and copied at once.
+    unsafe {
+        let zv = zend_hash_str_find(ht, name.as_ptr(), name.count_bytes());
+        if zv.is_null() {
+            return None;
+        }
+        let entry = (*zv).value.ptr as *const zend_ini_entry;
+        if entry.is_null() {
+            return None;
+        }
+        let value = (*entry).value;
+        if value.is_null() {
+            return Some(Vec::new());
+        }
+        Some((*(value as *const ZendStr)).as_bytes().to_vec())
+    }
+}
+
+/// `woosync.database`, checked for what a C string hides (NUL, non-UTF-8) and against
+/// `open_basedir`.
+fn database() -> (String, Option<String>) {
+    let raw = get_raw(DATABASE).unwrap_or_default();
+    if raw.contains(&0) {
+        return (
+            String::new(),
+            Some("woosync.database contains a NUL byte; give a plain absolute path".into()),
+        );
+    }
+    let Ok(text) = String::from_utf8(raw) else {
+        return (
+            String::new(),
+            Some("woosync.database is not valid UTF-8; give a plain absolute path".into()),
+        );
+    };
+    let error = match crate::config::database_path(&text) {
+        Ok(path) => open_basedir_refuses(&path),
+        Err(_) => None, // reported with its own message when used
+    };
+    (text, error)
+}
+
+/// Why `open_basedir` refuses the outbox path, if it does.
+fn open_basedir_refuses(path: &std::path::Path) -> Option<String> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: a NUL-terminated path; with warn = 0 PHP only answers.
+    if unsafe { php_check_open_basedir_ex(c.as_ptr(), 0) } == 0 {
+        return None;
+    }
+    Some(format!(
+        "the outbox {} is outside open_basedir ({}); set woosync.database to a file inside it",
+        path.display(),
+        get(c"open_basedir")
+    ))
+}
+
 /// Copies every setting into plain Rust values.
 pub fn values() -> IniValues {
+    let (database, database_error) = database();
     IniValues {
-        database: get(DATABASE),
+        database,
+        database_error,
         endpoint: get(ENDPOINT),
         secret: get(SECRET),
         retry_delays: get(RETRY_DELAYS),
