@@ -48,6 +48,12 @@ def parse_yaml_list(text: str) -> list[dict]:
 
 def test_status_in_every_format(wp, rx, outbox):
     cfg = ini(outbox, rx.url)
+    # Bug 3 (fixed in the extension on main): the php.ini endpoint is listed from the first call,
+    # before anything was dispatched, instead of "(none: set a CRM URL ...)".
+    first = wp.wp("woosync", "status", "--format=json", ini=cfg)
+    assert first.returncode == 0, first.describe()
+    assert [(e["name"], e["url"]) for e in json.loads(first.stdout)["endpoints"]] == [("default", rx.url)], first.stdout
+    assert "(none:" not in wp.wp("woosync", "status", ini=cfg).stdout
     pid = wp.php("""
         t_flush_at_shutdown();
         $p = t_product('SKU-CLI-S', 10);

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import statistics
-import time
 from pathlib import Path
 
 import pytest
@@ -118,9 +117,12 @@ class Shopper:
         form.update({"billing_email": email, "billing_phone": "030 1234", "payment_method": "cod",
                      "ship_to_different_address": "0", "terms": "1",
                      "woocommerce-process-checkout-nonce": m.group(1), "_wp_http_referer": "/classic-checkout/"})
-        status, text, _ = self.browser.request("/?wc-ajax=checkout", form)
+        status, text, headers = self.browser.request("/?wc-ajax=checkout", form)
         assert status == 200, text[-1000:]
-        result = json.loads(text)
+        try:
+            result = json.loads(text)
+        except json.JSONDecodeError:
+            raise AssertionError(f"?wc-ajax=checkout did not answer JSON: {headers}\n{text[:3000]}")
         assert result.get("result") == "success", result
         return result
 

@@ -270,7 +270,7 @@ define('AUTOMATIC_UPDATER_DISABLED', true);
 if ( ! defined( 'ABSPATH' ) ) {{ define( 'ABSPATH', __DIR__ . '/' ); }}
 require_once ABSPATH . 'wp-settings.php';
 """)
-        common = [f"--title=woosync test shop", "--admin_user=admin", f"--admin_password={self.admin_password}",
+        common = ["--title=woosync test shop", "--admin_user=admin", f"--admin_password={self.admin_password}",
                   "--admin_email=admin@example.test", "--skip-email"]
         if self.multisite_domain:
             # Writes the multisite constants into wp-config.php (before "That's all, stop editing!").
