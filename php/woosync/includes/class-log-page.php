@@ -121,7 +121,8 @@ class Log_Page {
 	 * @return string
 	 */
 	public static function url( array $args = array() ) {
-		$base = menu_page_url( self::SLUG, false );
+		// menu_page_url() lives in wp-admin/includes/plugin.php: not loaded on the front end or in cron.
+		$base = function_exists( 'menu_page_url' ) ? menu_page_url( self::SLUG, false ) : '';
 		if ( '' === $base ) {
 			$base = admin_url( ( class_exists( 'WooCommerce' ) ? 'admin.php' : 'tools.php' ) . '?page=' . self::SLUG );
 		}
