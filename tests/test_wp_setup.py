@@ -351,3 +351,23 @@ def test_declared_minimum_wordpress_61_with_woocommerce_790(shop, rx, tmp_path):
         assert_no_plugin_notices(site, (0, 0), "the WordPress 6.1 / WooCommerce 7.9.0 smoke test")
     finally:
         site.stop_server()
+
+
+def test_without_woocommerce_active_the_plugin_keeps_the_site_working(wp, rx, tmp_path):
+    """WooCommerce deactivated with the real `wp plugin deactivate`: no fatal and no notice from
+    the plugin, the log page moves under Tools, the settings page and `wp woosync` still work."""
+    cfg = ini(tmp_path / "outbox.sqlite", rx.url)
+    wp.wp_ok("plugin", "deactivate", "woocommerce", ini=cfg)
+    wp.serve(extension=True, ini=cfg)
+    admin = wp.browser("admin", wp.admin_password)
+    status, body, _ = admin.request("/wp-admin/tools.php?page=woosync-log")
+    assert status == 200 and "WooSync log</h1>" in body, body[-1000:]
+    status, body, _ = admin.request("/wp-admin/options-general.php?page=woosync")
+    assert status == 200 and "woosync_settings[url]" in body
+    status, _, _ = wpsite.Browser(wp.url).request("/")
+    assert status == 200
+    wp.stop_server()
+    t = wp.wp("woosync", "test", "--endpoint=default", ini=cfg)
+    assert t.returncode == 0 and "default: delivered (HTTP 200)" in t.stdout, t.describe()
+    r = wp.wp("woosync", "reconcile", ini=cfg)
+    assert r.returncode == 1 and "Error: WooCommerce is not active." in r.stderr
