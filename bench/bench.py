@@ -177,7 +177,9 @@ class Ctx:
         return json.loads(r.stdout.strip().splitlines()[-1])
 
     def ws_ini(self, url, db=None, **more):
-        d = {"woosync.database": db or self.db(), "woosync.endpoint": url}
+        # The bench's receivers listen on 127.0.0.1: allowed explicitly (the policy refuses loopback).
+        d = {"woosync.database": db or self.db(), "woosync.endpoint": url,
+             "woosync.allow_networks": "127.0.0.1/32"}
         d.update({f"woosync.{k}": v for k, v in more.items()})
         return d
 
@@ -350,6 +352,7 @@ env[CRM_URL] = {crm}
 env[NOTIFY_LOG] = {nlog}
 php_admin_value[woosync.database] = {db}
 php_admin_value[woosync.endpoint] = {crm}
+php_admin_value[woosync.allow_networks] = 127.0.0.1/32
 php_admin_value[extension] = {so}
 """
 

@@ -106,6 +106,8 @@ def main(argv=None) -> int:
     ini = {
         "woosync.database": work / "outbox.sqlite",
         "woosync.endpoint": rx.url,
+        # The demo's receiver is on 127.0.0.1, which the destination policy refuses unless allowed.
+        "woosync.allow_networks": "127.0.0.1/32",
         "woosync.secret": secret,
         "woosync.source": "https://shop.example.test",
         "woosync.retry_delays": "1,1,1,1,1,1,1,1,1,1",

@@ -9,11 +9,10 @@
 use crate::config::EndpointConfig;
 use crate::config::{self, DefaultEndpoint, IniValues};
 use crate::error::{quote, Error, Result};
-use crate::outbox::{EventDetail, EventFilter, EventSummary, NewEvent, Outbox, Role, Status};
+use crate::outbox::{EventDetail, EventFilter, EventSummary, Location, NewEvent, Outbox, Role, Status};
 use crate::secrets::StoreKey;
 use crate::worker::{Sender, SenderOptions, Waker, WorkerState};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -30,7 +29,7 @@ struct Entry {
 
 struct ProcessState {
     pid: u32,
-    entries: HashMap<PathBuf, Entry>,
+    entries: HashMap<Location, Entry>,
     /// The INI values last validated for dispatch, with what they gave.
     validated: Option<(IniValues, DefaultEndpoint, usize)>,
 }
@@ -54,10 +53,10 @@ fn with_state<T>(f: impl FnOnce(&mut ProcessState) -> T) -> T {
     f(state)
 }
 
-fn entry<'a>(state: &'a mut ProcessState, path: &Path) -> &'a mut Entry {
+fn entry<'a>(state: &'a mut ProcessState, path: &Location) -> &'a mut Entry {
     state
         .entries
-        .entry(path.to_path_buf())
+        .entry(path.clone())
         .or_insert_with(|| Entry {
             outbox: None,
             sender: None,
@@ -70,9 +69,9 @@ fn entry<'a>(state: &'a mut ProcessState, path: &Path) -> &'a mut Entry {
 }
 
 impl Entry {
-    fn outbox(&mut self, path: &Path) -> Result<&mut Outbox> {
+    fn outbox(&mut self, path: &Location) -> Result<&mut Outbox> {
         if self.outbox.is_none() {
-            self.outbox = Some(Outbox::open(path, Role::Request)?);
+            self.outbox = Some(Outbox::open_at(path, Role::Request)?);
         }
         self.outbox
             .as_mut()
@@ -92,12 +91,15 @@ impl Entry {
     }
 
     /// Starts (or restarts after a failure, at most once a second) this process's sender thread.
-    fn ensure_sender(&mut self, path: &Path, ini: &IniValues) {
+    fn ensure_sender(&mut self, path: &Location, ini: &IniValues) {
         // Every path that may start the sender hands it the storage key (a malformed key is
         // reported by dispatch; here it simply is not handed over).
         let _ = self.set_key(ini);
         let concurrency = config::concurrency(&ini.concurrency).unwrap_or(4);
         let retention_days = config::retention_days(&ini.retention_days).unwrap_or(7.0);
+        // A malformed list is reported by dispatch; the sender then allows nothing extra.
+        let allow_networks =
+            crate::destination::parse_list(&ini.allow_networks).unwrap_or_default();
         let stopped = self
             .sender
             .as_ref()
@@ -108,9 +110,10 @@ impl Entry {
         if stopped && !recently {
             self.sender_started = Some(Instant::now());
             if let Ok(s) = Sender::start(SenderOptions {
-                database: path.to_path_buf(),
+                database: path.clone(),
                 concurrency,
                 retention_days,
+                allow_networks,
             }) {
                 s.set_key(self.key.clone());
                 self.sender = Some(s);
@@ -118,14 +121,17 @@ impl Entry {
         }
     }
 
-    fn wake(&mut self, path: &Path) {
+    fn wake(&mut self, path: &Location) {
         if self.sender.as_ref().is_some_and(|s| s.wake_local()) {
             return;
         }
-        self.waker.get_or_insert_with(|| Waker::new(path)).wake();
+        // A database shared by hosts is polled by its sender; a file's sender is on this host.
+        if let Some(p) = path.sqlite_path() {
+            self.waker.get_or_insert_with(|| Waker::new(p)).wake();
+        }
     }
 
-    fn record_default(&mut self, path: &Path, d: &DefaultEndpoint) -> Result<()> {
+    fn record_default(&mut self, path: &Location, d: &DefaultEndpoint) -> Result<()> {
         if self.recorded.as_ref() != Some(d) {
             let key = self.key.clone();
             self.outbox(path)?
@@ -153,6 +159,10 @@ pub struct DispatchOptions {
     pub key: Option<String>,
     pub coalesce: bool,
     pub endpoints: Option<Vec<String>>,
+    /// Sent exactly as given instead of the woosync envelope (e.g. WooCommerce's own payload).
+    pub raw_body: Option<Vec<u8>>,
+    /// Headers sent with every attempt of this event.
+    pub headers: Vec<(String, String)>,
 }
 
 /// Validates, stores durably, wakes the sender; returns the event id.
@@ -166,6 +176,7 @@ pub fn dispatch(
     if let Some(k) = &opts.key {
         crate::event::validate_key(k)?;
     }
+    config::validate_headers("option \"headers\"", &opts.headers)?;
     if opts.coalesce && opts.key.is_none() {
         return Err(Error::input(
             "option \"coalesce\" needs a \"key\": events are coalesced per key, topic and endpoint",
@@ -182,6 +193,8 @@ pub fn dispatch(
                 config::concurrency(&ini.concurrency)?;
                 config::retention_days(&ini.retention_days)?;
                 config::shutdown_grace(&ini.shutdown_grace)?;
+                crate::destination::parse_list(&ini.allow_networks)
+                    .map_err(|e| Error::config(format!("woosync.allow_networks: {e}")))?;
                 StoreKey::parse(&ini.key)?;
                 st.validated = Some((ini.clone(), d.clone(), m));
                 (d, m)
@@ -197,6 +210,8 @@ pub fn dispatch(
             endpoints: opts.endpoints.clone(),
             data: data_json,
             max_body_bytes: max,
+            raw_body: opts.raw_body.as_deref(),
+            headers: (!opts.headers.is_empty()).then(|| config::headers_to_json(&opts.headers)),
         })?;
         e.ensure_sender(&path, ini);
         e.wake(&path);
@@ -255,7 +270,7 @@ pub fn flush(ini: &IniValues, timeout: f64) -> Result<bool> {
 /// Status of the outbox plus this process's worker state.
 #[derive(Debug, Clone)]
 pub struct Report {
-    pub database: PathBuf,
+    pub database: Location,
     /// A storage key is configured in this process (`woosync.key`).
     pub key_configured: bool,
     pub status: Status,
@@ -298,21 +313,22 @@ pub fn status(ini: &IniValues) -> Result<Report> {
             .map_or(WorkerState::Stopped, |s| s.state());
         let worker_error = e.sender.as_ref().and_then(|s| s.error());
         let key_configured = StoreKey::parse(&ini.key).ok().flatten().is_some();
-        // This process's own role is authoritative; another process's is read from the outbox and
-        // believed only while that process runs.
+        // This process's own role is authoritative; another process's is read from the outbox:
+        // on one host believed while that process runs; across hosts (MySQL) while its lease
+        // has not expired (no pid on another host is checked).
         let (sender_pid, sender_host) = if worker == WorkerState::Sender {
             (Some(std::process::id()), Some(crate::fork::host_name()))
         } else {
             let boot = crate::fork::boot_id();
             match &status.sender {
-                Some(id) if crate::fork::identity_alive(id, &boot) => {
+                Some(id) if path.is_shared() || crate::fork::identity_alive(id, &boot) => {
                     (crate::fork::identity_pid(id), status.sender_host.clone())
                 }
                 _ => (None, None),
             }
         };
         let mut notices = Vec::new();
-        if path == crate::files::default_path() {
+        if path.sqlite_path() == Some(crate::files::default_path().as_path()) {
             notices.extend(crate::files::legacy_notice());
         }
         Ok(Report {
@@ -326,6 +342,111 @@ pub fn status(ini: &IniValues) -> Result<Report> {
             notices,
         })
     })
+}
+
+/// Runs this outbox's sender in the calling process (the CLI's `woosync_serve`) until `seconds`
+/// pass or SIGTERM/SIGINT arrive, and returns the attempts it finished (delivered or dead).
+///
+/// It joins the election like any process: standby while a php-fpm worker sends, sender when that
+/// worker goes. When the time is up the sender keeps running in this process (so calling it in a
+/// loop loses nothing between calls) until the next call or the process's exit; on a signal it
+/// winds down within `woosync.shutdown_grace` before returning, and later calls return 0 at once.
+pub fn serve(ini: &IniValues, seconds: f64) -> Result<u64> {
+    if seconds.is_nan() || seconds < 0.0 {
+        return Err(Error::input(
+            "woosync_serve: seconds must be zero or more (INF: until SIGTERM or SIGINT)",
+        ));
+    }
+    let path = config::database(ini)?;
+    let default = DefaultEndpoint::from_ini(ini)?;
+    let grace = config::shutdown_grace(&ini.shutdown_grace)?;
+    if crate::signals::stop_requested() {
+        return Ok(0);
+    }
+    let before = with_state(|st| {
+        let e = entry(st, &path);
+        e.set_key(ini)?;
+        e.record_default(&path, &default)?;
+        e.ensure_sender(&path, ini);
+        Ok::<u64, Error>(e.sender.as_ref().map_or(0, |s| s.finished()))
+    })?;
+    let _signals = crate::signals::install();
+    let deadline = if seconds.is_finite() {
+        Some(Instant::now() + Duration::from_secs_f64(seconds.min(1e9)))
+    } else {
+        None
+    };
+    loop {
+        if crate::signals::stop_requested() || deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        let fatal = with_state(|st| {
+            let e = entry(st, &path);
+            // A sender that stopped (e.g. the outbox became unusable) is restarted, as any
+            // woosync call of this process would.
+            e.ensure_sender(&path, ini);
+            e.sender.as_ref().and_then(|s| s.fatal())
+        });
+        if let Some(f) = fatal {
+            return Err(Error::Corrupt(f));
+        }
+        let nap = deadline.map_or(Duration::from_millis(100), |d| {
+            d.saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(100))
+        });
+        std::thread::sleep(nap);
+    }
+    let signaled = crate::signals::stop_requested();
+    let done = with_state(|st| {
+        let e = entry(st, &path);
+        let s = e.sender.as_ref()?;
+        if signaled {
+            s.shutdown(grace);
+        }
+        Some(s.finished())
+    });
+    Ok(done.unwrap_or(before).saturating_sub(before))
+}
+
+/// The Prometheus text exposition of this outbox (`woosync_metrics()`).
+pub fn metrics(ini: &IniValues) -> Result<String> {
+    let report = status(ini)?;
+    let path = &report.database;
+    let counters = with_state(|st| entry(st, path).outbox(path)?.counters())?;
+    let now = crate::event::now();
+    let mut names = std::collections::HashMap::new();
+    let mut endpoints = Vec::new();
+    for e in &report.status.endpoints {
+        let r = &e.row;
+        names.insert(r.id, r.name.clone());
+        if r.name.contains("#deleted-") {
+            continue;
+        }
+        endpoints.push(crate::metrics::EndpointGauges {
+            name: r.name.clone(),
+            pending: e.counts[0] + e.counts[1] + e.counts[2],
+            in_flight: e.counts[2],
+            breaker_open: r.consecutive_failures >= crate::outbox::BREAKER_THRESHOLD
+                && r.breaker_until > now,
+            refused: r.refused_reason.is_some(),
+            disabled: r.disabled_at.is_some(),
+        });
+    }
+    let snapshot = crate::metrics::Snapshot {
+        counters: counters
+            .into_iter()
+            .filter_map(|(id, n, l, v)| {
+                let name = names.get(&id)?;
+                (!name.contains("#deleted-")).then(|| (name.clone(), n, l, v))
+            })
+            .collect(),
+        endpoints,
+        oldest_pending_age: report.status.oldest_pending_at.map(|t| (now - t).max(0.0)),
+        unrouted: report.status.unrouted,
+        sender_up: report.sender_pid.is_some(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    Ok(crate::metrics::render(&snapshot))
 }
 
 /// Requeues a dead or delivered event (replay) or routes an unrouted one.
@@ -378,7 +499,7 @@ pub fn request_started(ini: &IniValues) {
     let Ok(path) = config::database(ini) else {
         return;
     };
-    if !path.exists() {
+    if !path.may_exist() {
         return;
     }
     with_state(|st| {

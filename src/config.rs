@@ -24,17 +24,28 @@ pub struct IniValues {
     pub shutdown_grace: String,
     pub key: String,
     pub retention_days: String,
+    /// `woosync.allow_networks`: networks every endpoint may reach (php.ini / `-d` only).
+    pub allow_networks: String,
     /// Why `database` cannot be used, found while copying it (NUL or non-UTF-8 bytes, outside
     /// `open_basedir`); reported by every function that uses the outbox.
     pub database_error: Option<String>,
 }
 
-/// The outbox path of these settings (see [`database_path`]), or why it cannot be used.
-pub fn database(ini: &IniValues) -> Result<PathBuf> {
+/// Where the outbox of these settings lives: a `mysql://`/`mariadb://` URL names tables in a
+/// database, anything else a SQLite file (see [`database_path`]); or why it cannot be used.
+pub fn database(ini: &IniValues) -> Result<crate::outbox::Location> {
     if let Some(e) = &ini.database_error {
         return Err(Error::config(e.clone()));
     }
-    database_path(&ini.database)
+    database_location(&ini.database)
+}
+
+pub fn database_location(text: &str) -> Result<crate::outbox::Location> {
+    use crate::outbox::{Location, MysqlUrl};
+    match MysqlUrl::parse(text)? {
+        Some(url) => Ok(Location::Mysql(url)),
+        None => Ok(Location::Sqlite(database_path(text)?)),
+    }
 }
 
 /// The outbox path: the INI value, or `<temp dir>/woosync-<uid>/outbox.sqlite` when empty. A value
@@ -161,6 +172,20 @@ pub struct EndpointConfig {
     pub format: Format,
     pub retry_delays: String,
     pub source: String,
+    /// Networks this endpoint may reach besides the public internet (destination policy).
+    pub allow_networks: Vec<crate::destination::Network>,
+    /// Which signature headers, and what the secret is.
+    pub signature: SignatureMode,
+    /// HMAC hash of the X-WC-Webhook-Signature header.
+    pub hash_algorithm: HashAlgorithm,
+    /// HTTP statuses that count as delivered.
+    pub success_codes: SuccessCodes,
+    /// User-Agent of every request (empty: `woosync/<version>`).
+    pub user_agent: String,
+    /// Headers sent with every request to this endpoint.
+    pub headers: Vec<(String, String)>,
+    /// Sent as X-WC-Webhook-ID instead of the endpoint's own id (a mirrored WooCommerce webhook).
+    pub wc_webhook_id: Option<i64>,
 }
 
 impl Default for EndpointConfig {
@@ -176,17 +201,43 @@ impl Default for EndpointConfig {
             format: Format::Standard,
             retry_delays: crate::retry::DEFAULT_DELAYS.to_string(),
             source: String::new(),
+            allow_networks: Vec::new(),
+            signature: SignatureMode::Standard,
+            hash_algorithm: HashAlgorithm::Sha256,
+            success_codes: SuccessCodes::default(),
+            user_agent: String::new(),
+            headers: Vec::new(),
+            wc_webhook_id: None,
         }
     }
 }
 
 impl EndpointConfig {
+    /// `allow_networks` as stored: a comma list.
+    pub fn allow_networks_text(&self) -> String {
+        self.allow_networks
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     pub fn validate(&self) -> Result<()> {
         validate_url(&self.url)?;
         if let Some(s) = &self.secret {
             if !s.is_empty() {
-                Secret::parse(s)?;
+                match self.signature {
+                    SignatureMode::Standard => {
+                        Secret::parse(s)?;
+                    }
+                    SignatureMode::WooCommerce => validate_wc_secret(s)?,
+                }
             }
+        }
+        validate_text("user_agent", &self.user_agent, 512)?;
+        validate_headers("headers", &self.headers)?;
+        if self.wc_webhook_id.is_some_and(|id| id <= 0) {
+            return Err(Error::config("wc_webhook_id must be a positive WooCommerce webhook id"));
         }
         for t in &self.topics {
             validate_topic_pattern(t)?;
@@ -201,6 +252,209 @@ impl EndpointConfig {
         RetrySchedule::parse(&self.retry_delays)?;
         validate_source("source", &self.source)?;
         Ok(())
+    }
+}
+
+/// A WooCommerce webhook secret: any string (WooCommerce generates 50 printable characters), used
+/// as is as the HMAC key of X-WC-Webhook-Signature.
+pub fn validate_wc_secret(secret: &str) -> Result<()> {
+    if secret.len() > 4096 || secret.contains('\0') {
+        return Err(Error::config(
+            "secret: a WooCommerce-style secret is a string of at most 4096 bytes without NUL",
+        ));
+    }
+    Ok(())
+}
+
+/// A value sent in a header: no control characters (CR/LF/NUL would end or split it).
+pub fn validate_text(name: &str, value: &str, max: usize) -> Result<()> {
+    if value.len() > max {
+        return Err(Error::config(format!(
+            "{name} is {} bytes long; at most {max}",
+            value.len()
+        )));
+    }
+    if value.chars().any(|c| c.is_control()) {
+        return Err(Error::config(format!(
+            "{name} {} contains a control character (CR, LF, NUL, ...); it is sent as a header",
+            quote(value)
+        )));
+    }
+    Ok(())
+}
+
+/// Headers woosync never lets a setting or an event set: HTTP framing and routing.
+const FORBIDDEN_HEADERS: &[&str] = &[
+    "host", "content-length", "transfer-encoding", "connection", "te", "upgrade", "expect",
+    "trailer", "keep-alive", "proxy-connection", "proxy-authorization",
+];
+/// Most headers an endpoint or an event may add, and their total size.
+pub const MAX_HEADERS: usize = 50;
+pub const MAX_HEADERS_BYTES: usize = 16 * 1024;
+
+/// Extra headers (an endpoint's, or one event's): token names, values without control
+/// characters, no framing headers, bounded in number and size.
+pub fn validate_headers(what: &str, headers: &[(String, String)]) -> Result<()> {
+    if headers.len() > MAX_HEADERS {
+        return Err(Error::input(format!(
+            "{what}: {} headers; at most {MAX_HEADERS}",
+            headers.len()
+        )));
+    }
+    let mut total = 0;
+    for (name, value) in headers {
+        let token = !name.is_empty()
+            && name.len() <= 128
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !token {
+            return Err(Error::input(format!(
+                "{what}: {} is not a header name (letters, digits and -_ only)",
+                quote(name)
+            )));
+        }
+        if FORBIDDEN_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            return Err(Error::input(format!(
+                "{what}: the header {name} is set by HTTP itself and cannot be given"
+            )));
+        }
+        validate_text(&format!("{what}: the value of {name}"), value, 8192)
+            .map_err(|e| Error::input(e.to_string()))?;
+        total += name.len() + value.len();
+    }
+    if total > MAX_HEADERS_BYTES {
+        return Err(Error::input(format!(
+            "{what}: {total} bytes of headers; at most {MAX_HEADERS_BYTES}"
+        )));
+    }
+    Ok(())
+}
+
+/// Headers as stored: a JSON array of [name, value] pairs.
+pub fn headers_to_json(headers: &[(String, String)]) -> String {
+    serde_json::to_string(headers).unwrap_or_else(|_| "[]".into())
+}
+
+/// Headers from their stored form (empty or malformed text: none).
+pub fn headers_from_json(text: &str) -> Vec<(String, String)> {
+    if text.is_empty() {
+        return Vec::new();
+    }
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+/// Which signatures an endpoint gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SignatureMode {
+    /// Standard Webhooks (`webhook-signature`, key = the base64-decoded secret) and
+    /// X-WC-Webhook-Signature (key = the secret string); the secret is `whsec_…` or bare base64.
+    Standard,
+    /// Only X-WC-Webhook-Signature, key = the secret string exactly as given (any string), as
+    /// WooCommerce's own webhooks sign.
+    WooCommerce,
+}
+
+impl SignatureMode {
+    pub fn parse(s: &str) -> Result<SignatureMode> {
+        match s.trim() {
+            "" | "standard" => Ok(SignatureMode::Standard),
+            "woocommerce" => Ok(SignatureMode::WooCommerce),
+            other => Err(Error::config(format!(
+                "unknown signature {}: use \"standard\" or \"woocommerce\"",
+                quote(other)
+            ))),
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignatureMode::Standard => "standard",
+            SignatureMode::WooCommerce => "woocommerce",
+        }
+    }
+}
+
+/// The hash of the X-WC-Webhook-Signature HMAC (WooCommerce's `woocommerce_webhook_hash_algorithm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HashAlgorithm {
+    Md5,
+    Sha1,
+    Sha224,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl HashAlgorithm {
+    pub fn parse(s: &str) -> Result<HashAlgorithm> {
+        Ok(match s.trim().to_ascii_lowercase().as_str() {
+            "" | "sha256" => HashAlgorithm::Sha256,
+            "sha1" => HashAlgorithm::Sha1,
+            "sha224" => HashAlgorithm::Sha224,
+            "sha384" => HashAlgorithm::Sha384,
+            "sha512" => HashAlgorithm::Sha512,
+            "md5" => HashAlgorithm::Md5,
+            other => {
+                return Err(Error::config(format!(
+                    "unsupported hash_algorithm {}: use sha256, sha1, sha224, sha384, sha512 or md5",
+                    quote(other)
+                )))
+            }
+        })
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HashAlgorithm::Md5 => "md5",
+            HashAlgorithm::Sha1 => "sha1",
+            HashAlgorithm::Sha224 => "sha224",
+            HashAlgorithm::Sha256 => "sha256",
+            HashAlgorithm::Sha384 => "sha384",
+            HashAlgorithm::Sha512 => "sha512",
+        }
+    }
+}
+
+/// The HTTP statuses that count as delivered: ranges such as `200-299` (the default) or
+/// `200-302` (WooCommerce's own rule).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SuccessCodes(pub Vec<(u16, u16)>);
+
+impl Default for SuccessCodes {
+    fn default() -> Self {
+        SuccessCodes(vec![(200, 299)])
+    }
+}
+
+impl SuccessCodes {
+    pub fn parse(text: &str) -> Result<SuccessCodes> {
+        let t = text.trim();
+        if t.is_empty() {
+            return Ok(SuccessCodes::default());
+        }
+        let bad = || {
+            Error::config(format!(
+                "success_codes {} is malformed; use HTTP statuses and ranges from 200 to 399 such as \"200-299\" or \"200-302\"",
+                quote(t)
+            ))
+        };
+        let mut out = Vec::new();
+        for part in t.split(',').map(str::trim) {
+            let (a, b) = part.split_once('-').unwrap_or((part, part));
+            let (a, b): (u16, u16) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+            if !(200..=399).contains(&a) || !(200..=399).contains(&b) || a > b {
+                return Err(bad());
+            }
+            out.push((a, b));
+        }
+        Ok(SuccessCodes(out))
+    }
+    pub fn contains(&self, code: u16) -> bool {
+        self.0.iter().any(|&(a, b)| (a..=b).contains(&code))
+    }
+    pub fn to_text(&self) -> String {
+        self.0
+            .iter()
+            .map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 

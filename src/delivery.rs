@@ -5,7 +5,7 @@
 //! always verified, and no proxy is taken from the environment (php-fpm clears it, the CLI does not,
 //! so the two would differ).
 
-use crate::config::Format;
+use crate::config::{Format, HashAlgorithm, SignatureMode, SuccessCodes};
 use crate::event;
 use crate::outbox::{Decision, RESPONSE_SNIPPET};
 use crate::retry::{self, RetrySchedule};
@@ -35,6 +35,19 @@ pub fn classify_status(code: u16) -> StatusClass {
     }
 }
 
+/// How a status is treated by an endpoint with these success codes: a listed status is success
+/// (WooCommerce counts 200-302), a 2xx that is not listed is retried, the rest as
+/// [`classify_status`].
+pub fn classify_for(code: u16, success: &SuccessCodes) -> StatusClass {
+    if success.contains(code) {
+        StatusClass::Success
+    } else if (200..=299).contains(&code) {
+        StatusClass::Retry
+    } else {
+        classify_status(code)
+    }
+}
+
 /// Where and how to send (copied from the outbox by the sender; no PHP state).
 #[derive(Clone)]
 pub struct Target {
@@ -48,6 +61,38 @@ pub struct Target {
     pub retry: RetrySchedule,
     pub timeout: f64,
     pub agent: ureq::Agent,
+    pub signature: SignatureMode,
+    pub hash_algorithm: HashAlgorithm,
+    pub success_codes: SuccessCodes,
+    /// User-Agent of every request (empty: the agent's `woosync/<version>`).
+    pub user_agent: String,
+    /// Headers of every request to this endpoint.
+    pub headers: Vec<(String, String)>,
+    /// X-WC-Webhook-ID (a mirrored WooCommerce webhook's id; else the endpoint id).
+    pub wc_webhook_id: Option<i64>,
+}
+
+impl Target {
+    /// A target with woosync's defaults for everything but the essentials (tests, simple uses).
+    pub fn simple(endpoint_id: i64, url: &str, secrets: Vec<Secret>, retry: RetrySchedule, agent: ureq::Agent) -> Target {
+        Target {
+            endpoint_id,
+            name: "default".into(),
+            url: url.into(),
+            secrets,
+            format: Format::Standard,
+            source: String::new(),
+            retry,
+            timeout: 15.0,
+            agent,
+            signature: SignatureMode::Standard,
+            hash_algorithm: HashAlgorithm::Sha256,
+            success_codes: SuccessCodes::default(),
+            user_agent: String::new(),
+            headers: Vec::new(),
+            wc_webhook_id: None,
+        }
+    }
 }
 
 /// What one attempt produced.
@@ -63,8 +108,18 @@ pub struct AttemptOutcome {
     pub delivery_uuid: String,
 }
 
-/// Builds an agent for one endpoint configuration.
-pub fn make_agent(timeout: f64, concurrency: usize, proxy: &str) -> Result<ureq::Agent, String> {
+/// How long an endpoint whose address the destination policy refuses waits before the next try
+/// (the policy or DNS may change meanwhile).
+pub const REFUSED_PAUSE: f64 = 60.0;
+
+/// Builds an agent for one endpoint configuration. Every address it connects to (the endpoint's,
+/// or its proxy's) is checked against `policy` after DNS.
+pub fn make_agent(
+    timeout: f64,
+    concurrency: usize,
+    proxy: &str,
+    policy: crate::destination::Policy,
+) -> Result<ureq::Agent, String> {
     let proxy = if proxy.trim().is_empty() {
         None
     } else {
@@ -85,7 +140,15 @@ pub fn make_agent(timeout: f64, concurrency: usize, proxy: &str) -> Result<ureq:
         .accept("*/*")
         .accept_encoding("identity")
         .build();
-    Ok(config.into())
+    let resolver = crate::destination::PolicyResolver {
+        policy,
+        inner: Default::default(),
+    };
+    Ok(ureq::Agent::with_parts(
+        config,
+        ureq::unversioned::transport::DefaultConnector::new(),
+        resolver,
+    ))
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -94,7 +157,15 @@ fn random_hex(bytes: usize) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// Every header of one attempt (besides Content-Type and User-Agent, set by the agent call).
+/// Sets `name: value`, replacing a header of the same name (case-insensitive).
+fn set_header(h: &mut Vec<(String, String)>, name: &str, value: String) {
+    h.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+    h.push((name.to_string(), value));
+}
+
+/// Every header of one attempt, in the order of precedence: the defaults (Content-Type,
+/// User-Agent), the endpoint's headers, the event's own headers, then woosync's headers (ids,
+/// topic, source, signatures), which nothing else can replace.
 pub fn headers(
     target: &Target,
     event_id: &str,
@@ -102,30 +173,50 @@ pub fn headers(
     body: &[u8],
     timestamp: i64,
     delivery_uuid: &str,
+    event_headers: &[(String, String)],
 ) -> Vec<(String, String)> {
     let (resource, ev) = event::resource_and_event(topic);
-    let mut h: Vec<(String, String)> = vec![
-        (signer::HEADER_ID.into(), event_id.into()),
-        (signer::HEADER_TIMESTAMP.into(), timestamp.to_string()),
-        (signer::WC_TOPIC.into(), topic.into()),
-        (signer::WC_RESOURCE.into(), resource.into()),
-        (signer::WC_EVENT.into(), ev.into()),
-        (signer::WC_DELIVERY_ID.into(), delivery_uuid.into()),
-        (signer::WC_WEBHOOK_ID.into(), target.endpoint_id.to_string()),
-    ];
+    let mut h: Vec<(String, String)> = vec![("Content-Type".into(), "application/json".into())];
+    if !target.user_agent.is_empty() {
+        h.push(("User-Agent".into(), target.user_agent.clone()));
+    }
+    for (k, v) in target.headers.iter().chain(event_headers) {
+        set_header(&mut h, k, v.clone());
+    }
+    set_header(&mut h, signer::HEADER_ID, event_id.into());
+    set_header(&mut h, signer::HEADER_TIMESTAMP, timestamp.to_string());
+    set_header(&mut h, signer::WC_TOPIC, topic.into());
+    set_header(&mut h, signer::WC_RESOURCE, resource.into());
+    set_header(&mut h, signer::WC_EVENT, ev.into());
+    set_header(&mut h, signer::WC_DELIVERY_ID, delivery_uuid.into());
+    let wc_id = target.wc_webhook_id.unwrap_or(target.endpoint_id);
+    set_header(&mut h, signer::WC_WEBHOOK_ID, wc_id.to_string());
     if !target.source.is_empty() {
-        h.push((signer::WC_SOURCE.into(), target.source.clone()));
+        set_header(&mut h, signer::WC_SOURCE, target.source.clone());
     }
     if let Some(first) = target.secrets.first() {
-        let all: Vec<&Secret> = target.secrets.iter().collect();
-        h.push((
-            signer::HEADER_SIGNATURE.into(),
-            signer::signature_header(&all, event_id, timestamp, body),
-        ));
-        h.push((
-            signer::WC_SIGNATURE.into(),
-            signer::wc_signature(first, body),
-        ));
+        match target.signature {
+            SignatureMode::Standard => {
+                let all: Vec<&Secret> = target.secrets.iter().collect();
+                set_header(
+                    &mut h,
+                    signer::HEADER_SIGNATURE,
+                    signer::signature_header(&all, event_id, timestamp, body),
+                );
+                set_header(
+                    &mut h,
+                    signer::WC_SIGNATURE,
+                    signer::wc_signature_with(target.hash_algorithm, first.text.as_bytes(), body),
+                );
+            }
+            SignatureMode::WooCommerce => {
+                set_header(
+                    &mut h,
+                    signer::WC_SIGNATURE,
+                    signer::wc_signature_with(target.hash_algorithm, first.text.as_bytes(), body),
+                );
+            }
+        }
     }
     h
 }
@@ -139,6 +230,12 @@ fn describe_error(e: &ureq::Error, timeout: f64) -> (&'static str, String) {
         ureq::Error::HostNotFound => ("dns", "host not found".to_string()),
         ureq::Error::ConnectionFailed => ("connect", "connection failed".to_string()),
         ureq::Error::Io(io) => {
+            if let Some(r) = io
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<crate::destination::Refused>())
+            {
+                return ("refused", r.to_string());
+            }
             let tls = io
                 .get_ref()
                 .and_then(|inner| inner.downcast_ref::<rustls::Error>());
@@ -168,10 +265,12 @@ pub fn attempt(
     topic: &str,
     stored_body: &[u8],
     data_offset: usize,
+    raw: bool,
+    event_headers: &[(String, String)],
 ) -> AttemptOutcome {
-    let body: &[u8] = match target.format {
-        Format::Standard => stored_body,
-        Format::WooCommerce => event::data_of(stored_body, data_offset),
+    let body: &[u8] = match (raw, target.format) {
+        (true, _) | (false, Format::Standard) => stored_body,
+        (false, Format::WooCommerce) => event::data_of(stored_body, data_offset),
     };
     let started_at = event::now();
     let clock = Instant::now();
@@ -181,10 +280,7 @@ pub fn attempt(
         delivery_uuid: delivery_uuid.clone(),
         ..Default::default()
     };
-    let mut req = target
-        .agent
-        .post(&target.url)
-        .header("Content-Type", "application/json");
+    let mut req = target.agent.post(&target.url);
     for (k, v) in headers(
         target,
         event_id,
@@ -192,6 +288,7 @@ pub fn attempt(
         body,
         started_at as i64,
         &delivery_uuid,
+        event_headers,
     ) {
         req = req.header(k, v);
     }
@@ -250,12 +347,16 @@ pub fn decide(
     o: &AttemptOutcome,
     schedule: &RetrySchedule,
     attempts_made: u32,
-    now: f64,
     jitter: f64,
     url: &str,
+    success: &SuccessCodes,
 ) -> Decision {
+    if o.error_class.as_deref() == Some("refused") {
+        // Not the event's fault, nor the CRM's: the endpoint waits until its address is allowed.
+        return Decision::Refused(o.error.clone().unwrap_or_default());
+    }
     let class = match o.http_status {
-        Some(code) => classify_status(code),
+        Some(code) => classify_for(code, success),
         None => StatusClass::Retry,
     };
     match class {
@@ -270,8 +371,8 @@ pub fn decide(
                 return Decision::Dead;
             }
             match (o.retry_after, schedule.next_delay(attempts_made, jitter)) {
-                (Some(ra), Some(_)) => Decision::RetryAt(now + ra),
-                (None, Some(d)) => Decision::RetryAt(now + d),
+                (Some(ra), Some(_)) => Decision::RetryIn(ra),
+                (None, Some(d)) => Decision::RetryIn(d),
                 (_, None) => Decision::Dead,
             }
         }
@@ -307,37 +408,68 @@ mod tests {
     fn decisions() {
         let s = RetrySchedule::parse("10,20").unwrap();
         assert_eq!(
-            decide(&outcome(Some(200), None), &s, 1, 0.0, 0.5, "u"),
+            decide(&outcome(Some(200), None), &s, 1, 0.5, "u", &SuccessCodes::default()),
             Decision::Delivered
         );
         assert_eq!(
-            decide(&outcome(Some(400), None), &s, 1, 0.0, 0.5, "u"),
+            decide(&outcome(Some(400), None), &s, 1, 0.5, "u", &SuccessCodes::default()),
             Decision::Dead
         );
         assert!(matches!(
-            decide(&outcome(Some(410), None), &s, 1, 0.0, 0.5, "u"),
+            decide(&outcome(Some(410), None), &s, 1, 0.5, "u", &SuccessCodes::default()),
             Decision::DeadAndDisable(_)
         ));
         assert_eq!(
-            decide(&outcome(Some(500), None), &s, 1, 100.0, 0.5, "u"),
-            Decision::RetryAt(110.0)
+            decide(&outcome(Some(500), None), &s, 1, 0.5, "u", &SuccessCodes::default()),
+            Decision::RetryIn(10.0)
         );
         assert_eq!(
-            decide(&outcome(None, None), &s, 2, 100.0, 0.5, "u"),
-            Decision::RetryAt(120.0)
+            decide(&outcome(None, None), &s, 2, 0.5, "u", &SuccessCodes::default()),
+            Decision::RetryIn(20.0)
         );
         assert_eq!(
-            decide(&outcome(Some(500), None), &s, 3, 100.0, 0.5, "u"),
+            decide(&outcome(Some(500), None), &s, 3, 0.5, "u", &SuccessCodes::default()),
             Decision::Dead
         );
         assert_eq!(
-            decide(&outcome(Some(429), Some(7.0)), &s, 1, 100.0, 0.9, "u"),
-            Decision::RetryAt(107.0)
+            decide(&outcome(Some(429), Some(7.0)), &s, 1, 0.9, "u", &SuccessCodes::default()),
+            Decision::RetryIn(7.0)
         );
         assert_eq!(
-            decide(&outcome(Some(429), Some(7.0)), &s, 3, 100.0, 0.9, "u"),
+            decide(&outcome(Some(429), Some(7.0)), &s, 3, 0.9, "u", &SuccessCodes::default()),
             Decision::Dead
         );
+    }
+
+    #[test]
+    fn success_codes_and_header_precedence() {
+        let wc = SuccessCodes::parse("200-302").unwrap();
+        assert_eq!(classify_for(302, &wc), StatusClass::Success);
+        assert_eq!(classify_for(303, &wc), StatusClass::Retry);
+        let narrow = SuccessCodes::parse("200").unwrap();
+        assert_eq!(classify_for(204, &narrow), StatusClass::Retry);
+        assert_eq!(classify_for(410, &narrow), StatusClass::Gone);
+        let s = RetrySchedule::parse("10").unwrap();
+        assert_eq!(decide(&outcome(Some(301), None), &s, 1, 0.5, "u", &wc), Decision::Delivered);
+        let t = Target {
+            user_agent: "WooCommerce/11.0.1 Hookshot (WordPress/7.0.4)".into(),
+            headers: vec![("X-Api-Key".into(), "k".into()), ("X-WC-Webhook-Topic".into(), "forged".into())],
+            signature: SignatureMode::WooCommerce,
+            hash_algorithm: HashAlgorithm::Sha1,
+            wc_webhook_id: Some(12),
+            ..Target::simple(3, "http://x", vec![Secret { text: "s3cr&t".into(), key: vec![] }],
+                RetrySchedule::parse("1").unwrap(), make_agent(1.0, 4, "", Default::default()).unwrap())
+        };
+        let ev = vec![("Content-Type".into(), "application/json; charset=utf-8".into()), ("X-Api-Key".into(), "per-event".into())];
+        let h = headers(&t, "evt_1", "order.updated", b"{}", 5, "u", &ev);
+        let get = |n: &str| h.iter().filter(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone()).collect::<Vec<_>>();
+        assert_eq!(get("User-Agent"), vec!["WooCommerce/11.0.1 Hookshot (WordPress/7.0.4)"]);
+        assert_eq!(get("Content-Type"), vec!["application/json; charset=utf-8"]);
+        assert_eq!(get("X-Api-Key"), vec!["per-event"], "the event's header wins over the endpoint's");
+        assert_eq!(get("X-WC-Webhook-Topic"), vec!["order.updated"], "woosync's own headers win");
+        assert_eq!(get("X-WC-Webhook-ID"), vec!["12"]);
+        assert_eq!(get("webhook-signature"), Vec::<String>::new());
+        assert_eq!(get("X-WC-Webhook-Signature"), vec![signer::wc_signature_with(HashAlgorithm::Sha1, b"s3cr&t", b"{}")]);
     }
 
     #[test]
@@ -345,16 +477,12 @@ mod tests {
         let secret = Secret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
         let t = Target {
             endpoint_id: 3,
-            name: "default".into(),
-            url: "http://x".into(),
-            secrets: vec![secret.clone()],
-            format: Format::Standard,
             source: "https://shop.example".into(),
-            retry: RetrySchedule::parse("1").unwrap(),
             timeout: 1.0,
-            agent: make_agent(1.0, 4, "").unwrap(),
+            ..Target::simple(3, "http://x", vec![secret.clone()], RetrySchedule::parse("1").unwrap(),
+                make_agent(1.0, 4, "", Default::default()).unwrap())
         };
-        let h = headers(&t, "evt_1", "order.status_changed", b"{}", 1000, "uuid");
+        let h = headers(&t, "evt_1", "order.status_changed", b"{}", 1000, "uuid", &[]);
         let get = |n: &str| {
             h.iter()
                 .find(|(k, _)| k == n)
@@ -375,7 +503,7 @@ mod tests {
             secrets: vec![],
             ..t
         };
-        assert!(!headers(&unsigned, "evt_1", "a.b", b"{}", 1, "u")
+        assert!(!headers(&unsigned, "evt_1", "a.b", b"{}", 1, "u", &[])
             .iter()
             .any(|(k, _)| k.contains("ignature")));
     }
@@ -385,18 +513,13 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         drop(listener);
+        let policy = crate::destination::Policy::new(&crate::destination::parse_list("127.0.0.1/32").unwrap(), &[]);
         let t = Target {
-            endpoint_id: 1,
-            name: "d".into(),
-            url: format!("http://127.0.0.1:{port}/"),
-            secrets: vec![],
-            format: Format::Standard,
-            source: String::new(),
-            retry: RetrySchedule::parse("1").unwrap(),
             timeout: 2.0,
-            agent: make_agent(2.0, 4, "").unwrap(),
+            ..Target::simple(1, &format!("http://127.0.0.1:{port}/"), vec![], RetrySchedule::parse("1").unwrap(),
+                make_agent(2.0, 4, "", policy).unwrap())
         };
-        let o = attempt(&t, "evt_1", "a.b", b"{}", 0);
+        let o = attempt(&t, "evt_1", "a.b", b"{}", 0, false, &[]);
         assert_eq!(o.http_status, None);
         assert_eq!(o.error_class.as_deref(), Some("connect"), "{:?}", o.error);
     }

@@ -16,6 +16,9 @@ pub enum Error {
     Timeout(String),
     /// The outbox file is damaged (SQLite reports corruption).
     Corrupt(String),
+    /// The transaction did not happen (a deadlock, a connection lost before commit): it may be
+    /// run again as it is.
+    Retry(String),
 }
 
 impl Error {
@@ -37,6 +40,7 @@ impl Error {
             Error::Storage(_) => 3,
             Error::Timeout(_) => 4,
             Error::Corrupt(_) => 3,
+            Error::Retry(_) => 3,
         }
     }
 }
@@ -48,7 +52,8 @@ impl fmt::Display for Error {
             | Error::Config(m)
             | Error::Storage(m)
             | Error::Timeout(m)
-            | Error::Corrupt(m) => {
+            | Error::Corrupt(m)
+            | Error::Retry(m) => {
                 f.write_str(m)
             }
         }

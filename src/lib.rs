@@ -19,15 +19,18 @@
 pub mod client;
 pub mod config;
 pub mod delivery;
+pub mod destination;
 pub mod error;
 pub mod event;
 pub mod files;
 pub mod fork;
+pub mod metrics;
 pub mod outbox;
 pub mod redact;
 pub mod php;
 pub mod retry;
 pub mod secrets;
+pub mod signals;
 pub mod signer;
 pub mod worker;
 

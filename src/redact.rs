@@ -66,6 +66,23 @@ pub fn restore(new: &str, stored: &str) -> String {
     }
 }
 
+/// A header value for display: credentials (Authorization, cookies, tokens, keys, secrets,
+/// passwords, signatures) are masked.
+pub fn header(name: &str, value: &str) -> String {
+    let n = name.to_ascii_lowercase();
+    let sensitive = ["auth", "cookie", "token", "key", "secret", "pass", "signature", "session"]
+        .iter()
+        .any(|w| n.contains(w));
+    if !sensitive || value.is_empty() {
+        return text(value);
+    }
+    match value.split_once(' ') {
+        // "Bearer abc…": keep the scheme.
+        Some((scheme, _)) if scheme.len() <= 12 => format!("{scheme} {MASK}"),
+        _ => MASK.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,6 +104,13 @@ mod tests {
         assert!(!s.contains("p4ss") && !s.contains(":y@"), "{s}");
         assert_eq!(s, "connect to http://u:****@proxy:3128 failed; see https://x:****@h/z, or http://h/");
         assert_eq!(text("no urls here @ all"), "no urls here @ all");
+    }
+
+    #[test]
+    fn masks_credential_headers() {
+        assert_eq!(header("Authorization", "Bearer abc.def"), "Bearer ****");
+        assert_eq!(header("X-Api-Key", "k123"), "****");
+        assert_eq!(header("X-Shop", "main"), "main");
     }
 
     #[test]

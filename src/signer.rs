@@ -156,6 +156,31 @@ pub fn wc_signature(secret: &Secret, body: &[u8]) -> String {
     hmac_b64(secret.text.as_bytes(), &[body])
 }
 
+/// WooCommerce's `X-WC-Webhook-Signature` with another hash (its
+/// `woocommerce_webhook_hash_algorithm` filter): base64(hash_hmac(algo, body, key, true)).
+pub fn wc_signature_with(algo: crate::config::HashAlgorithm, key: &[u8], body: &[u8]) -> String {
+    use crate::config::HashAlgorithm as H;
+    macro_rules! mac {
+        ($d:ty) => {
+            match <Hmac<$d> as KeyInit>::new_from_slice(key) {
+                Ok(mut m) => {
+                    m.update(body);
+                    base64::engine::general_purpose::STANDARD.encode(m.finalize().into_bytes())
+                }
+                Err(_) => String::new(),
+            }
+        };
+    }
+    match algo {
+        H::Md5 => mac!(md5::Md5),
+        H::Sha1 => mac!(sha1::Sha1),
+        H::Sha224 => mac!(sha2::Sha224),
+        H::Sha256 => mac!(sha2::Sha256),
+        H::Sha384 => mac!(sha2::Sha384),
+        H::Sha512 => mac!(sha2::Sha512),
+    }
+}
+
 /// Receiver-side Standard Webhooks check. `headers` are (name, value) pairs, names compared
 /// case-insensitively. Returns Ok(false) for a bad or stale signature, Err for a malformed secret.
 pub fn verify(
@@ -302,6 +327,29 @@ mod tests {
         let s = Secret::parse(SECRET).unwrap();
         let sig = wc_signature(&s, b"{\"a\":1}");
         assert_eq!(sig, "RewDsrM0A8gEOpDeBr7a0IJxg5JxFf1+RI75fusTxb4=");
+    }
+
+    #[test]
+    fn woocommerce_signature_with_other_hashes_matches_php() {
+        use crate::config::HashAlgorithm as H;
+        // php -r 'foreach (["md5","sha1","sha224","sha256","sha384","sha512"] as $a) echo base64_encode(hash_hmac($a, "{\"a\":1}", "k&y", true)), "\n";'
+        let k = b"k&y";
+        let b = b"{\"a\":1}";
+        let got: Vec<String> = [H::Md5, H::Sha1, H::Sha224, H::Sha256, H::Sha384, H::Sha512]
+            .iter()
+            .map(|a| wc_signature_with(*a, k, b))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                "KHz2qedge4FcP2gvtafD/Q==",
+                "rHWSNusiLnwt1ArXpz4uZq9ZY7I=",
+                "u1sGxQ0YlJ2NkGwGCadB27V3UVGLnPDYWjMSwQ==",
+                "ByFMA3IxhIesIEsFKywYV2RDExcVbDDg1VMyoRrkrNA=",
+                "/7jEuQCmkAa0hKoYsCfo1NUMuEEDfnT/q02ujAJBlkXpnVWA5eupzlhuW2W6iNcC",
+                "EbxOMoVUbqewSuXzbDH/sMvKeaD71Oy1j7EkjLks8ATquW+FE/6OiKx7zq+S7q9Litp5CKCBD4d7YO67fzTNvw==",
+            ]
+        );
     }
 
     #[test]

@@ -234,6 +234,8 @@ class Fpm:
         self.args = [self.fpm_bin, "-F", "-R", "-y", str(self.conf)]
         if so is not None:
             self.args.append(f"-dextension={so}")
+        # The receivers listen on 127.0.0.1, which the destination policy refuses unless allowed.
+        ini = {"woosync.allow_networks": "127.0.0.1/32", **ini}
         self.args += [ini_arg(k, v) for k, v in ini.items() if v is not None]
         self.proc: Optional[subprocess.Popen] = None
 

@@ -29,6 +29,8 @@ sys.path.insert(0, str(TESTS_DIR))
 from receiver import Blackhole, Receiver, Response, closed_port  # noqa: E402,F401  (re-exported for tests)
 
 DEFAULT_SO = ROOT / "target" / "release" / "libwoosync.so"
+# Test receivers listen on 127.0.0.1, which the destination policy refuses unless allowed.
+LOOPBACK = "127.0.0.1/32"
 PHP = os.environ.get("PHP", "php")
 
 FUNCTIONS = [
@@ -124,7 +126,8 @@ class Php:
                 "-d", "memory_limit=512M"]
         if extension:
             args.append(f"-dextension={self.so}")
-        merged = {}
+        # The destination policy refuses loopback by default; the tests' receivers live there.
+        merged = {"woosync.allow_networks": LOOPBACK}
         if database == "default":
             merged["woosync.database"] = str(self.outbox)
         elif database is not None:

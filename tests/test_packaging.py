@@ -120,7 +120,7 @@ def test_ini_documents_every_setting_with_the_extensions_default(so):
     # the database paragraph: the plugin chooses, and the bare-PHP default is not durable
     database = text[text.index("; woosync.database:"):text.index(";woosync.database")]
     assert "plugin chooses a private path per site" in database
-    assert "<temp dir>/woosync/outbox.sqlite" in database and "NOT durable" in database and "reboot" in database
+    assert "<temp dir>/woosync-<uid>/outbox.sqlite" in database and "NOT durable" in database and "reboot" in database
 
 
 def test_ini_loads_cleanly_and_uncommented_it_is_a_working_config(so, tmp_path, receiver):
@@ -140,7 +140,7 @@ def test_ini_loads_cleanly_and_uncommented_it_is_a_working_config(so, tmp_path, 
     secret = make_secret()
     outbox = tmp_path / "db" / "outbox.sqlite"
     examples = {"woosync.database": str(outbox), "woosync.endpoint": receiver.url, "woosync.secret": secret,
-                "woosync.source": "https://shop.example.test"}
+                "woosync.source": "https://shop.example.test", "woosync.allow_networks": "127.0.0.1/32"}
     lines = []
     for line in INI.read_text().splitlines():
         m = re.match(r'^;(woosync\.[a-z_]+) = (.*)$', line)

@@ -25,7 +25,7 @@ function describe_fn(ReflectionFunction $f) {
               'optional' => $p->isOptional(), 'variadic' => $p->isVariadic(), 'by_ref' => $p->isPassedByReference(),
               'has_default' => $p->isDefaultValueAvailable(), 'default' => null];
         if ($p->isDefaultValueAvailable()) {
-            try { $v = $p->getDefaultValue(); $d['default'] = is_int($v) || is_float($v) ? ['num' => (float)$v] : ['php' => var_export($v, true)]; }
+            try { $v = $p->getDefaultValue(); $d['default'] = (is_int($v) || is_float($v)) && is_finite((float)$v) ? ['num' => (float)$v] : ['php' => var_export($v, true)]; }
             catch (Throwable $e) { $d['default'] = ['error' => $e->getMessage()]; }
         }
         $params[] = $d;

@@ -152,7 +152,8 @@ def test_deb_enables_every_sapi_cli_and_fpm_deliver_and_purge_leaves_nothing(php
 
         # CLI: no -d extension=, only what the package enabled
         outbox = tmp_path / "cli" / "outbox.sqlite"
-        p = run(["php", "-d", f'woosync.database="{outbox}"', "-d", f'woosync.endpoint="{receiver.url}"', "-r",
+        p = run(["php", "-d", f'woosync.database="{outbox}"', "-d", f'woosync.endpoint="{receiver.url}"',
+                 "-d", 'woosync.allow_networks="127.0.0.1/32"', "-r",
                  'echo woosync_dispatch("order.created", ["via" => "cli"]), " "; var_dump(woosync_flush(15));'],
                 timeout=60)
         cli_id = p.stdout.split()[0]

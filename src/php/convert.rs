@@ -46,6 +46,26 @@ pub fn flag(z: &Zval, what: &str) -> Result<bool> {
     }
 }
 
+/// An array of `name => value` strings (headers), in order; names and values must be UTF-8.
+pub fn string_map(z: &Zval, what: &str) -> Result<Vec<(String, String)>> {
+    let ht = z
+        .dereference()
+        .array()
+        .ok_or_else(|| Error::input(format!("{what} must be an array of name => value")))?;
+    let mut out = Vec::new();
+    for (k, v) in entries(ht) {
+        let Some(name) = k else {
+            return Err(Error::input(format!("{what} must have header names as keys")));
+        };
+        let value = match v.dereference().long() {
+            Some(n) => n.to_string(),
+            None => utf8(v, what)?.to_string(),
+        };
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
 /// A short description of a value for an error message (type, and a little of a string).
 fn describe(z: &Zval) -> String {
     if let Some(s) = z.zend_str() {

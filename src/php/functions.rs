@@ -48,8 +48,19 @@ fn dispatch_options(options: Option<&ZendHashTable>) -> PhpResult<DispatchOption
                     o.endpoints = Some(names);
                 }
             }
+            Some("raw_body") => {
+                if !v.is_null() {
+                    let b = convert::bytes(v).ok_or_else(|| input("option \"raw_body\" must be a string (the exact body to send)"))?;
+                    o.raw_body = Some(b.to_vec());
+                }
+            }
+            Some("headers") => {
+                if !v.is_null() {
+                    o.headers = convert::string_map(v, "option \"headers\"").map_err(to_php)?;
+                }
+            }
             Some(other) => {
-                return Err(input(format!("unknown option {}; woosync_dispatch accepts \"key\", \"coalesce\" and \"endpoints\"", quote(other))))
+                return Err(input(format!("unknown option {}; woosync_dispatch accepts \"key\", \"coalesce\", \"endpoints\", \"raw_body\" and \"headers\"", quote(other))))
             }
             None => return Err(input("options must be an array with string keys (\"key\", \"coalesce\", \"endpoints\")")),
         }
@@ -73,6 +84,11 @@ pub fn woosync_dispatch(
     guard(|| {
         let topic = text(&topic, "topic")?;
         let opts = dispatch_options(options)?;
+        if opts.raw_body.is_some() && payload.len() > 0 {
+            return Err(input(
+                "with option \"raw_body\" the payload must be [] (the raw body is what is sent)",
+            ));
+        }
         let data = convert::payload_json(payload).map_err(to_php)?;
         client::dispatch(&ini::values(), &topic, &data, &opts).map_err(to_php)
     })
@@ -88,7 +104,8 @@ pub fn woosync_flush(timeout_seconds: f64) -> PhpResult<bool> {
     guard(|| client::flush(&ini::values(), timeout_seconds).map_err(to_php))
 }
 
-/// Health word of an endpoint: off, unconfigured, disabled, paused (breaker open), failing, healthy.
+/// Health word of an endpoint: off, unconfigured, disabled, refused (destination policy), paused
+/// (breaker open), failing, healthy.
 fn health(r: &crate::outbox::EndpointRow, now: f64) -> &'static str {
     if !r.enabled {
         "off"
@@ -96,6 +113,8 @@ fn health(r: &crate::outbox::EndpointRow, now: f64) -> &'static str {
         "unconfigured"
     } else if r.disabled_at.is_some() {
         "disabled"
+    } else if r.refused_reason.is_some() {
+        "refused"
     } else if r.consecutive_failures >= crate::outbox::BREAKER_THRESHOLD && r.breaker_until > now {
         "paused"
     } else if r.consecutive_failures > 0 {
@@ -159,6 +178,26 @@ fn endpoint_array(e: &crate::outbox::EndpointStatus) -> Zval {
         .set("proxy", zstr(&crate::redact::url(&r.proxy)))
         .set("retry_delays", zstr(&r.retry_delays))
         .set("source", zstr(&r.source))
+        .set("allow_networks", {
+            let mut t = Arr::new();
+            for n in r.allow_networks.split(',').filter(|n| !n.is_empty()) {
+                t.push(zstr(n));
+            }
+            t.into_zval()
+        })
+        .set("refused_reason", zopt_str(r.refused_reason.as_deref()))
+        .set("signature", zstr(r.signature.as_str()))
+        .set("hash_algorithm", zstr(r.hash_algorithm.as_str()))
+        .set("success_codes", zstr(&r.success_codes.to_text()))
+        .set("user_agent", zstr(&r.user_agent))
+        .set("headers", {
+            let mut h = Arr::new();
+            for (name, value) in &r.headers {
+                h.set(name, zstr(&crate::redact::header(name, value)));
+            }
+            h.into_zval()
+        })
+        .set("wc_webhook_id", zopt_i(r.wc_webhook_id))
         .set("pending", zint(e.counts[0] + e.counts[1] + e.counts[2]))
         .set("in_flight", zint(e.counts[2]))
         .set("delivered", zint(e.counts[3]))
@@ -188,7 +227,7 @@ pub fn woosync_status() -> PhpResult<ZBox<ZendHashTable>> {
         let now = crate::event::now();
         let mut a = Arr::new();
         a.set("version", zstr(env!("CARGO_PKG_VERSION")))
-            .set("database", zstr(&r.database.to_string_lossy()))
+            .set("database", zstr(&r.database.display()))
             .set("pending", zint(s.pending()))
             .set("in_flight", zint(s.in_flight))
             .set("delivered", zint(s.delivered))
@@ -415,8 +454,13 @@ fn event_array(d: &EventDetail) -> ZBox<ZendHashTable> {
         .set("body", zbytes(&d.body))
         .set(
             "payload",
-            zbytes(crate::event::data_of(&d.body, d.data_offset)),
-        );
+            zbytes(if d.raw {
+                &d.body
+            } else {
+                crate::event::data_of(&d.body, d.data_offset)
+            }),
+        )
+        .set("raw", zbool(d.raw));
     let mut ds = Arr::new();
     for x in &d.deliveries {
         let mut r = Arr::new();
@@ -510,9 +554,45 @@ fn endpoint_config(ht: &ZendHashTable) -> PhpResult<EndpointConfig> {
             "format" => c.format = crate::config::Format::parse(&s("format")?).map_err(to_php)?,
             "retry_delays" => c.retry_delays = s("retry_delays")?,
             "source" => c.source = if v.is_null() { String::new() } else { s("source")? },
+            "allow_networks" => {
+                let text = if let Some(arr) = v.array() {
+                    let mut t = Vec::new();
+                    for (_, x) in convert::entries(arr) {
+                        t.push(convert::utf8(x, "allow_networks").map_err(to_php)?.to_string());
+                    }
+                    t.join(",")
+                } else if v.is_null() {
+                    String::new()
+                } else {
+                    s("allow_networks")?
+                };
+                c.allow_networks = crate::destination::parse_list(&text).map_err(to_php)?;
+            }
+            "signature" => c.signature = crate::config::SignatureMode::parse(&s("signature")?).map_err(to_php)?,
+            "hash_algorithm" => {
+                c.hash_algorithm = crate::config::HashAlgorithm::parse(&s("hash_algorithm")?).map_err(to_php)?
+            }
+            "success_codes" => {
+                c.success_codes = crate::config::SuccessCodes::parse(&s("success_codes")?).map_err(to_php)?
+            }
+            "user_agent" => c.user_agent = if v.is_null() { String::new() } else { s("user_agent")? },
+            "headers" => {
+                c.headers = if v.is_null() {
+                    Vec::new()
+                } else {
+                    convert::string_map(v, "endpoint setting \"headers\"").map_err(to_php)?
+                }
+            }
+            "wc_webhook_id" => {
+                c.wc_webhook_id = if v.is_null() {
+                    None
+                } else {
+                    Some(v.long().ok_or_else(|| input("endpoint setting \"wc_webhook_id\" must be an integer"))?)
+                }
+            }
             other => {
                 return Err(input(format!(
-                    "unknown endpoint setting {}; use url, secret, topics, enabled, rate_limit, timeout, proxy, format, retry_delays, source",
+                    "unknown endpoint setting {}; use url, secret, topics, enabled, rate_limit, timeout, proxy, format, retry_delays, source, allow_networks, signature, hash_algorithm, success_codes, user_agent, headers, wc_webhook_id",
                     quote(other)
                 )))
             }
@@ -603,6 +683,39 @@ pub fn woosync_erase(key: Binary<u8>) -> PhpResult<ZBox<ZendHashTable>> {
     })
 }
 
+/// Runs this outbox's sender in this process (CLI only) until the time is up or SIGTERM/SIGINT;
+/// returns the attempts it finished (delivered or dead). It takes over from, and hands over to,
+/// senders in php-fpm workers through the election. On SIGTERM/SIGINT it winds down within
+/// `woosync.shutdown_grace` before returning; when the time is up the sender keeps running in this
+/// process until the next call or exit, so calling it in a loop loses nothing.
+///
+/// @param float $seconds INF (the default): until SIGTERM or SIGINT.
+/// @return int
+#[php_function]
+#[php(defaults(seconds = f64::INFINITY))]
+pub fn woosync_serve(seconds: f64) -> PhpResult<i64> {
+    guard(|| {
+        if !super::is_cli() {
+            return Err(input(
+                "woosync_serve runs in the PHP CLI only (e.g. wp woosync serve, or a systemd service); web requests send through php-fpm's own sender",
+            ));
+        }
+        client::serve(&ini::values(), seconds)
+            .map(|n| n as i64)
+            .map_err(to_php)
+    })
+}
+
+/// The outbox's metrics in the Prometheus text exposition format (version 0.0.4): attempts by
+/// endpoint, outcome and class, delivered and dead totals, pending and in-flight gauges, oldest
+/// pending age, a histogram of attempt durations, breaker state, sender up.
+///
+/// @return string
+#[php_function]
+pub fn woosync_metrics() -> PhpResult<String> {
+    guard(|| client::metrics(&ini::values()).map_err(to_php))
+}
+
 /// Adds every function to the module.
 pub fn register(module: ModuleBuilder) -> ModuleBuilder {
     module
@@ -619,4 +732,6 @@ pub fn register(module: ModuleBuilder) -> ModuleBuilder {
         .function(wrap_function!(woosync_endpoint_delete))
         .function(wrap_function!(woosync_purge))
         .function(wrap_function!(woosync_erase))
+        .function(wrap_function!(woosync_serve))
+        .function(wrap_function!(woosync_metrics))
 }

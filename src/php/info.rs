@@ -22,6 +22,9 @@ fn setting(name: &CStr, masked: bool) {
     let v = ini::get(name);
     let shown = if masked {
         signer::mask(&v)
+    } else if name == ini::DATABASE {
+        // A database URL's password, however it is written.
+        crate::outbox::MysqlUrl::mask_text(&v)
     } else {
         crate::redact::url(&v)
     };
@@ -48,6 +51,7 @@ pub extern "C" fn info(_module: *mut ModuleEntry) {
             ini::MAX_PAYLOAD_BYTES,
             ini::SOURCE,
             ini::SHUTDOWN_GRACE,
+            ini::ALLOW_NETWORKS,
         ] {
             setting(name, false);
         }
@@ -62,10 +66,13 @@ pub extern "C" fn info(_module: *mut ModuleEntry) {
                 return;
             }
         };
-        row("Outbox file", &path.to_string_lossy());
-        if !path.exists() {
+        match &path {
+            crate::outbox::Location::Sqlite(p) => row("Outbox file", &p.to_string_lossy()),
+            crate::outbox::Location::Mysql(u) => row("Outbox database", &u.masked()),
+        }
+        if !path.may_exist() {
             row("Outbox", "not created yet (created by the first dispatch)");
-            if path == crate::files::default_path() {
+            if path.sqlite_path() == Some(crate::files::default_path().as_path()) {
                 if let Some(n) = crate::files::legacy_notice() {
                     row("Notice", &n);
                 }
@@ -87,6 +94,7 @@ pub extern "C" fn info(_module: *mut ModuleEntry) {
                             .map(|p| p.to_string())
                             .unwrap_or_else(|| "none".into()),
                     );
+                    row("Sender host", r.sender_host.as_deref().unwrap_or("none"));
                     row("Last error", s.last_error.as_deref().unwrap_or("none"));
                     for n in &r.notices {
                         row("Notice", n);
@@ -96,6 +104,10 @@ pub extern "C" fn info(_module: *mut ModuleEntry) {
                             (Some(why), _) => format!(
                                 "DISABLED since {}: {why}",
                                 crate::event::rfc3339(e.row.disabled_at.unwrap_or(0.0))
+                            ),
+                            (None, true) if e.row.refused_reason.is_some() => format!(
+                                "REFUSED: {}",
+                                e.row.refused_reason.as_deref().unwrap_or_default()
                             ),
                             (None, false) => "switched off".into(),
                             (None, true) if e.row.url.is_empty() => "not configured".into(),

@@ -23,6 +23,7 @@ pub const SOURCE: &CStr = c"woosync.source";
 pub const SHUTDOWN_GRACE: &CStr = c"woosync.shutdown_grace";
 pub const KEY: &CStr = c"woosync.key";
 pub const RETENTION_DAYS: &CStr = c"woosync.retention_days";
+pub const ALLOW_NETWORKS: &CStr = c"woosync.allow_networks";
 
 /// Accepts every value, so that `ini_set` and `ini_restore` work (without a handler
 /// `ini_restore` silently does nothing).
@@ -99,7 +100,7 @@ type OnModify = unsafe extern "C" fn(
     c_int,
 ) -> c_int;
 
-static ENTRIES: IniEntryDefs<12> = IniEntryDefs::new([
+static ENTRIES: IniEntryDefs<13> = IniEntryDefs::new([
     entry(DATABASE, c"", IniEntryPermission::All),
     entry(ENDPOINT, c"", IniEntryPermission::All),
     entry(SECRET, c"", IniEntryPermission::All),
@@ -115,6 +116,7 @@ static ENTRIES: IniEntryDefs<12> = IniEntryDefs::new([
     entry(SHUTDOWN_GRACE, c"1", IniEntryPermission::System),
     entry_with(KEY, c"", IniEntryPermission::All, key_changed),
     entry(RETENTION_DAYS, c"7", IniEntryPermission::System),
+    entry(ALLOW_NETWORKS, c"", IniEntryPermission::System),
     IniEntryDef::end(),
 ]);
 
@@ -193,8 +195,9 @@ fn database() -> (String, Option<String>) {
             Some("woosync.database is not valid UTF-8; give a plain absolute path".into()),
         );
     };
-    let error = match crate::config::database_path(&text) {
-        Ok(path) => open_basedir_refuses(&path),
+    let error = match crate::config::database_location(&text) {
+        Ok(crate::outbox::Location::Sqlite(path)) => open_basedir_refuses(&path),
+        Ok(crate::outbox::Location::Mysql(_)) => None,
         Err(_) => None, // reported with its own message when used
     };
     (text, error)
@@ -230,5 +233,6 @@ pub fn values() -> IniValues {
         shutdown_grace: get(SHUTDOWN_GRACE),
         key: get(KEY),
         retention_days: get(RETENTION_DAYS),
+        allow_networks: get(ALLOW_NETWORKS),
     }
 }

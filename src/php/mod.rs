@@ -16,6 +16,21 @@ pub mod ini;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+/// Whether this PHP is the command-line SAPI.
+pub fn is_cli() -> bool {
+    extern "C" {
+        static sapi_module: ext_php_rs::ffi::sapi_module_struct;
+    }
+    // SAFETY: the SAPI's name is a static NUL-terminated string set before any module starts.
+    let name = unsafe { sapi_module.name };
+    if name.is_null() {
+        return false;
+    }
+    // SAFETY: as above.
+    let name = unsafe { std::ffi::CStr::from_ptr(name) };
+    name.to_bytes() == b"cli"
+}
+
 /// Registers INI entries and the exception class (MINIT).
 pub fn startup(_ty: i32, module_number: i32) -> i32 {
     match catch_unwind(AssertUnwindSafe(|| {

@@ -315,6 +315,8 @@ require_once ABSPATH . 'wp-settings.php';
                  "-d", "opcache.revalidate_freq=0", "-d", "opcache.validate_timestamps=1"]
         if extension:
             args.append(f"-dextension={self.so}")
+            # The test CRM listens on 127.0.0.1, which the destination policy refuses unless allowed.
+            ini = {"woosync.allow_networks": "127.0.0.1/32", **(ini or {})}
         for k, v in (ini or {}).items():
             v = str(v)
             if for_wpcli and (re.search(r"\s", v) or '"' in v):

@@ -596,15 +596,15 @@ class Log_Page {
 
 	/**
 	 * Waits (briefly) until the event's deliveries have an outcome after a (re)queue, and returns
-	 * the event: until none is in flight and each pending one has had an attempt since $before
-	 * attempts were logged (a retried delivery keeps its earlier attempts).
+	 * the event: until none is in flight and each pending one has had an attempt since
+	 * $attempts_before attempts were logged (a retried delivery keeps its earlier attempts).
 	 *
-	 * @param string $id      Event id.
-	 * @param float  $seconds Longest wait.
-	 * @param int    $before  Attempts logged for the event before it was (re)queued.
+	 * @param string $id              Event id.
+	 * @param float  $seconds         Longest wait.
+	 * @param int    $attempts_before Attempts logged before a retry (0 for a new event).
 	 * @return array|null
 	 */
-	private static function wait_for_event( $id, $seconds, $before = 0 ) {
+	private static function wait_for_event( $id, $seconds, $attempts_before = 0 ) {
 		$deadline = microtime( true ) + $seconds;
 		do {
 			$event = woosync_event( $id );
@@ -612,12 +612,15 @@ class Log_Page {
 				return null;
 			}
 			// Deliveries are created by the sender shortly after dispatch (fan-out): none yet and
-			// not unrouted means "not routed yet".
-			$busy = empty( $event['deliveries'] ) && empty( $event['unrouted'] );
-			$new  = count( (array) ( $event['attempts'] ?? array() ) ) > $before;
+			// not unrouted means "not routed yet". A waiting delivery is still busy until an
+			// attempt newer than the ones logged before (the count keeps growing across retries).
+			$busy   = empty( $event['deliveries'] ) && empty( $event['unrouted'] );
+			$logged = count( (array) ( $event['attempts'] ?? array() ) );
 			foreach ( (array) ( $event['deliveries'] ?? array() ) as $delivery ) {
-				$state = (string) ( $delivery['state'] ?? '' );
-				if ( 'in_flight' === $state || ( in_array( $state, array( 'pending', 'queued' ), true ) && ! $new ) ) {
+				if ( in_array( $delivery['state'] ?? '', array( 'pending', 'queued' ), true ) && $logged <= $attempts_before ) {
+					$busy = true;
+				}
+				if ( 'in_flight' === ( $delivery['state'] ?? '' ) ) {
 					$busy = true;
 				}
 			}
@@ -661,8 +664,8 @@ class Log_Page {
 			self::redirect_back();
 		}
 		try {
-			$known  = woosync_event( $id );
-			$before = is_array( $known ) ? count( (array) ( $known['attempts'] ?? array() ) ) : 0;
+			$before = woosync_event( $id );
+			$before = is_array( $before ) ? count( (array) ( $before['attempts'] ?? array() ) ) : 0;
 			if ( ! woosync_retry( $id ) ) {
 				/* translators: %s: event id */
 				self::add_notice( 'warning', sprintf( __( 'Event %s was not requeued: it is unknown or has nothing to retry.', 'woosync' ), $id ) );
