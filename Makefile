@@ -3,6 +3,7 @@
 #   make test       Rust unit tests + integration tests (real php, real HTTP, real SQLite), then
 #                   the tests that install the package into the system (alone, see test-system)
 #   make bench      benchmarks (figures and ratios against baselines measured in the same run)
+#   make bench-checkout  only the headline benchmark: real WooCommerce checkouts, CRM healthy/slow/dead (~15 min)
 #   make package    dist/woosync-php<MAJOR.MINOR>_<version>_<arch>.deb + the WordPress plugin zip
 #   make install    the built extension into this PHP (php-config), enabled for the CLI and php-fpm
 #   make uninstall  reverses make install
@@ -19,7 +20,7 @@ APT_PACKAGES := php-cli php-dev clang libclang-dev php-sqlite3 php-curl php-fpm 
 # `-d extension=` would load it twice.
 PYTEST := $(VENV)/bin/pytest -q -p no:cacheprovider
 
-.PHONY: all build deps test test-unit test-integration test-system demo bench package install uninstall clean
+.PHONY: all build deps test test-unit test-integration test-system demo bench bench-checkout package install uninstall clean
 
 all: build
 
@@ -61,6 +62,9 @@ demo: build
 
 bench: build
 	$(PY) bench/bench.py --so $(SO)
+
+bench-checkout: build
+	$(PY) bench/bench.py --so $(SO) --only checkout
 
 package: build
 	packaging/build.sh --so $(SO) --out $(DIST)

@@ -31,9 +31,12 @@ import time
 import traceback
 from pathlib import Path
 
+import checkout
+
 HERE = Path(__file__).resolve().parent
 PHPDIR = HERE / "php"
-APT = ["php-cli", "php-curl", "php-sqlite3", "php-mysql", "php-fpm", "mariadb-server", "nginx-light", "wrk", "curl"]
+APT = ["php-cli", "php-curl", "php-sqlite3", "php-mysql", "php-fpm", "mariadb-server", "nginx-light", "wrk", "curl",
+       "xz-utils"]
 
 # ----------------------------------------------------------------------------------------------- utilities
 
@@ -57,8 +60,9 @@ def ensure_deps():
                        stdout=subprocess.DEVNULL)
     try:
         import matplotlib  # noqa: F401
+        import aiohttp  # noqa: F401  (the checkout scenario's customers)
     except ImportError:
-        log("installing matplotlib into", sys.executable)
+        log("installing bench/requirements.txt into", sys.executable)
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r", str(HERE / "requirements.txt")],
                        check=True)
 
@@ -157,6 +161,8 @@ class Ctx:
         self.nginx_port = None  # fast receiver
         self.fcgi_port = None  # nginx -> php-fpm
         self.rx = {}  # name -> port of python receivers
+        self.out = None  # results directory
+        self.mysql_pid = self.crm_port = self.crm_proc = None  # checkout scenario
 
     def db(self, tag="o") -> str:
         self.n_db += 1
@@ -1084,12 +1090,26 @@ def write_png(R, path: Path):
 
 # ----------------------------------------------------------------------------------------------- main
 
+class _Skip(Exception):
+    pass
+
+
 def main():
     global TMP, KEEP_TMP
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--so", required=True)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", default="reqpath,delivery,fpm,resources")
+    ap.add_argument("--only", default="reqpath,delivery,fpm,resources,checkout",
+                    help="comma list of scenarios: reqpath, delivery, fpm, resources, checkout")
+    ck = ap.add_argument_group("checkout scenario (bench/checkout.py; defaults: full run, or --quick)")
+    ck.add_argument("--checkout-seconds", type=float, help="measured seconds per run (15; quick 4)")
+    ck.add_argument("--checkout-reps", type=int, help="runs per variant and CRM state (3; quick 1)")
+    ck.add_argument("--checkout-customers", type=int, help="concurrent customers (16; quick 4)")
+    ck.add_argument("--checkout-children", type=int, help="php-fpm static pool size (4)")
+    ck.add_argument("--checkout-drain-cap", type=float, help="longest wait for the CRM to get everything (45 s; quick 30)")
+    ck.add_argument("--checkout-variants", help="comma list of woosync, wc_webhooks, sync, none, woosync_wc_webhooks "
+                    "(default: these), wc_webhooks_cron (WooCommerce webhooks with WP-Cron as the runner: opt-in)")
+    ck.add_argument("--checkout-plugin", help="plugin directory to install (default php/woosync)")
     ap.add_argument("--out", help="results directory (default: bench/results; with --quick a temp dir, so a smoke "
                                   "run never overwrites the committed results)")
     ap.add_argument("--keep-tmp", action="store_true")
@@ -1121,6 +1141,9 @@ def main():
                "mtime": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(st.st_mtime))}
     so = str(so_copy)
     ctx = Ctx(so, a.quick)
+    out = Path(a.out or (Path(tempfile.gettempdir()) / "woosync-bench-quick" if a.quick else HERE / "results"))
+    ctx.out = out
+    legacy = [n for n in a.only.split(",") if n != "checkout"]
     t0 = time.time()
     R = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "quick": a.quick, "machine": machine(),
          "so": so_info, "errors": [], "loadavg": {}}
@@ -1133,7 +1156,8 @@ def main():
         log(f"woosync {so_ver}; machine {R['machine']}; tmp {TMP}")
         R["mariadb"] = start_mariadb(ctx)
         start_nginx(ctx)
-        scen = {"reqpath": sc_reqpath, "delivery": sc_delivery, "fpm": sc_fpm, "resources": sc_resources}
+        scen = {"reqpath": sc_reqpath, "delivery": sc_delivery, "fpm": sc_fpm, "resources": sc_resources,
+                "checkout": lambda c, r: checkout.scenario(sys.modules[__name__], c, r, a)}
         for name in a.only.split(","):
             try:
                 log(f"== {name}")
@@ -1145,13 +1169,17 @@ def main():
     finally:
         R["duration_s"] = time.time() - t0
         R["goals"] = goals(R) if not R["errors"] or any(k in R for k in ("reqpath", "delivery")) else []
-        out = Path(a.out or (Path(tempfile.gettempdir()) / "woosync-bench-quick" if a.quick else HERE / "results"))
         out.mkdir(parents=True, exist_ok=True)
         try:
+            if not legacy:  # only the checkout scenario ran: it wrote checkout.*; latest.* stays as it was
+                raise _Skip()
             (out / "latest.json").write_text(json.dumps(R, indent=1, default=str))
             write_md(R, out / "latest.md")
             write_png(R, out / "latest.png")
             log(f"wrote {out}/latest.json, latest.md, latest.png in {R['duration_s']:.0f} s")
+        except _Skip:
+            if "checkout" in R:
+                log(f"wrote {out}/checkout.json, checkout.md, checkout.png in {R['duration_s']:.0f} s")
         except Exception:
             traceback.print_exc()
             R["errors"].append("report: " + traceback.format_exc(limit=2))

@@ -200,10 +200,7 @@ pub fn dispatch(
                 (d, m)
             }
         };
-        let e = entry(st, &path);
-        e.set_key(ini)?;
-        e.record_default(&path, &default)?;
-        let id = e.outbox(&path)?.enqueue(&NewEvent {
+        let ev = NewEvent {
             topic,
             key: opts.key.as_deref(),
             coalesce: opts.coalesce,
@@ -212,9 +209,27 @@ pub fn dispatch(
             max_body_bytes: max,
             raw_body: opts.raw_body.as_deref(),
             headers: (!opts.headers.is_empty()).then(|| config::headers_to_json(&opts.headers)),
-        })?;
-        e.ensure_sender(&path, ini);
-        e.wake(&path);
+        };
+        let e = entry(st, &path);
+        e.set_key(ini)?;
+        e.record_default(&path, &default)?;
+        let (at, id) = match e.outbox(&path)?.enqueue(&ev) {
+            Ok(id) => (path.clone(), id),
+            // The outbox was moved (woosync_migrate) and woosync.database not switched yet: the
+            // event goes where the outbox went, with its key's next sequence number there.
+            Err(Error::Moved(to)) => {
+                let target = config::database_location(&to)?;
+                let t = entry(st, &target);
+                t.set_key(ini)?;
+                t.record_default(&target, &default)?;
+                let id = t.outbox(&target)?.enqueue(&ev)?;
+                (target, id)
+            }
+            Err(err) => return Err(err),
+        };
+        let e = entry(st, &at);
+        e.ensure_sender(&at, ini);
+        e.wake(&at);
         Ok(id)
     })
 }
@@ -328,6 +343,18 @@ pub fn status(ini: &IniValues) -> Result<Report> {
             }
         };
         let mut notices = Vec::new();
+        if let Some(to) = &status.moved_to {
+            notices.push(format!(
+                "this outbox was moved to {} (woosync_migrate): dispatches are stored there; set woosync.database to it",
+                crate::outbox::MysqlUrl::mask_text(to)
+            ));
+        }
+        if status.importing_from.is_some() {
+            notices.push(
+                "a move into this outbox is not finished (run woosync_migrate again until it says done): nothing is sent until then"
+                    .to_string(),
+            );
+        }
         if path.sqlite_path() == Some(crate::files::default_path().as_path()) {
             notices.extend(crate::files::legacy_notice());
         }
@@ -564,4 +591,56 @@ pub fn erase(ini: &IniValues, key: &str) -> Result<(usize, usize)> {
     crate::event::validate_key(key)?;
     let path = config::database(ini)?;
     with_state(|st| entry(st, &path).outbox(&path)?.erase_key(key))
+}
+
+/// What one call of `woosync_migrate` did.
+#[derive(Debug, Clone)]
+pub struct MigrateReport {
+    pub from: Location,
+    pub to: Location,
+    pub step: crate::outbox::migrate::Report,
+}
+
+/// Moves this outbox (woosync.database) to `to` — a path or a mysql:// URL — one batch of at most
+/// `limit` events per call (see outbox/migrate.rs). Call again until `done`.
+pub fn migrate(ini: &IniValues, to: &str, limit: usize) -> Result<MigrateReport> {
+    let from = config::database(ini)?;
+    let target = config::database_location(to)?;
+    if target == from {
+        return Err(Error::input("woosync_migrate: the target is the outbox itself"));
+    }
+    let default = DefaultEndpoint::from_ini(ini)?;
+    let from_text = match &from {
+        Location::Sqlite(p) => p.to_string_lossy().into_owned(),
+        Location::Mysql(_) => ini.database.trim().to_string(),
+    };
+    with_state(|st| {
+        let e = entry(st, &from);
+        e.set_key(ini)?;
+        e.record_default(&from, &default)?;
+        let mut src = e.outbox.take();
+        if src.is_none() {
+            src = Some(Outbox::open_at(&from, Role::Request)?);
+        }
+        let t = entry(st, &target);
+        t.set_key(ini)?;
+        let mut dst = t.outbox.take();
+        if dst.is_none() {
+            dst = Some(Outbox::open_at(&target, Role::Request)?);
+        }
+        let (Some(mut src), Some(mut dst)) = (src, dst) else {
+            return Err(Error::storage("outbox not open"));
+        };
+        let r = crate::outbox::migrate::step(&mut src, &mut dst, &from_text, to.trim(), limit.max(1));
+        entry(st, &from).outbox = Some(src);
+        let t = entry(st, &target);
+        t.outbox = Some(dst);
+        t.ensure_sender(&target, ini);
+        t.wake(&target);
+        Ok(MigrateReport {
+            from: from.clone(),
+            to: target.clone(),
+            step: r?,
+        })
+    })
 }

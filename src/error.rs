@@ -19,6 +19,9 @@ pub enum Error {
     /// The transaction did not happen (a deadlock, a connection lost before commit): it may be
     /// run again as it is.
     Retry(String),
+    /// Nothing was stored: the outbox was moved (woosync_migrate) to this one (a path or URL,
+    /// with its password: never shown as it is).
+    Moved(String),
 }
 
 impl Error {
@@ -41,6 +44,7 @@ impl Error {
             Error::Timeout(_) => 4,
             Error::Corrupt(_) => 3,
             Error::Retry(_) => 3,
+            Error::Moved(_) => 3,
         }
     }
 }
@@ -56,6 +60,11 @@ impl fmt::Display for Error {
             | Error::Retry(m) => {
                 f.write_str(m)
             }
+            Error::Moved(to) => write!(
+                f,
+                "this outbox was moved to {} (woosync_migrate); set woosync.database to it",
+                crate::outbox::MysqlUrl::mask_text(to)
+            ),
         }
     }
 }

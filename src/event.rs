@@ -180,6 +180,47 @@ pub struct Envelope {
     pub data_offset: usize,
 }
 
+/// The envelope around already-encoded JSON `data`, split where the sequence number goes (it is
+/// only known in the storing transaction): `head` + sequence + `tail`.
+pub struct EnvelopeTemplate {
+    pub head: String,
+    pub tail: String,
+    /// Where `data` starts within `tail`.
+    pub tail_data_offset: usize,
+}
+
+pub fn envelope_template(
+    id: &str,
+    topic: &str,
+    created_at: f64,
+    key: Option<&str>,
+    data: &str,
+) -> EnvelopeTemplate {
+    let mut head = String::with_capacity(160);
+    head.push_str("{\"id\":");
+    push_json_str(&mut head, id);
+    head.push_str(",\"type\":");
+    push_json_str(&mut head, topic);
+    head.push_str(",\"timestamp\":\"");
+    head.push_str(&rfc3339(created_at));
+    head.push_str("\",\"key\":");
+    match key {
+        Some(k) => push_json_str(&mut head, k),
+        None => head.push_str("null"),
+    }
+    head.push_str(",\"sequence\":");
+    let mut tail = String::with_capacity(data.len() + 10);
+    tail.push_str(",\"data\":");
+    let tail_data_offset = tail.len();
+    tail.push_str(data);
+    tail.push('}');
+    EnvelopeTemplate {
+        head,
+        tail,
+        tail_data_offset,
+    }
+}
+
 /// Builds the envelope around already-encoded JSON `data`.
 pub fn build_envelope(
     id: &str,
@@ -189,25 +230,13 @@ pub fn build_envelope(
     sequence: i64,
     data: &str,
 ) -> Envelope {
-    let mut body = String::with_capacity(data.len() + 160);
-    body.push_str("{\"id\":");
-    push_json_str(&mut body, id);
-    body.push_str(",\"type\":");
-    push_json_str(&mut body, topic);
-    body.push_str(",\"timestamp\":\"");
-    body.push_str(&rfc3339(created_at));
-    body.push_str("\",\"key\":");
-    match key {
-        Some(k) => push_json_str(&mut body, k),
-        None => body.push_str("null"),
+    let t = envelope_template(id, topic, created_at, key, data);
+    let n = sequence.to_string();
+    let data_offset = t.head.len() + n.len() + t.tail_data_offset;
+    Envelope {
+        body: t.head + &n + &t.tail,
+        data_offset,
     }
-    body.push_str(",\"sequence\":");
-    body.push_str(&sequence.to_string());
-    body.push_str(",\"data\":");
-    let data_offset = body.len();
-    body.push_str(data);
-    body.push('}');
-    Envelope { body, data_offset }
 }
 
 /// The bare payload part of a stored envelope (what the `woocommerce` format sends).

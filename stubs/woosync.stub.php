@@ -213,3 +213,21 @@ function woosync_serve(float $seconds = INF): int {}
  * @throws WooSyncException
  */
 function woosync_metrics(): string {}
+
+/**
+ * Moves this outbox (woosync.database) to another one — a SQLite path or a
+ * mysql://USER:PASSWORD@HOST[:PORT]/DBNAME[?prefix=…] URL — keeping event ids, sequence numbers
+ * and per-key order: pending and dead events, the endpoints (sealed secrets as they are) and the
+ * per-key counters; delivered history stays. Each call moves one batch: call it until `done` is
+ * true (an interrupted move continues where it stopped). From the first call on, dispatches into
+ * this outbox are stored in the target with their key's next sequence number there, and the
+ * target sends nothing until the move is done: switch woosync.database to the target.
+ *
+ * @param string $to The target outbox.
+ * @param array|null $options `limit`: events moved per call (1 to 100000, default 1000).
+ * @return array `from`, `to` (passwords masked), `endpoints` (copied), `keys` (counters carried),
+ *               `moved` (events, this call), `remaining` (events left, attempts in flight
+ *               included), `done` (bool).
+ * @throws WooSyncException When the target is the outbox itself, or already moved elsewhere.
+ */
+function woosync_migrate(string $to, ?array $options = null): array {}

@@ -256,6 +256,9 @@ def php_literal(value) -> str:
 def pytest_configure(config):
     config.addinivalue_line(
         "markers",
+        "engines(*names): run the test once per storage engine named (sqlite, mysql)")
+    config.addinivalue_line(
+        "markers",
         "system_install: installs woosync into the system (the .deb, make install); run alone with "
         "`pytest -m system_install` (make test-system), never together with the other tests")
 
@@ -313,8 +316,40 @@ def so_functions(so) -> list:
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
+def pytest_generate_tests(metafunc):
+    """Tests (or modules) marked `@pytest.mark.engines("sqlite", "mysql")` run once per storage
+    engine: the `outbox` fixture is then a SQLite file or a MariaDB URL (own table prefix per test)."""
+    marker = metafunc.definition.get_closest_marker("engines")
+    if marker and "engine" in metafunc.fixturenames:
+        metafunc.parametrize("engine", list(marker.args), indirect=True)
+
+
 @pytest.fixture
-def outbox(tmp_path) -> Path:
+def engine(request) -> str:
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture(scope="session")
+def mariadb(tmp_path_factory):
+    """One private MariaDB for the session (binary log on, an account without SUPER); each test
+    uses its own table prefix. Tests that restart or reconfigure a server start their own."""
+    from mariadb_support import MariaDB
+
+    db = MariaDB(tmp_path_factory.mktemp("mariadb")).start()
+    yield db
+    db.destroy()
+
+
+@pytest.fixture
+def mysql_url(mariadb) -> str:
+    """The outbox URL of a fresh set of tables (`t<hex>_woosync_*`) on the session's MariaDB."""
+    return mariadb.url("t" + secrets.token_hex(4) + "_")
+
+
+@pytest.fixture
+def outbox(tmp_path, engine, request):
+    if engine == "mysql":
+        return request.getfixturevalue("mysql_url")
     d = tmp_path / "db"
     d.mkdir()
     return d / "outbox.sqlite"
@@ -388,7 +423,8 @@ def realwp(wp_base) -> "wpsite.RealWP":
 
 
 @pytest.fixture(scope="session")
-def mariadb(wp_base, realwp):
+def wp_mariadb(wp_base, realwp):
+    """The WordPress shops' own MariaDB (not the outbox engine's `mariadb`)."""
     db = wpsite.MariaDB(wp_base)
     db.start()
     yield db
@@ -396,10 +432,10 @@ def mariadb(wp_base, realwp):
 
 
 @pytest.fixture(scope="session")
-def shop(so, wp_base, mariadb, realwp):
+def shop(so, wp_base, wp_mariadb, realwp):
     """The session's shop: installed with `wp core install`, WooCommerce and woosync activated
     with `wp plugin activate`, dumped right after (see wp)."""
-    site = wpsite.Site(wp_base, mariadb, "shop", so, realwp)
+    site = wpsite.Site(wp_base, wp_mariadb, "shop", so, realwp)
     site.install()
     site.save_state()
     yield site

@@ -5,6 +5,10 @@ import base64
 
 from conftest import closed_port, fast_ini
 from receiver import Response
+import pytest
+
+# Every test here runs on both storage engines: a SQLite file and a MariaDB database.
+pytestmark = pytest.mark.engines("sqlite", "mysql")
 
 
 

@@ -7,6 +7,10 @@ from standardwebhooks.webhooks import Webhook
 from conftest import fast_ini
 from receiver import Response, wc_signature
 from helpers import EVENT_ID_RE, Obj, delivery, loads_ordered, to_unix, ulid_ms
+import pytest
+
+# Every test here runs on both storage engines: a SQLite file and a MariaDB database.
+pytestmark = pytest.mark.engines("sqlite", "mysql")
 
 
 def test_signed_delivery_verifies_with_standardwebhooks(php, receiver, secret):

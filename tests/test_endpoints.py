@@ -13,6 +13,9 @@ from conftest import fast_ini, make_secret, php_literal
 from helpers import to_unix
 from receiver import Response, closed_port, wc_signature
 
+# Every test here runs on both storage engines: a SQLite file and a MariaDB database.
+pytestmark = pytest.mark.engines("sqlite", "mysql")
+
 KEY_HEX = "8f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddeeff0"
 
 
@@ -276,7 +279,19 @@ def _file_blobs(outbox) -> dict:
     return out
 
 
-def test_secrets_encrypted_at_rest_and_key_required_by_sender(php, receiver):
+def _mysql_blobs(request, url: str) -> dict:
+    """Every table of the outbox, dumped (binary columns in hex)."""
+    import subprocess
+    db = request.getfixturevalue("mariadb")
+    prefix = url.rsplit("prefix=", 1)[1]
+    tables = [t for t in db.sql("SHOW TABLES", "shop").split() if t.startswith(prefix + "woosync_")]
+    assert tables, f"no {prefix}woosync_* tables"
+    p = subprocess.run(["mariadb-dump", f"--socket={db.sock}", "-uroot", "--hex-blob", "shop", *tables],
+                       capture_output=True, timeout=60, check=True)
+    return {"dump of " + " ".join(tables): p.stdout}
+
+
+def test_secrets_encrypted_at_rest_and_key_required_by_sender(php, receiver, engine, request):
     secret = make_secret()
     raw = base64.b64decode(secret[len("whsec_"):])
     keyed = {"woosync.key": KEY_HEX}
@@ -295,10 +310,13 @@ def test_secrets_encrypted_at_rest_and_key_required_by_sender(php, receiver):
     assert q.headers["x-wc-webhook-signature"] == wc_signature(secret, q.body)
 
     # the outbox files (db, WAL, shm) never contain the secret, its base64 body or its raw bytes
-    blobs = _file_blobs(php.outbox)
-    assert any(n.endswith(".sqlite") for n in blobs), list(blobs)
+    if engine == "mysql":
+        blobs = _mysql_blobs(request, php.outbox)
+    else:
+        blobs = _file_blobs(php.outbox)
+        assert any(n.endswith(".sqlite") for n in blobs), list(blobs)
     for name, data in blobs.items():
-        for needle in (secret.encode(), secret[len("whsec_"):].encode(), raw):
+        for needle in (secret.encode(), secret[len("whsec_"):].encode(), raw, raw.hex().upper().encode()):
             assert needle not in data, f"{name} contains the endpoint secret in the clear"
 
     # a sender without the key must not send unsigned / wrongly signed, and must say why

@@ -6,6 +6,10 @@ import time
 
 from chaos_support import Fpm, first_successes
 from conftest import fast_ini
+import pytest
+
+# Every test here runs on both storage engines: a SQLite file and a MariaDB database.
+pytestmark = pytest.mark.engines("sqlite", "mysql")
 
 KEY = "ab" * 32
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

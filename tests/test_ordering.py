@@ -6,6 +6,10 @@ import time
 from conftest import fast_ini
 from helpers import delivery
 from receiver import Response
+import pytest
+
+# Every test here runs on both storage engines: a SQLite file and a MariaDB database.
+pytestmark = pytest.mark.engines("sqlite", "mysql")
 
 
 def test_per_key_ordering_and_unrelated_keys_not_blocked(php, receiver):

@@ -7,6 +7,10 @@ import time
 from conftest import fast_ini
 from helpers import EVENT_ID_RE, LineReader
 from receiver import Response
+import pytest
+
+# Every test here runs on both storage engines: a SQLite file and a MariaDB database.
+pytestmark = pytest.mark.engines("sqlite", "mysql")
 
 
 def test_kill9_mid_burst_loses_no_acknowledged_event(php, receiver):

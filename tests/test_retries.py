@@ -9,6 +9,9 @@ from conftest import fast_ini
 from helpers import delivery, to_unix
 from receiver import Response, wc_signature
 
+# Every test here runs on both storage engines: a SQLite file and a MariaDB database.
+pytestmark = pytest.mark.engines("sqlite", "mysql")
+
 DISPATCH_FLUSH = """
     $id = woosync_dispatch('order.created', ['order_id' => 7], ['key' => 'order:7']);
     out(['id' => $id, 'flushed' => woosync_flush(%s), 'event' => woosync_event($id), 'status' => woosync_status()]);

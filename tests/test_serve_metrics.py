@@ -15,6 +15,9 @@ from conftest import closed_port, fast_ini
 from helpers import LineReader
 from receiver import Response
 
+# Every test here runs on both storage engines: a SQLite file and a MariaDB database.
+pytestmark = pytest.mark.engines("sqlite", "mysql")
+
 
 def promtool() -> str:
     path = shutil.which("promtool")

@@ -6,13 +6,17 @@ import time
 
 from conftest import closed_port, fast_ini
 from helpers import LineReader, parse_rfc3339
+import pytest
+
+# Every test here runs on both storage engines: a SQLite file and a MariaDB database.
+pytestmark = pytest.mark.engines("sqlite", "mysql")
 
 KEYS = {"pending", "delivered", "dead", "superseded", "unrouted", "in_flight", "oldest_pending_age", "last_error",
         "last_success_at", "worker", "sender_pid", "database", "version", "endpoints"}
 COUNTERS = ("pending", "delivered", "dead", "superseded", "unrouted", "in_flight")
 
 
-def test_status_shape_on_empty_outbox(php):
+def test_status_shape_on_empty_outbox(php, engine):
     st = php.status()
     assert KEYS <= set(st), f"missing keys: {KEYS - set(st)}"
     for k in COUNTERS:
@@ -21,7 +25,15 @@ def test_status_shape_on_empty_outbox(php):
     assert st["last_error"] is None
     assert st["last_success_at"] is None
     assert st["worker"] in ("sender", "standby", "stopped")
-    assert st["database"] == str(php.outbox)
+    if engine == "mysql":
+        # The URL with its password masked, and the tables named.
+        url = str(php.outbox)
+        password = url.split("://", 1)[1].split("@")[0].split(":", 1)[1]
+        prefix = url.rsplit("prefix=", 1)[1]
+        assert password not in st["database"] and "****" in st["database"], st["database"]
+        assert f"tables {prefix}woosync_*" in st["database"], st["database"]
+    else:
+        assert st["database"] == str(php.outbox)
     assert isinstance(st["version"], str) and st["version"]
     assert isinstance(st["endpoints"], list)
 

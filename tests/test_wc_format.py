@@ -11,6 +11,9 @@ import pytest
 from conftest import fast_ini
 from receiver import Response
 
+# Every test here runs on both storage engines: a SQLite file and a MariaDB database.
+pytestmark = pytest.mark.engines("sqlite", "mysql")
+
 WC_SECRET = "k#4!S&<\"ecret>'_from-WooCommerce~50chars......."
 UA = "WooCommerce/11.0.1 Hookshot (WordPress/7.0.4)"
 

@@ -20,20 +20,119 @@ use crate::error::Result;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-/// An event as stored by dispatch.
+/// An event as stored by dispatch. Its body is `head` + the key's sequence number in decimal +
+/// `tail` (the woosync envelope), or `head` alone (a raw body: `tail` is None). The sequence number
+/// is only known inside the storing transaction.
 pub struct EventInsert<'a> {
     pub event_id: &'a str,
     pub topic: &'a str,
     pub key: Option<&'a str>,
-    pub seq: i64,
     pub created_at: f64,
     pub coalesce: bool,
     /// Endpoint names the dispatch was narrowed to, newline separated.
     pub route: Option<String>,
-    pub data_offset: usize,
-    pub body: &'a [u8],
+    pub head: &'a [u8],
+    pub tail: Option<&'a [u8]>,
+    /// Where the `data` value starts within `tail`.
+    pub tail_data_offset: usize,
     pub raw: bool,
     pub headers: Option<&'a str>,
+}
+
+impl EventInsert<'_> {
+    /// The body with its sequence number, and where `data` starts in it.
+    pub fn body(&self, seq: i64) -> (Vec<u8>, usize) {
+        match self.tail {
+            None => (self.head.to_vec(), 0),
+            Some(tail) => {
+                let n = seq.to_string();
+                let mut b = Vec::with_capacity(self.head.len() + n.len() + tail.len());
+                b.extend_from_slice(self.head);
+                b.extend_from_slice(n.as_bytes());
+                let offset = b.len() + self.tail_data_offset;
+                b.extend_from_slice(tail);
+                (b, offset)
+            }
+        }
+    }
+
+    /// The body's length with a sequence number of `digits` digits.
+    pub fn len_with(&self, digits: usize) -> usize {
+        match self.tail {
+            None => self.head.len(),
+            Some(tail) => self.head.len() + digits + tail.len(),
+        }
+    }
+}
+
+/// What storing an event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    Yes,
+    /// Nothing stored: the body with its sequence number would be this many bytes, over the limit.
+    TooLarge(usize),
+    /// Nothing stored: the outbox was moved (`woosync_migrate`) to this one.
+    Moved(String),
+}
+
+/// Meta keys of a move between outboxes (`woosync_migrate`).
+pub const MOVED_TO: &str = "moved_to";
+pub const IMPORTING_FROM: &str = "importing_from";
+
+/// An event being moved to another outbox, with what is left to do of it.
+#[derive(Debug, Clone)]
+pub struct MovingEvent {
+    pub rowid: i64,
+    pub event_id: String,
+    pub topic: String,
+    pub key: Option<String>,
+    pub seq: i64,
+    pub created_at: f64,
+    pub coalesce: bool,
+    pub route: Option<String>,
+    pub data_offset: usize,
+    pub body: Vec<u8>,
+    pub raw: bool,
+    pub headers: Option<String>,
+    /// Routed to endpoints already (else the target routes it).
+    pub routed: bool,
+    /// (endpoint name, state) of its deliveries still to do (queued, ready) or dead.
+    pub deliveries: Vec<(String, i64)>,
+}
+
+/// Stores an event in a transaction of its own, statement by statement: the key's next sequence
+/// number (its counter row stays locked until commit), then the event row.
+pub fn store_in_steps(eng: &mut dyn Engine, e: &EventInsert<'_>, max_body: usize) -> Result<Stored> {
+    eng.begin(true)?;
+    let r = (|| {
+        let moved = eng.meta(MOVED_TO)?;
+        if !moved.is_empty() {
+            return Ok(Stored::Moved(moved));
+        }
+        let seq = match e.key {
+            Some(k) => eng.next_seq(k)?,
+            None => 0,
+        };
+        let (body, offset) = e.body(seq);
+        if body.len() > max_body {
+            return Ok(Stored::TooLarge(body.len()));
+        }
+        eng.insert_event(e, seq, &body, offset)?;
+        Ok(Stored::Yes)
+    })();
+    match r {
+        Ok(Stored::Yes) => match eng.commit() {
+            Ok(()) => Ok(Stored::Yes),
+            Err(err) => {
+                eng.rollback();
+                Err(err)
+            }
+        },
+        other => {
+            eng.rollback();
+            other
+        }
+    }
 }
 
 /// An event not routed to endpoints yet.
@@ -206,9 +305,13 @@ pub trait Engine: Send {
     fn update_endpoints(&mut self, updates: &[EndpointUpdate]) -> Result<()>;
 
     // ---- events ----
+    /// Stores a dispatched event in a transaction of its own (not inside `begin`/`commit`): the
+    /// key's next sequence number and the event row, or nothing when the body would exceed
+    /// `max_body`. Engines may do it in fewer round trips than [`store_in_steps`].
+    fn store_event(&mut self, e: &EventInsert<'_>, max_body: usize) -> Result<Stored>;
     /// The next sequence number of a key (a counter row updated in this transaction).
     fn next_seq(&mut self, key: &str) -> Result<i64>;
-    fn insert_event(&mut self, e: &EventInsert<'_>) -> Result<i64>;
+    fn insert_event(&mut self, e: &EventInsert<'_>, seq: i64, body: &[u8], data_offset: usize) -> Result<i64>;
     fn event_exists(&mut self, event_id: &str) -> Result<bool>;
     fn has_new_events(&mut self) -> Result<bool>;
     /// Events not routed yet, oldest first.
@@ -296,6 +399,23 @@ pub trait Engine: Send {
     fn newest_event(&mut self) -> Result<i64>;
     /// Empties an event kept in place (its body replaced, key cleared, attempts deleted).
     fn blank_event(&mut self, rowid: i64, body: &[u8], data_offset: usize) -> Result<()>;
+    // ---- moving to another outbox (woosync_migrate) ----
+    /// A meta value ("" when unset).
+    fn meta(&mut self, k: &str) -> Result<String>;
+    fn set_meta(&mut self, k: &str, v: &str) -> Result<()>;
+    /// Key counters after `after` in key order, at most `limit`.
+    fn key_counters(&mut self, after: &str, limit: usize) -> Result<Vec<(String, i64)>>;
+    /// Raises key counters to at least these values.
+    fn raise_counters(&mut self, rows: &[(String, i64)]) -> Result<()>;
+    /// Events to move, oldest first: not routed yet, or with deliveries queued, ready or dead and
+    /// none in flight.
+    fn events_to_move(&mut self, limit: usize) -> Result<Vec<MovingEvent>>;
+    /// Events still to move, those with attempts in flight included.
+    fn events_left_to_move(&mut self) -> Result<i64>;
+    /// Stores a moved event as it was (id, sequence, time, body, headers), not routed: its
+    /// `route` says where it goes (see `outbox::route`). Returns its row id.
+    fn import_event(&mut self, e: &MovingEvent) -> Result<i64>;
+
     /// Housekeeping outside transactions (SQLite: WAL checkpoint, incremental vacuum).
     fn maintenance(&mut self, after_purge: bool) -> Result<()>;
 

@@ -14,6 +14,7 @@
 
 pub mod engine;
 mod location;
+pub mod migrate;
 pub mod mysql;
 mod mysql_url;
 pub mod sqlite;
@@ -25,7 +26,7 @@ pub use types::*;
 
 use crate::config::{self, DefaultEndpoint, EndpointConfig};
 use crate::error::{quote, Error, Result};
-use crate::event::{self, Envelope};
+use crate::event;
 use crate::secrets::{self, StoreKey};
 use engine::{
     DefaultWrite, EndpointUpdate, EndpointWrite, Engine, FinishRow, Requeue, RouteRow, StatDeltas,
@@ -310,74 +311,93 @@ impl Outbox {
     /// Stores one event durably (committed before return). Returns the event id.
     pub fn enqueue(&mut self, ev: &NewEvent<'_>) -> Result<String> {
         let event_id = event::new_event_id();
-        let Outbox {
-            eng,
-            endpoints_version,
-            endpoints,
-        } = self;
-        in_tx(&mut **eng, true, |tx| {
-            if let Some(names) = &ev.endpoints {
+        if let Some(names) = &ev.endpoints {
+            let Outbox {
+                eng,
+                endpoints_version,
+                endpoints,
+            } = self;
+            in_tx(&mut **eng, false, |tx| {
                 let version = tx.eng.endpoints_version()?;
                 if version != *endpoints_version {
                     *endpoints = tx.eng.load_endpoints()?;
                     *endpoints_version = version;
                 }
-                for n in names {
-                    if !endpoints.iter().any(|e| &e.name == n) {
-                        let known: Vec<&str> = endpoints.iter().map(|e| e.name.as_str()).collect();
-                        return Err(Error::input(format!(
-                            "unknown endpoint {} in option \"endpoints\"; known endpoints: {}",
-                            quote(n),
-                            known.join(", ")
-                        )));
+                Ok(())
+            })?;
+            for n in names {
+                if !self.endpoints.iter().any(|e| &e.name == n) {
+                    let known: Vec<&str> = self.endpoints.iter().map(|e| e.name.as_str()).collect();
+                    return Err(Error::input(format!(
+                        "unknown endpoint {} in option \"endpoints\"; known endpoints: {}",
+                        quote(n),
+                        known.join(", ")
+                    )));
+                }
+            }
+        }
+        // The dispatching host's clock: the event's own timestamp (leases and retries use the
+        // engine's clock).
+        let created_at = event::now();
+        let template = match ev.raw_body {
+            Some(_) => None,
+            None => Some(event::envelope_template(&event_id, ev.topic, created_at, ev.key, ev.data)),
+        };
+        let insert = engine::EventInsert {
+            event_id: &event_id,
+            topic: ev.topic,
+            key: ev.key,
+            created_at,
+            coalesce: ev.coalesce,
+            route: ev.endpoints.as_ref().map(|n| n.join("\n")),
+            head: match (&template, ev.raw_body) {
+                (Some(t), _) => t.head.as_bytes(),
+                (None, Some(raw)) => raw,
+                (None, None) => b"",
+            },
+            tail: template.as_ref().map(|t| t.tail.as_bytes()),
+            tail_data_offset: template.as_ref().map_or(0, |t| t.tail_data_offset),
+            raw: ev.raw_body.is_some(),
+            headers: ev.headers.as_deref(),
+        };
+        // Only the event row (and the key's counter) is written here; the sender routes it to
+        // endpoints (deliveries) in its own transaction, off the request path.
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.eng.store_event(&insert, ev.max_body_bytes) {
+                Ok(engine::Stored::Yes) => return Ok(event_id),
+                Ok(engine::Stored::TooLarge(len)) => {
+                    return Err(Error::input(format!(
+                        "payload too large: the encoded body is {len} bytes, woosync.max_payload_bytes is {}; send less data (e.g. ids instead of whole objects)",
+                        ev.max_body_bytes
+                    )))
+                }
+                Ok(engine::Stored::Moved(to)) => return Err(Error::Moved(to)),
+                Err(Error::Retry(why)) => {
+                    // The connection was lost or the transaction chosen as a deadlock victim. A
+                    // commit whose acknowledgement was lost is not stored twice: look it up.
+                    match self.eng.event_exists(&event_id) {
+                        Ok(true) => return Ok(event_id),
+                        Ok(false) if tries < CONFLICT_RETRIES => {}
+                        Ok(false) => return Err(Error::storage(why)),
+                        // Cannot even look (the server is gone): say so.
+                        Err(e) => return Err(e),
                     }
                 }
+                Err(e) => return Err(e),
             }
-            // An event committed before a lost acknowledgement is not stored twice.
-            if tx.eng.event_exists(&event_id)? {
-                return Ok(());
-            }
-            let created_at = tx.eng.now()?;
-            let seq = match ev.key {
-                Some(k) => tx.eng.next_seq(k)?,
-                None => 0,
-            };
-            let (body, data_offset) = match ev.raw_body {
-                Some(raw) => (raw.to_vec(), 0),
-                None => {
-                    let Envelope { body, data_offset } =
-                        event::build_envelope(&event_id, ev.topic, created_at, ev.key, seq, ev.data);
-                    (body.into_bytes(), data_offset)
-                }
-            };
-            if body.len() > ev.max_body_bytes {
-                return Err(Error::input(format!(
-                    "payload too large: the encoded body is {} bytes, woosync.max_payload_bytes is {}; send less data (e.g. ids instead of whole objects)",
-                    body.len(),
-                    ev.max_body_bytes
-                )));
-            }
-            // Only the event row (and the key's counter) is written here; the sender routes it to
-            // endpoints (deliveries) in its own transaction, off the request path.
-            tx.eng.insert_event(&engine::EventInsert {
-                event_id: &event_id,
-                topic: ev.topic,
-                key: ev.key,
-                seq,
-                created_at,
-                coalesce: ev.coalesce,
-                route: ev.endpoints.as_ref().map(|n| n.join("\n")),
-                data_offset,
-                body: &body,
-                raw: ev.raw_body.is_some(),
-                headers: ev.headers.as_deref(),
-            })?;
-            Ok(())
-        })?;
-        Ok(event_id)
+        }
     }
 
-    // ---- the sender's cycle -------------------------------------------------------------
+    /// Whether this outbox's sender must claim nothing: it was moved elsewhere, or a move into
+    /// it is not finished.
+    pub fn paused(&mut self) -> Result<bool> {
+        in_tx(&mut *self.eng, false, |tx| {
+            Ok(!tx.eng.meta(engine::MOVED_TO)?.is_empty()
+                || !tx.eng.meta(engine::IMPORTING_FROM)?.is_empty())
+        })
+    }
 
     /// The idle sender's look for new events (one indexed read, no transaction around it).
     pub fn poll_new_events(&mut self) -> Result<bool> {
@@ -687,6 +707,9 @@ impl Outbox {
             let (sender, sender_host) = tx.eng.sender()?;
             st.sender = sender;
             st.sender_host = sender_host;
+            let some = |v: String| (!v.is_empty()).then_some(v);
+            st.moved_to = some(tx.eng.meta(engine::MOVED_TO)?);
+            st.importing_from = some(tx.eng.meta(engine::IMPORTING_FROM)?);
             for row in eps {
                 if let (Some(err), Some(at)) = (&row.last_error, row.last_error_at) {
                     if st.last_error_at.is_none_or(|t| at > t) {
@@ -743,6 +766,31 @@ fn route(
     let now = tx.eng.now()?;
     let mut unrouted = Vec::new();
     for r in &rows {
+        if let Some(entries) = r.route.as_deref().filter(|x| migrate::is_exact_route(x)) {
+            // An event moved from another outbox: to the same endpoints as there, dead ones dead.
+            let mut routed = 0;
+            for entry in entries.split('\n') {
+                let (dead, name) = match entry.strip_prefix(migrate::DEAD) {
+                    Some(n) => (true, n),
+                    None => (false, entry.strip_prefix(migrate::OPEN).unwrap_or(entry)),
+                };
+                let Some(e) = endpoints.iter().find(|e| e.name == name) else {
+                    continue;
+                };
+                if dead {
+                    tx.eng
+                        .insert_delivery(r.rowid, e.id, r.key.as_deref(), r.seq, state::DEAD, now)?;
+                    tx.added(e.id, state::DEAD, 1);
+                } else {
+                    insert_delivery(tx, r.rowid, e.id, r.key.as_deref(), r.seq, None, now)?;
+                }
+                routed += 1;
+            }
+            if routed == 0 {
+                unrouted.push(r.rowid);
+            }
+            continue;
+        }
         let names: Option<Vec<&str>> = r.route.as_deref().map(|x| x.split('\n').collect());
         let mut routed = 0;
         for e in endpoints.iter().filter(|e| e.routes(&r.topic)) {
@@ -806,6 +854,20 @@ fn insert_delivery(
             }
         }
         blocked = remaining > 0;
+        // Normally the new event is the key's newest. An older one arriving after newer ones
+        // (moved from another outbox) takes the head from a newer one that has not started.
+        if blocked && open.iter().any(|d| d.seq > seq) {
+            let live: Vec<_> = tx.eng.open_deliveries_of_key(endpoint_id, k)?;
+            if !live.iter().any(|d| d.state == state::INFLIGHT) {
+                if let Some(head) = live.iter().find(|d| d.state == state::READY && d.seq > seq) {
+                    let n = tx
+                        .eng
+                        .set_delivery_state(&[head.id], state::READY, state::QUEUED, now)?;
+                    tx.moved(endpoint_id, state::READY, state::QUEUED, n as i64);
+                    blocked = live.iter().any(|d| d.seq < seq);
+                }
+            }
+        }
     }
     let st = if blocked { state::QUEUED } else { state::READY };
     tx.eng
@@ -1039,3 +1101,32 @@ fn delete_events(tx: &mut Tx<'_>, rowids: &[i64]) -> Result<()> {
 
 #[cfg(test)]
 mod tests;
+
+/// Every stored setting of an endpoint as it would be saved again (secrets stay sealed).
+pub(crate) fn endpoint_write(e: &EndpointRow) -> EndpointWrite {
+    EndpointWrite {
+        url: e.url.clone(),
+        secret: e.secret.clone(),
+        prev_secret: e.prev_secret.clone(),
+        prev_secret_until: e.prev_secret_until,
+        topics: e.topics.join(","),
+        enabled: e.enabled,
+        rate_limit: e.rate_limit,
+        timeout: e.timeout,
+        proxy: e.proxy.clone(),
+        format: e.format.as_str().to_string(),
+        retry_delays: e.retry_delays.clone(),
+        source: e.source.clone(),
+        allow_networks: e.allow_networks.clone(),
+        signature: e.signature.as_str().to_string(),
+        hash_algorithm: e.hash_algorithm.as_str().to_string(),
+        success_codes: e.success_codes.to_text(),
+        user_agent: e.user_agent.clone(),
+        headers: if e.headers.is_empty() {
+            String::new()
+        } else {
+            config::headers_to_json(&e.headers)
+        },
+        wc_webhook_id: e.wc_webhook_id,
+    }
+}

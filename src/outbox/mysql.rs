@@ -26,7 +26,7 @@
 
 use super::engine::{
     CounterDeltas, DefaultWrite, EndpointUpdate, EndpointWrite, Engine, EventInsert, FinishRow,
-    KeyEvent, OpenDelivery, Requeue, RouteRow, StatDeltas, StoredEndpoint,
+    KeyEvent, OpenDelivery, Requeue, RouteRow, StatDeltas, Stored, StoredEndpoint,
 };
 use super::types::*;
 use super::mysql_url::MysqlUrl;
@@ -142,7 +142,7 @@ impl Tables {
                   host VARCHAR(255) NOT NULL, token BIGINT NOT NULL, expires_at DOUBLE NOT NULL, since DOUBLE NOT NULL) {opts}",
                 self.lease
             ),
-            format!("INSERT IGNORE INTO {} (k, v) VALUES ('endpoints_version', '0')", self.meta),
+            format!("INSERT IGNORE INTO {} (k, v) VALUES ('endpoints_version', '0'), ('moved_to', '')", self.meta),
             format!("INSERT IGNORE INTO {} (endpoint_id, state, n) VALUES (0, 6, 0)", self.stats),
             format!(
                 "INSERT IGNORE INTO {} (name, holder, host, token, expires_at, since) VALUES ('sender', '', '', 0, 0, 0)",
@@ -348,6 +348,15 @@ impl Mysql {
         result.map_err(|e| self.fail("create the tables", e))
     }
 
+    /// Opens a connection if there is none (reporting why it cannot).
+    fn ensure_connected(&mut self) -> Result<()> {
+        let missing = self.slot.lock().map(|g| g.conn.is_none()).unwrap_or(true);
+        if missing {
+            self.connect()?;
+        }
+        Ok(())
+    }
+
     /// Runs `f` on the connection (connecting if there is none and no transaction is open).
     fn raw<T>(&self, f: impl FnOnce(&mut Conn) -> mysql::Result<T>) -> mysql::Result<T> {
         let mut g = self
@@ -360,7 +369,14 @@ impl Mysql {
             }
             match new_conn(&self.url) {
                 Ok(c) => g.conn = Some(c),
-                Err(_) => return Err(mysql::Error::server_disconnected()),
+                // The reason, without the URL (the caller's message names the outbox).
+                Err(e) => {
+                    let text = e.to_string();
+                    let why = text.split_once(": cannot connect: ").map_or(text.as_str(), |(_, w)| w);
+                    return Err(mysql::Error::IoError(std::io::Error::other(format!(
+                        "cannot connect: {why}"
+                    ))));
+                }
             }
         }
         g.last_used = Instant::now();
@@ -590,7 +606,11 @@ fn setup(mut conn: Conn) -> std::result::Result<Conn, (Conn, String)> {
         Err(e) => return Err((conn, e.to_string())),
     };
     let mariadb = version.to_ascii_lowercase().contains("mariadb");
-    let (major, minor, _) = conn.server_version();
+    // From VERSION() ("10.11.19-MariaDB-…"): the handshake's version of MariaDB starts "5.5.5-".
+    let mut nums = version
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (nums.next().unwrap_or(0), nums.next().unwrap_or(0));
     let ok = if mariadb {
         (major, minor) >= (10, 6)
     } else {
@@ -603,7 +623,7 @@ fn setup(mut conn: Conn) -> std::result::Result<Conn, (Conn, String)> {
         ));
     }
     let mut setup = format!(
-        "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED; SET SESSION innodb_lock_wait_timeout = {LOCK_WAIT_SECONDS}; SET NAMES utf8mb4"
+        "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED; SET SESSION innodb_lock_wait_timeout = {LOCK_WAIT_SECONDS}; SET NAMES utf8mb4; SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'"
     );
     if mariadb {
         setup.push_str(&format!("; SET SESSION idle_transaction_timeout = {IDLE_TRANSACTION_SECONDS}"));
@@ -616,6 +636,19 @@ fn setup(mut conn: Conn) -> std::result::Result<Conn, (Conn, String)> {
         Ok(()) => Ok(conn),
         Err(e) => Err((conn, e.to_string())),
     }
+}
+
+/// Bytes as an SQL literal that survives any connection character set: X'…'.
+fn bytes_lit(b: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(b.len() * 2 + 3);
+    s.push_str("X'");
+    for &c in b {
+        s.push(HEX[(c >> 4) as usize] as char);
+        s.push(HEX[(c & 15) as usize] as char);
+    }
+    s.push('\'');
+    s
 }
 
 fn ids_list(ids: &[i64]) -> String {
@@ -643,15 +676,20 @@ impl Engine for Mysql {
         self.now = None;
         // A connection the server dropped (idle timeout, restart) is replaced here, before the
         // transaction, transparently.
+        // Reads see one snapshot (status, pending counts, the log), as SQLite's do; writes run
+        // READ COMMITTED (the session's level) and lock what they change.
         let sql = if write {
             "START TRANSACTION"
         } else {
-            "START TRANSACTION READ ONLY"
+            "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ; START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"
         };
+        self.ensure_connected()?;
+        let started = Instant::now();
         let r = self.raw(|c| c.query_drop(sql));
         if let Err(e) = r {
-            if e.is_connectivity_error() {
-                // One fresh connection; a server that cannot be reached raises now.
+            // A connection the server closed fails at once: one fresh connection. One that timed
+            // out is not tried again (the caller hears within the timeout, not twice it).
+            if e.is_connectivity_error() && started.elapsed() < Duration::from_secs(1) {
                 self.connect()?;
                 self.raw(|c| c.query_drop(sql))
                     .map_err(|e| self.fail("begin", e))?;
@@ -1009,18 +1047,101 @@ impl Engine for Mysql {
         .map_err(|e| self.map("next sequence", e))
     }
 
-    fn insert_event(&mut self, e: &EventInsert<'_>) -> Result<i64> {
+    fn store_event(&mut self, e: &EventInsert<'_>, max_body: usize) -> Result<Stored> {
+        // The body fits whatever the sequence number (at most 19 digits): one round trip for the
+        // whole transaction. Near the limit, statement by statement (the length is exact then).
+        if e.len_with(19) > max_body {
+            if e.len_with(1) > max_body {
+                return Ok(Stored::TooLarge(e.len_with(1)));
+            }
+            return super::engine::store_in_steps(self, e, max_body);
+        }
+        let (t, k) = (&self.t.events, &self.t.key_seq);
+        let mut sql = String::with_capacity(e.len_with(19) * 2 + 1024);
+        // The `moved_to` row is read with a shared lock: woosync_migrate's freeze (an update of it)
+        // waits for dispatches in progress, and later ones see where the outbox went.
+        sql.push_str(&format!(
+            "START TRANSACTION;\nSET @woosync_moved = '';\nSELECT v INTO @woosync_moved FROM {} WHERE k = 'moved_to' LOCK IN SHARE MODE;\n",
+            self.t.meta
+        ));
+        let (seq, body, offset) = match (e.key, e.tail) {
+            (Some(key), _) => {
+                sql.push_str(&format!(
+                    "INSERT INTO {k} (`key`, seq) SELECT {}, LAST_INSERT_ID(1) FROM DUAL WHERE @woosync_moved = '' ON DUPLICATE KEY UPDATE seq = LAST_INSERT_ID(seq + 1);\nSET @woosync_seq = LAST_INSERT_ID();\n",
+                    self.lit(key)
+                ));
+                match e.tail {
+                    Some(tail) => (
+                        "@woosync_seq".to_string(),
+                        format!("CONCAT({}, @woosync_seq, {})", bytes_lit(e.head), bytes_lit(tail)),
+                        format!("{} + LENGTH(@woosync_seq)", e.head.len() + e.tail_data_offset),
+                    ),
+                    None => ("@woosync_seq".to_string(), bytes_lit(e.head), "0".to_string()),
+                }
+            }
+            (None, _) => {
+                let (body, offset) = e.body(0);
+                ("0".to_string(), bytes_lit(&body), offset.to_string())
+            }
+        };
+        sql.push_str(&format!(
+            "INSERT INTO {t} (event_id, topic, `key`, seq, created_at, `coalesce`, route, data_offset, body, raw, headers)
+             SELECT {}, {}, {}, {seq}, {}, {}, {}, {offset}, {body}, {}, {} FROM DUAL WHERE @woosync_moved = '';\nCOMMIT;\nSELECT @woosync_moved",
+            self.lit(e.event_id),
+            self.lit(e.topic),
+            self.lit(e.key),
+            self.lit(e.created_at),
+            e.coalesce as i64,
+            self.lit(e.route.clone()),
+            e.raw as i64,
+            self.lit(e.headers),
+        ));
+        // A connection the janitor or the server closed is opened again here, before the
+        // transaction (inside it, a lost connection is an error).
+        self.ensure_connected()?;
+        self.in_tx = true;
+        if let Ok(mut g) = self.slot.lock() {
+            g.busy = true;
+        }
+        let r = self
+            .raw(|c| {
+                let mut moved: Option<String> = None;
+                let mut result = c.query_iter(sql)?;
+                while let Some(set) = result.iter() {
+                    for row in set {
+                        let row = row?;
+                        moved = row.get_opt::<Option<String>, usize>(0).and_then(|v| v.ok()).flatten();
+                    }
+                }
+                Ok(moved)
+            })
+            .map_err(|e| self.map("store the event", e));
+        if r.is_err() {
+            // Whatever ran of it (a lock wait timeout leaves the transaction open).
+            self.rollback();
+        }
+        self.in_tx = false;
+        if let Ok(mut g) = self.slot.lock() {
+            g.busy = false;
+        }
+        match r? {
+            Some(to) if !to.is_empty() => Ok(Stored::Moved(to)),
+            _ => Ok(Stored::Yes),
+        }
+    }
+
+    fn insert_event(&mut self, e: &EventInsert<'_>, seq: i64, body: &[u8], data_offset: usize) -> Result<i64> {
         let t = self.t.events.clone();
         let p: Vec<Value> = vec![
             e.event_id.into(),
             e.topic.into(),
             e.key.into(),
-            e.seq.into(),
+            seq.into(),
             e.created_at.into(),
             (e.coalesce as i64).into(),
             e.route.clone().into(),
-            (e.data_offset as i64).into(),
-            e.body.into(),
+            (data_offset as i64).into(),
+            body.into(),
             (e.raw as i64).into(),
             e.headers.into(),
         ];
@@ -1035,6 +1156,151 @@ impl Engine for Mysql {
             Ok(c.last_insert_id() as i64)
         })
         .map_err(|er| self.map("insert event", er))
+    }
+
+    fn meta(&mut self, k: &str) -> Result<String> {
+        Ok(self
+            .row(
+                "read meta",
+                &format!("SELECT v FROM {} WHERE k = ?", self.t.meta),
+                (k,),
+                |r| col::<Option<String>>(&r, 0),
+            )?
+            .flatten()
+            .unwrap_or_default())
+    }
+
+    fn set_meta(&mut self, k: &str, v: &str) -> Result<()> {
+        self.exec(
+            "write meta",
+            &format!("INSERT INTO {} (k, v) VALUES (?, ?) ON DUPLICATE KEY UPDATE v = VALUES(v)", self.t.meta),
+            (k, v),
+        )
+        .map(|_| ())
+    }
+
+    fn key_counters(&mut self, after: &str, limit: usize) -> Result<Vec<(String, i64)>> {
+        self.rows(
+            "read counters",
+            &format!("SELECT `key`, seq FROM {} WHERE `key` > ? ORDER BY `key` LIMIT {}", self.t.key_seq, limit.max(1)),
+            (after,),
+            |r| Ok((col(&r, 0)?, col(&r, 1)?)),
+        )
+    }
+
+    fn raise_counters(&mut self, rows: &[(String, i64)]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let values: Vec<String> = rows
+            .iter()
+            .map(|(k, s)| format!("({}, {s})", self.lit(k.as_str())))
+            .collect();
+        self.batch(
+            "raise counters",
+            &[format!(
+                "INSERT INTO {} (`key`, seq) VALUES {} ON DUPLICATE KEY UPDATE seq = GREATEST(seq, VALUES(seq))",
+                self.t.key_seq,
+                values.join(",")
+            )],
+        )
+        .map(|_| ())
+    }
+
+    fn events_to_move(&mut self, limit: usize) -> Result<Vec<super::engine::MovingEvent>> {
+        let (ev, d, p) = (&self.t.events, &self.t.deliveries, &self.t.endpoints);
+        let mut events = self.rows(
+            "read events to move",
+            &format!(
+                "SELECT e.id, e.event_id, e.topic, e.`key`, e.seq, e.created_at, e.`coalesce`, e.route, e.data_offset,
+                        e.body, e.raw, e.headers, e.routed
+                   FROM {ev} e
+                  WHERE (e.routed = 0 OR EXISTS (SELECT 1 FROM {d} x WHERE x.event_rowid = e.id AND x.state IN (0, 1, 4)))
+                    AND NOT EXISTS (SELECT 1 FROM {d} y WHERE y.event_rowid = e.id AND y.state = 2)
+                  ORDER BY e.id LIMIT {}",
+                limit.max(1)
+            ),
+            (),
+            |r| {
+                Ok(super::engine::MovingEvent {
+                    rowid: col(&r, 0)?,
+                    event_id: col(&r, 1)?,
+                    topic: col(&r, 2)?,
+                    key: col(&r, 3)?,
+                    seq: col(&r, 4)?,
+                    created_at: col(&r, 5)?,
+                    coalesce: col::<i64>(&r, 6)? != 0,
+                    route: col(&r, 7)?,
+                    data_offset: col::<i64>(&r, 8)? as usize,
+                    body: col(&r, 9)?,
+                    raw: col::<i64>(&r, 10)? != 0,
+                    headers: col(&r, 11)?,
+                    routed: col::<i64>(&r, 12)? != 0,
+                    deliveries: Vec::new(),
+                })
+            },
+        )?;
+        if events.is_empty() {
+            return Ok(events);
+        }
+        let ids = ids_list(&events.iter().map(|e| e.rowid).collect::<Vec<_>>());
+        let ds: Vec<(i64, String, i64)> = self.rows(
+            "read deliveries to move",
+            &format!(
+                "SELECT d.event_rowid, p.name, d.state FROM {d} d JOIN {p} p ON p.id = d.endpoint_id
+                  WHERE d.event_rowid IN ({ids}) AND d.state IN (0, 1, 4) ORDER BY d.id"
+            ),
+            (),
+            |r| Ok((col(&r, 0)?, col(&r, 1)?, col(&r, 2)?)),
+        )?;
+        for (rowid, name, st) in ds {
+            if let Some(e) = events.iter_mut().find(|e| e.rowid == rowid) {
+                e.deliveries.push((name, st));
+            }
+        }
+        Ok(events)
+    }
+
+    fn events_left_to_move(&mut self) -> Result<i64> {
+        Ok(self
+            .row(
+                "count events to move",
+                &format!(
+                    "SELECT (SELECT count(*) FROM {} WHERE routed = 0) + (SELECT count(DISTINCT event_rowid) FROM {} WHERE state IN (0, 1, 2, 4))",
+                    self.t.events, self.t.deliveries
+                ),
+                (),
+                |r| col(&r, 0),
+            )?
+            .unwrap_or(0))
+    }
+
+    fn import_event(&mut self, e: &super::engine::MovingEvent) -> Result<i64> {
+        let t = self.t.events.clone();
+        let p: Vec<Value> = vec![
+            e.event_id.as_str().into(),
+            e.topic.as_str().into(),
+            e.key.clone().into(),
+            e.seq.into(),
+            e.created_at.into(),
+            (e.coalesce as i64).into(),
+            e.route.clone().into(),
+            (e.data_offset as i64).into(),
+            e.body.clone().into(),
+            (e.raw as i64).into(),
+            e.headers.clone().into(),
+        ];
+        self.raw(|c| {
+            c.exec_drop(
+                format!(
+                    "INSERT INTO {t} (event_id, topic, `key`, seq, created_at, `coalesce`, route, data_offset, body, raw, headers)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                ),
+                p,
+            )?;
+            Ok(c.last_insert_id() as i64)
+        })
+        .map_err(|er| self.map("import event", er))
     }
 
     fn event_exists(&mut self, event_id: &str) -> Result<bool> {

@@ -729,9 +729,147 @@ impl Engine for Sqlite {
             .unwrap_or(1))
     }
 
-    fn insert_event(&mut self, e: &super::engine::EventInsert<'_>) -> Result<i64> {
+    fn store_event(
+        &mut self,
+        e: &super::engine::EventInsert<'_>,
+        max_body: usize,
+    ) -> Result<super::engine::Stored> {
+        super::engine::store_in_steps(self, e, max_body)
+    }
+
+    fn insert_event(
+        &mut self,
+        e: &super::engine::EventInsert<'_>,
+        seq: i64,
+        body: &[u8],
+        data_offset: usize,
+    ) -> Result<i64> {
         self.exec(
             "insert event",
+            "INSERT INTO events(event_id, topic, key, seq, created_at, coalesce, route, data_offset, body, raw, headers)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                e.event_id,
+                e.topic,
+                e.key,
+                seq,
+                e.created_at,
+                e.coalesce as i64,
+                e.route,
+                data_offset as i64,
+                body,
+                e.raw as i64,
+                e.headers
+            ],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn event_exists(&mut self, event_id: &str) -> Result<bool> {
+        Ok(self
+            .row(
+                "find event",
+                "SELECT 1 FROM events WHERE event_id = ?1",
+                [event_id],
+                |_| Ok(()),
+            )?
+            .is_some())
+    }
+
+    fn meta(&mut self, k: &str) -> Result<String> {
+        Ok(self
+            .row(
+                "read meta",
+                "SELECT CAST(v AS TEXT) FROM meta WHERE k = ?1",
+                [k],
+                |r| r.get::<_, Option<String>>(0),
+            )?
+            .flatten()
+            .unwrap_or_default())
+    }
+
+    fn set_meta(&mut self, k: &str, v: &str) -> Result<()> {
+        self.exec(
+            "write meta",
+            "INSERT INTO meta(k, v) VALUES (?1, ?2) ON CONFLICT(k) DO UPDATE SET v = excluded.v",
+            params![k, v],
+        )
+        .map(|_| ())
+    }
+
+    fn key_counters(&mut self, after: &str, limit: usize) -> Result<Vec<(String, i64)>> {
+        self.rows(
+            "read counters",
+            "SELECT key, seq FROM key_seq WHERE key > ?1 ORDER BY key LIMIT ?2",
+            params![after, limit as i64],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+    }
+
+    fn raise_counters(&mut self, rows: &[(String, i64)]) -> Result<()> {
+        for (k, seq) in rows {
+            self.exec(
+                "raise counters",
+                "INSERT INTO key_seq(key, seq) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET seq = max(seq, excluded.seq)",
+                params![k, seq],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn events_to_move(&mut self, limit: usize) -> Result<Vec<super::engine::MovingEvent>> {
+        let sql = "SELECT e.id, e.event_id, e.topic, e.key, e.seq, e.created_at, e.coalesce, e.route, e.data_offset,
+                e.body, e.raw, e.headers, e.id <= (SELECT v FROM meta WHERE k = 'routed_upto')
+           FROM events e
+          WHERE (e.id > (SELECT v FROM meta WHERE k = 'routed_upto')
+                 OR EXISTS (SELECT 1 FROM deliveries d WHERE d.event_rowid = e.id AND d.state IN (0, 1, 4)))
+            AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_rowid = e.id AND d.state = 2)
+          ORDER BY e.id LIMIT ?1";
+        let mut events = self.rows("read events to move", sql, [limit as i64], |r| {
+            Ok(super::engine::MovingEvent {
+                rowid: r.get(0)?,
+                event_id: r.get(1)?,
+                topic: r.get(2)?,
+                key: r.get(3)?,
+                seq: r.get(4)?,
+                created_at: r.get(5)?,
+                coalesce: r.get::<_, i64>(6)? != 0,
+                route: r.get(7)?,
+                data_offset: r.get::<_, i64>(8)? as usize,
+                body: r.get(9)?,
+                raw: r.get::<_, i64>(10)? != 0,
+                headers: r.get(11)?,
+                routed: r.get::<_, i64>(12)? != 0,
+                deliveries: Vec::new(),
+            })
+        })?;
+        for ev in events.iter_mut() {
+            ev.deliveries = self.rows(
+                "read deliveries to move",
+                "SELECT p.name, d.state FROM deliveries d JOIN endpoints p ON p.id = d.endpoint_id
+                  WHERE d.event_rowid = ?1 AND d.state IN (0, 1, 4) ORDER BY d.id",
+                [ev.rowid],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+        }
+        Ok(events)
+    }
+
+    fn events_left_to_move(&mut self) -> Result<i64> {
+        Ok(self
+            .row(
+                "count events to move",
+                "SELECT (SELECT count(*) FROM events WHERE id > (SELECT v FROM meta WHERE k = 'routed_upto'))
+                      + (SELECT count(DISTINCT event_rowid) FROM deliveries WHERE state IN (0, 1, 2, 4))",
+                [],
+                |r| r.get(0),
+            )?
+            .unwrap_or(0))
+    }
+
+    fn import_event(&mut self, e: &super::engine::MovingEvent) -> Result<i64> {
+        self.exec(
+            "import event",
             "INSERT INTO events(event_id, topic, key, seq, created_at, coalesce, route, data_offset, body, raw, headers)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
@@ -749,11 +887,6 @@ impl Engine for Sqlite {
             ],
         )?;
         Ok(self.conn.last_insert_rowid())
-    }
-
-    fn event_exists(&mut self, _event_id: &str) -> Result<bool> {
-        // A commit never loses its acknowledgement here (same process, same file).
-        Ok(false)
     }
 
     fn has_new_events(&mut self) -> Result<bool> {

@@ -193,6 +193,10 @@ pub struct Status {
     /// Identity (`<boot id>:<pid>:<start time>`) and host of the last process elected sender.
     pub sender: Option<String>,
     pub sender_host: Option<String>,
+    /// Where woosync_migrate moved this outbox (a path or URL with its password; mask it).
+    pub moved_to: Option<String>,
+    /// A move into this outbox is not finished: its sender routes but claims nothing yet.
+    pub importing_from: Option<String>,
 }
 
 impl Status {

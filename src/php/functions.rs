@@ -251,6 +251,14 @@ pub fn woosync_status() -> PhpResult<ZBox<ZendHashTable>> {
             .set("worker_error", zopt_str(r.worker_error.as_deref()))
             .set("sender_pid", zopt_i(r.sender_pid.map(i64::from)))
             .set("sender_host", zopt_str(r.sender_host.as_deref()))
+            .set(
+                "moved_to",
+                zopt_str(r.status.moved_to.as_deref().map(crate::outbox::MysqlUrl::mask_text).as_deref()),
+            )
+            .set(
+                "importing_from",
+                zopt_str(r.status.importing_from.as_deref().map(crate::outbox::MysqlUrl::mask_text).as_deref()),
+            )
             .set("secrets_encrypted", zbool(r.key_configured))
             .set("notices", {
                 let mut list = Arr::new();
@@ -683,6 +691,53 @@ pub fn woosync_erase(key: Binary<u8>) -> PhpResult<ZBox<ZendHashTable>> {
     })
 }
 
+/// Moves this outbox (`woosync.database`) to another one — a SQLite path or a mysql:// URL —
+/// keeping event ids, sequence numbers and per-key order: pending and dead events, the endpoints
+/// and the per-key counters. Each call moves one batch; call it until `done` is true (an
+/// interrupted move continues where it stopped). From the first call on, dispatches into this
+/// outbox are stored in the target: switch `woosync.database` to it.
+///
+/// @param string $to
+/// @param array|null $options `limit`: events per call (default 1000).
+/// @return array `from`, `to` (passwords masked), `endpoints`, `keys`, `moved`, `remaining`, `done`.
+#[php_function]
+pub fn woosync_migrate(to: Binary<u8>, options: Option<&ZendHashTable>) -> PhpResult<ZBox<ZendHashTable>> {
+    guard(|| {
+        let to = text(&to, "to")?;
+        let mut limit = 1000usize;
+        if let Some(ht) = options {
+            for (k, v) in convert::entries(ht) {
+                let v = v.dereference();
+                match k.as_deref() {
+                    Some("limit") => {
+                        let n = v.long().filter(|n| (1..=100_000).contains(n)).ok_or_else(|| {
+                            input("option \"limit\" must be an integer from 1 to 100000")
+                        })?;
+                        limit = n as usize;
+                    }
+                    Some(other) => {
+                        return Err(input(format!(
+                            "unknown option {} for woosync_migrate; known: limit",
+                            crate::error::quote(other)
+                        )))
+                    }
+                    None => return Err(input("woosync_migrate options must be an array with string keys")),
+                }
+            }
+        }
+        let r = client::migrate(&ini::values(), &to, limit).map_err(to_php)?;
+        let mut a = Arr::new();
+        a.set("from", zstr(&r.from.display()))
+            .set("to", zstr(&r.to.display()))
+            .set("endpoints", zint(r.step.endpoints as i64))
+            .set("keys", zint(r.step.keys as i64))
+            .set("moved", zint(r.step.moved as i64))
+            .set("remaining", zint(r.step.remaining))
+            .set("done", zbool(r.step.done));
+        Ok(a.0)
+    })
+}
+
 /// Runs this outbox's sender in this process (CLI only) until the time is up or SIGTERM/SIGINT;
 /// returns the attempts it finished (delivered or dead). It takes over from, and hands over to,
 /// senders in php-fpm workers through the election. On SIGTERM/SIGINT it winds down within
@@ -733,5 +788,6 @@ pub fn register(module: ModuleBuilder) -> ModuleBuilder {
         .function(wrap_function!(woosync_purge))
         .function(wrap_function!(woosync_erase))
         .function(wrap_function!(woosync_serve))
+        .function(wrap_function!(woosync_migrate))
         .function(wrap_function!(woosync_metrics))
 }

@@ -80,6 +80,8 @@ pub struct Coordinator {
     key_gen: u64,
     /// Some sendable endpoint has a sealed secret none of this process's keys opens.
     needs_key: bool,
+    /// The outbox was moved elsewhere, or a move into it is not finished: claim nothing.
+    paused: bool,
     /// When this process became the sender.
     since: Instant,
     /// How many times this process yielded the election before.
@@ -141,6 +143,7 @@ impl Coordinator {
             me,
             boot: fork::boot_id(),
             needs_key: false,
+            paused: false,
             since: Instant::now(),
             yielded,
             socket_ok,
@@ -185,6 +188,10 @@ impl Coordinator {
                 return;
             }
         };
+        match db(|| outbox.paused()) {
+            Ok(p) => self.paused = p,
+            Err(e) => self.shared.note_error(e),
+        }
         self.endpoints_version = version;
         self.endpoints_checked = Instant::now();
         self.key_gen = key_gen;
@@ -387,7 +394,7 @@ impl Coordinator {
             let past = self.shared.past_deadline();
             // A yielding sender starts nothing new and leaves once its attempts are recorded.
             let yielding = !stopping && self.should_yield();
-            let free = if past || yielding {
+            let free = if past || yielding || self.paused {
                 0
             } else {
                 self.concurrency - busy.min(self.concurrency)
@@ -564,7 +571,7 @@ impl Coordinator {
                 stop = Stop::Yield;
                 break;
             }
-            let mut wait = if self.socket_ok {
+            let mut wait = if self.socket_ok || self.poll {
                 Duration::from_secs(1)
             } else {
                 Duration::from_millis(25)
@@ -614,10 +621,9 @@ impl Coordinator {
                 if woken || !self.poll || Instant::now() >= until {
                     break;
                 }
-                match db(|| outbox.poll_new_events()) {
-                    Ok(false) => {}
-                    // New events, or a problem the next cycle reports.
-                    _ => break,
+                // New events: cycle now. A problem is left to the next cycle to report.
+                if let Ok(true) = db(|| outbox.poll_new_events()) {
+                    break;
                 }
             }
         }

@@ -103,7 +103,12 @@ impl Election {
                     return None;
                 }
                 let pause = match db(|| Mysql::acquire_lease(url, me, host)) {
-                    Ok(LeaseCheck::Won(token)) => return Some(Turn::Lease(token)),
+                    Ok(LeaseCheck::Won(token)) => {
+                        // Not "standby" while it starts to lead: shutdown waits for it to let
+                        // the lease go again.
+                        shared.set_state(WorkerState::Starting);
+                        return Some(Turn::Lease(token));
+                    }
                     Ok(LeaseCheck::Held { remaining, .. }) => {
                         shared.set_state(WorkerState::Standby);
                         shared.clear_error();
@@ -125,6 +130,15 @@ impl Election {
                     let _ = wake_rx.recv_timeout(left.min(Duration::from_millis(200)));
                 }
             },
+        }
+    }
+
+    /// How long a process that yielded stays out: long enough for every standby to look at the
+    /// lease once (a standby in `flock` gets the lock at once).
+    pub fn yield_pause(&self) -> Duration {
+        match self {
+            Election::Lock { .. } => super::YIELD_PAUSE,
+            Election::Lease { .. } => LOOK_EVERY + Duration::from_secs(2),
         }
     }
 

@@ -349,7 +349,7 @@ fn run(shared: &Arc<Shared>, opts: &SenderOptions, wake_tx: ChanSender<()>, wake
                 shared.set_state(WorkerState::Standby);
                 election.step_down();
                 let gen = shared.key_gen.load(SeqCst);
-                let until = Instant::now() + YIELD_PAUSE;
+                let until = Instant::now() + election.yield_pause();
                 while Instant::now() < until
                     && shared.key_gen.load(SeqCst) == gen
                     && !shared.shutdown.load(SeqCst)
