@@ -395,3 +395,72 @@ def fast_ini(url: str, secret: Optional[str] = None, delays: str = "0.05,0.05", 
     for k, v in more.items():
         ini["woosync." + k] = v
     return ini
+
+
+# ---- WordPress: the real WordPress 7.0.4 + WooCommerce 11.0.1 + WP-CLI 2.12.0 -------------------
+# One shop is installed per session (tests/wp/wpsite.py); every test that takes `wp` starts from the
+# database dump taken right after the install, and fails when the plugin raised a PHP notice,
+# warning or deprecation (WP_DEBUG_LOG is on in every test site).
+
+sys.path.insert(0, str(TESTS_DIR / "wp"))
+import wpsite  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def wp_base():
+    import shutil
+    import tempfile
+    base = Path(tempfile.mkdtemp(prefix="wpt-", dir="/tmp"))  # no "woosync" in paths: see wpsite.OURS
+    os.chmod(base, 0o755)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def realwp(wp_base) -> "wpsite.RealWP":
+    wpsite.ensure_packages()
+    return wpsite.unpack(wp_base / "realwp")
+
+
+@pytest.fixture(scope="session")
+def wp_mariadb(wp_base, realwp):
+    """The WordPress shops' own MariaDB (not the outbox engine's `mariadb`)."""
+    db = wpsite.MariaDB(wp_base)
+    db.start()
+    yield db
+    db.stop()
+
+
+@pytest.fixture(scope="session")
+def shop(so, wp_base, wp_mariadb, realwp):
+    """The session's shop: installed with `wp core install`, WooCommerce and woosync activated
+    with `wp plugin activate`, dumped right after (see wp)."""
+    site = wpsite.Site(wp_base, wp_mariadb, "shop", so, realwp)
+    site.install()
+    site.save_state()
+    yield site
+    site.stop_server()
+
+
+def assert_no_plugin_notices(site, marks, what: str) -> None:
+    problems = site.problems_since(marks)
+    assert not problems, f"the plugin raised PHP notices/warnings during {what}:\n" + "\n".join(problems[:10])
+
+
+@pytest.fixture
+def wp(shop, request):
+    """The shop, restored to its freshly installed state; fails the test when the plugin raised a
+    notice, warning or deprecation meanwhile (debug log or a PHP process's stderr)."""
+    shop.restore_state()
+    marks = shop.log_marks()
+    yield shop
+    shop.stop_server()
+    shop.remove_mu_plugins()
+    assert_no_plugin_notices(shop, marks, request.node.name)
+
+
+@pytest.fixture(params=wpsite.STORAGES)
+def storage(request, wp) -> str:
+    """Runs the test once per order storage: HPOS, posts, HPOS with compatibility-mode sync."""
+    wp.set_storage(request.param)
+    return request.param

@@ -165,6 +165,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self):
         rx: Receiver = self.server.receiver
         body = self._read_body()
+        if len(body) < int(self.headers.get("Content-Length") or 0):
+            # The client went away in the middle of the body (e.g. its process was killed during
+            # an attempt): not a request, as for any HTTP server. The sender retries it in full.
+            self.close_connection = True
+            return
         req = Request(
             index=-1,
             time=time.monotonic(),

@@ -1,16 +1,17 @@
-"""The WooSync delivery log (admin page) in a real browser.
+"""The WooSync delivery log (WooCommerce → WooSync log) in a real browser, on the real shop.
 
-A module fixture installs a throw-away WordPress on a private MariaDB (tests/wp/wpsite.py), adds the
-must-use loader tests/wp/browser/mu-woosync-log.php (it registers \\Woosync\\Log_Page unless the
-plugin already does), serves the site with `php -S` (one process, extension loaded, php.ini's
-`default` endpoint pointing at a local Receiver), and drives Debian's headless Chromium with
-selenium + chromedriver. Failing deliveries are created beforehand from PHP.
+The session's shop (WordPress 7 + WooCommerce 11, tests/conftest.py `shop`) is restored to its
+fresh state for this module, served with `php -S` (one process, extension loaded, php.ini's
+`default` endpoint pointing at a local Receiver), and driven with Debian's headless Chromium through
+selenium + chromedriver. Failing deliveries are created beforehand from PHP. Every test fails when
+the plugin raised a PHP notice, warning or deprecation (debug log or the server's output).
 
 Scenario: log in through wp-login.php, open the log, filter to dead deliveries, open one event's
 detail (modal), compare the body shown with the bytes the receiver got, let the receiver answer
 200, click retry and see the event delivered; retry all dead; send a test event. Screenshots go to
-tests/artifacts/ and docs/admin-log.png. HTTP-level checks: no access when logged out or as a
-subscriber; forged actions (no / wrong nonce) are rejected.
+tests/artifacts/ (docs/admin-log.png with WOOSYNC_UPDATE_DOCS=1). HTTP-level checks: no access when
+logged out or as a subscriber (not even with a valid nonce); forged actions (no / wrong nonce) are
+rejected.
 """
 from __future__ import annotations
 
@@ -19,28 +20,24 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
-sys.path.insert(0, str(TESTS / "wp"))
 sys.path.insert(0, str(TESTS / "wp" / "browser"))
 import wpsite  # noqa: E402
+from conftest import assert_no_plugin_notices  # noqa: E402
 from receiver import Receiver, Response  # noqa: E402
 import chromium  # noqa: E402  (tests/wp/browser/chromium.py)
 
 ARTIFACTS = TESTS / "artifacts"
 DOCS_SHOT = ROOT / "docs" / "admin-log.png"
-MU_LOADER = TESTS / "wp" / "browser" / "mu-woosync-log.php"
-PAGE = "/wp-admin/tools.php?page=woosync-log"
+PAGE = "/wp-admin/admin.php?page=woosync-log"   # under WooCommerce's menu
 CRM_ERROR = b'{"error":"CRM is down for maintenance"}'
 
 
@@ -80,25 +77,21 @@ class LogSite:
     def status(self) -> dict:
         return self.php("out(woosync_status());").last_json()
 
+    def server_problems(self) -> list:
+        return wpsite.problems_in(self.log.read_text(errors="replace")) if self.log.exists() else []
+
 
 @pytest.fixture(scope="module")
-def logsite(so):
-    wpsite.ensure_packages()
+def logsite(shop):
     chromium.ensure_packages()
-    base = Path(tempfile.mkdtemp(prefix="woosync-log-", dir="/tmp"))
-    os.chmod(base, 0o755)
-    db = wpsite.MariaDB(base)
+    shop.restore_state()
     rx = Receiver(default=Response(500, body=CRM_ERROR, headers={"Content-Type": "application/json"}))
     ls = None
     try:
-        db.start()
         rx.start()
-        site = wpsite.Site(base, db, "logshop", so)
-        site.install()
-        shutil.copyfile(MU_LOADER, site.root / "wp-content" / "mu-plugins" / MU_LOADER.name)
-        outbox_dir = base / "outbox"
-        outbox_dir.mkdir()
-        ls = LogSite(site, rx, outbox_dir / "outbox.sqlite", make_secret())
+        outbox_dir = shop.base / "log-outbox"
+        outbox_dir.mkdir(exist_ok=True)
+        ls = LogSite(shop, rx, outbox_dir / "outbox.sqlite", make_secret())
         ls.subscriber_password = "sub-" + os.urandom(6).hex()
         res = ls.php(f"""
             $id = wp_insert_user(['user_login' => 'subscriber1', 'user_pass' => '{ls.subscriber_password}',
@@ -112,8 +105,15 @@ def logsite(so):
         if ls is not None:
             ls.stop()
         rx.stop()
-        db.stop()
-        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def no_plugin_notices(logsite, request):
+    marks = logsite.site.log_marks()
+    seen = len(logsite.server_problems())
+    yield
+    assert_no_plugin_notices(logsite.site, marks, request.node.name)
+    assert logsite.server_problems()[seen:] == []
 
 
 @pytest.fixture(scope="module")
@@ -328,21 +328,67 @@ def test_logged_out_user_has_no_access(logsite, events):
     assert status in (302, 400, 403)
 
 
-def test_subscriber_has_no_access(logsite, events):
+def subscriber_browser(logsite) -> "wpsite.Browser":
     sub = wpsite.Browser(logsite.url)
     sub.jar.set_cookie(wpsite._cookie("wordpress_test_cookie", "WP%20Cookie%20check", logsite.url))
     status, body, _ = sub.request("/wp-login.php", {"log": "subscriber1", "pwd": logsite.subscriber_password,
-                                                    "wp-submit": "Log In", "testcookie": "1",
-                                                    "redirect_to": logsite.url + "/wp-admin/profile.php"})
-    assert status == 200 and "profile" in body.lower(), body[-500:]
-    status, body, _ = sub.request(PAGE)
-    assert status == 403 and "not allowed" in body
-    assert "woosync-log" not in sub.request("/wp-admin/profile.php")[1]  # no menu entry
+                                                    "wp-submit": "Log In", "testcookie": "1"}, follow=False)
+    assert status == 302 and any(c.name.startswith("wordpress_logged_in_") for c in sub.jar), body[-500:]
+    return sub
+
+
+def subscriber_nonce(logsite, sub: "wpsite.Browser", action: str) -> str:
+    """What wp_create_nonce($action) gives the subscriber in this browser session."""
+    cookie = next(c for c in sub.jar if c.name.startswith("wordpress_logged_in_"))
+    token = urllib.parse.unquote(cookie.value).split("|")[2]
+    return logsite.php(f"""
+        $u = get_user_by('login', 'subscriber1');
+        out(substr(wp_hash(wp_nonce_tick({json.dumps(action)}) . '|' . {json.dumps(action)} . '|' . $u->ID . '|{token}', 'nonce'), -12, 10));
+    """).last_json()
+
+
+def test_subscriber_has_no_access(logsite, events):
+    sub = subscriber_browser(logsite)
+    # WordPress refuses the page (403) or WooCommerce sends the subscriber to My account (302).
+    status, body, headers = sub.request(PAGE, follow=False)
+    assert status in (302, 403) and "woosync-row" not in body, (status, headers)
     status, body, _ = sub.request("/wp-admin/admin-ajax.php?action=woosync_log_event&event=" + events["order"])
     assert status == 403 and "order.created" not in body
     for action in ("woosync_log_retry", "woosync_log_retry_dead", "woosync_log_test"):
         status, body, _ = sub.request("/wp-admin/admin-post.php", {"action": action, "event": events["stock"]})
         assert status == 403, (action, status, body[-300:])
+
+
+def test_subscriber_with_a_valid_nonce_cannot_retry(logsite, events):
+    """The retry handler's capability check, on its own: the subscriber holds a valid nonce for
+    exactly this event (so the nonce check would pass), and still gets 403 with nothing retried."""
+    logsite.rx.default = Response(200)
+    res = logsite.php("""
+        $id = woosync_dispatch('order.updated', ['id' => 404], ['key' => 'order:404']);
+        out(['id' => $id]);
+    """)
+    logsite.rx.default = Response(500, body=CRM_ERROR)
+    eid = res.last_json()["id"]
+    deadline = time.monotonic() + 15
+    while logsite.event(eid)["deliveries"][0]["state"] != "delivered" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert logsite.event(eid)["deliveries"][0]["state"] == "delivered"
+    n = len([r for r in logsite.rx.requests if r.event_id == eid])
+    dead = logsite.status()["dead"]
+    tests_sent = len([r for r in logsite.rx.requests if r.json().get("type") == "woosync.test"])
+    sub = subscriber_browser(logsite)
+    for action, nonce_action, data in (
+            ("woosync_log_retry", f"woosync_log_retry_{eid}", {"event": eid}),
+            ("woosync_log_retry_dead", "woosync_log_retry_dead", {}),
+            ("woosync_log_test", "woosync_log_test", {})):
+        nonce = subscriber_nonce(logsite, sub, nonce_action)
+        status, body, _ = sub.request("/wp-admin/admin-post.php", dict(data, action=action, _wpnonce=nonce), follow=False)
+        assert status == 403 and "not allowed" in body, (action, status, body[-300:])
+    time.sleep(0.5)
+    assert logsite.event(eid)["deliveries"][0]["state"] == "delivered"
+    assert len([r for r in logsite.rx.requests if r.event_id == eid]) == n, "the subscriber's retry replayed the event"
+    assert len([r for r in logsite.rx.requests if r.json().get("type") == "woosync.test"]) == tests_sent
+    assert logsite.status()["dead"] == dead
 
 
 def test_forged_actions_are_rejected(logsite, events):
@@ -417,7 +463,7 @@ def test_retrying_delivery_shows_next_attempt_and_endpoint_filter(logsite, event
         rows = {r["endpoint"]: r for r in browser.rows()}
         assert set(rows) == {"default", "slowcrm"}
         state = browser.text(f'tr[data-event="{eid}"][data-endpoint="slowcrm"] .column-state')
-        assert state.startswith("Retrying") and re.search(r"next attempt \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(in \d+ mins\)", state), state
+        assert state.startswith("Retrying") and re.search(r"next attempt \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(in \d+ min(?:ute)?s\)", state), state
         assert "HTTP 503" in browser.text(f'tr[data-event="{eid}"][data-endpoint="slowcrm"] .column-result')
         card = browser.one('.woosync-endpoint[data-endpoint="slowcrm"]').text
         assert "Failing" in card and "HTTP 503" in card, card
@@ -429,6 +475,39 @@ def test_retrying_delivery_shows_next_attempt_and_endpoint_filter(logsite, event
     finally:
         rx.responder = None
         logsite.php("try { woosync_endpoint_delete('slowcrm'); } catch (Throwable $e) {} out(true);")
+
+
+def test_attempts_count_every_logged_attempt_after_a_retry(logsite):
+    """Bug 5: after a retry the Attempts column said 1 while the detail listed two attempts. The
+    log table, the detail, `wp woosync list` and `wp woosync show` all count the attempts logged."""
+    rx = logsite.rx
+    rx.default = Response(200)
+    rx.script(Response(400, body=b"unknown order"))
+    res = logsite.php("""
+        $id = woosync_dispatch('order.updated', ['id' => 505], ['key' => 'order:505']);
+        out(['id' => $id, 'flushed' => woosync_flush(15)]);
+    """)
+    eid = res.last_json()["id"]
+    assert [d["state"] for d in logsite.event(eid)["deliveries"]] == ["dead"]
+    admin = logsite.site.browser("admin", logsite.site.admin_password)
+    _, page, _ = admin.request(PAGE + "&key=order:505")
+    link = re.search(r'href="([^"]*action=woosync_log_retry[^"]*event=' + eid + r'[^"]*)"', page).group(1)
+    status, body, _ = admin.request(link.replace("&#038;", "&").replace("&amp;", "&"))
+    assert status == 200 and "delivered (HTTP 200)" in body, body[-2000:]
+    event = logsite.event(eid)
+    assert [(a["endpoint"], a["http_status"]) for a in event["attempts"]] == [("default", 400), ("default", 200)]
+
+    _, page, _ = admin.request(PAGE + "&key=order:505")
+    row = re.search(r'<tr class="woosync-row[^>]*data-event="' + eid + r'".*?</tr>', page, re.S).group(0)
+    assert re.search(r'column-attempts[^>]*>2<', row), row
+    _, detail, _ = admin.request(PAGE + "&event=" + eid)
+    assert re.search(r'class="woosync-attempt-count">2<', detail)
+    assert len(re.findall(r'<tr class="woosync-attempt', detail)) == 2
+    rows = json.loads(logsite.site.wp("woosync", "list", "--key=order:505", "--format=json", ini=logsite.ini).stdout)
+    assert [(r["id"], r["state"], r["attempts"]) for r in rows] == [(eid, "delivered", 2)], rows
+    shown = json.loads(logsite.site.wp("woosync", "show", eid, "--format=json", ini=logsite.ini).stdout)
+    assert [d["attempts"] for d in shown["deliveries"]] == [2]
+    rx.default = Response(500, body=CRM_ERROR)
 
 
 def test_log_page_stays_fast_with_100k_events(logsite):
@@ -476,29 +555,12 @@ def test_log_page_stays_fast_with_100k_events(logsite):
         logsite.serve()
 
 
-def test_page_goes_under_woocommerce_menu_when_it_exists(logsite):
-    """With WooCommerce's top-level menu (slug `woocommerce`, added at admin_menu priority 9 like
-    the real plugin), the log is a WooCommerce submenu instead of a Tools one."""
-    logsite.site.mu_plugin("zz-fake-wc-menu", """
-        add_action('admin_menu', function () {
-            add_menu_page('WooCommerce', 'WooCommerce', 'manage_woocommerce', 'woocommerce', '__return_null', '', 55.5);
-        }, 9);
-    """)
-    try:
-        admin = logsite.site.browser("admin", logsite.site.admin_password)
-        status, body, _ = admin.request("/wp-admin/admin.php?page=woosync-log")
-        assert status == 200 and "WooSync log</h1>" in body
-        menu = body[body.index('id="toplevel_page_woocommerce"'):]
-        menu = menu[:menu.index("</li>\n", menu.index("wp-submenu"))]
-        assert 'admin.php?page=woosync-log' in menu
-        assert 'tools.php?page=woosync-log' not in body
-    finally:
-        logsite.site.mu_plugin("zz-fake-wc-menu", None)
-
-
-def test_no_php_warnings_from_the_log_page(logsite):
-    logs = [logsite.site.base / f"{logsite.site.name}-debug.log", logsite.log]
-    text = "".join(p.read_text(errors="replace") for p in logs if p.exists())
-    ours = [l for l in text.splitlines() if "class-log-page.php" in l or "class-log-table.php" in l
-            or "mu-woosync-log.php" in l]
-    assert not ours, "\n".join(ours[:20])
+def test_page_is_under_the_woocommerce_menu(logsite):
+    """WooCommerce's top-level menu exists (the real plugin): the log is one of its submenus."""
+    admin = logsite.site.browser("admin", logsite.site.admin_password)
+    status, body, _ = admin.request(PAGE)
+    assert status == 200 and "WooSync log</h1>" in body
+    menu = body[body.index('id="toplevel_page_woocommerce"'):]
+    menu = menu[:menu.index("</li>\n", menu.index("wp-submenu"))]
+    assert 'admin.php?page=woosync-log' in menu
+    assert 'tools.php?page=woosync-log' not in body

@@ -11,7 +11,8 @@
  * License URI:       https://www.gnu.org/licenses/gpl-2.0.html
  * Text Domain:       woosync
  * Domain Path:       /languages
- * WC requires at least: 7.0
+ * WC requires at least: 7.9
+ * WC tested up to: 11.0
  *
  * @package Woosync
  */

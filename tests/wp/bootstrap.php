@@ -5,7 +5,7 @@
  * Defines out() (one JSON line) for results.
  */
 require __DIR__ . '/server-vars.php';
-standin_server_vars();
+t_server_vars();
 require rtrim( getenv( 'WOOSYNC_WP_ROOT' ), '/' ) . '/wp-load.php';
 
 /** Prints one JSON line. */

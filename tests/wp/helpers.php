@@ -53,6 +53,6 @@ function t_flush_at_shutdown( $seconds = 15.0 ) {
 				woosync_flush( $seconds );
 			}
 		},
-		1000
+		PHP_INT_MAX
 	);
 }

@@ -1,10 +1,10 @@
 <?php
 /**
- * $_SERVER values WordPress expects, for CLI runs (what WP-CLI sets from --url).
+ * $_SERVER values WordPress expects, for PHP test scripts run from the CLI (what WP-CLI sets from --url).
  *
  * @param string|null $url Site URL; default from WOOSYNC_WP_URL.
  */
-function standin_server_vars( $url = null ) {
+function t_server_vars( $url = null ) {
 	$url   = $url ? $url : getenv( 'WOOSYNC_WP_URL' );
 	$parts = parse_url( (string) $url );
 	$host  = ( $parts['host'] ?? 'localhost' ) . ( isset( $parts['port'] ) ? ':' . $parts['port'] : '' );

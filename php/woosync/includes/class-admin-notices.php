@@ -102,18 +102,11 @@ class Admin_Notices {
 								$settings_url
 							),
 						);
-					} elseif ( (int) ( $endpoint['consecutive_failures'] ?? 0 ) >= 3 || (int) ( $endpoint['dead'] ?? 0 ) > 0 ) {
-						$out[] = array(
-							'warning',
-							sprintf(
-								/* translators: 1: endpoint name, 2: failures in a row, 3: dead events, 4: last error */
-								__( 'WooSync: deliveries to "%1$s" are failing (%2$d failures in a row, %3$d dead events). Last error: %4$s. Retry with "wp woosync retry --dead" once the CRM is fixed.', 'woosync' ),
-								$name,
-								(int) ( $endpoint['consecutive_failures'] ?? 0 ),
-								(int) ( $endpoint['dead'] ?? 0 ),
-								(string) ( $endpoint['last_error'] ?? '' )
-							),
-						);
+					} else {
+						$message = self::delivery_message( $name, $endpoint );
+						if ( null !== $message ) {
+							$out[] = $message;
+						}
 					}
 				}
 			}
@@ -126,6 +119,57 @@ class Admin_Notices {
 			);
 		}
 		return $out;
+	}
+
+	/**
+	 * What to tell the owner about one endpoint's deliveries, or null when there is nothing to do.
+	 *
+	 * Failing (3+ failures in a row, or paused by the circuit breaker): events wait and are retried
+	 * on their own; the CRM or the endpoint's URL needs fixing. Working but with dead events (they used up
+	 * every retry earlier, or the CRM refused them): the endpoint is fine, the dead events need a
+	 * retry. Dead events of a healthy endpoint are never called "failing".
+	 *
+	 * @param string $name     Endpoint name.
+	 * @param array  $endpoint Endpoint row of woosync_status().
+	 * @return array{0:string,1:string}|null
+	 */
+	private static function delivery_message( $name, array $endpoint ) {
+		$fails  = (int) ( $endpoint['consecutive_failures'] ?? 0 );
+		$dead   = (int) ( $endpoint['dead'] ?? 0 );
+		$health = (string) ( $endpoint['health'] ?? '' );
+		$log    = class_exists( __NAMESPACE__ . '\Log_Page' ) ? Log_Page::url( array( 'status' => 'dead' ) ) : admin_url();
+		if ( $fails >= 3 || 'paused' === $health ) {
+			$text = sprintf(
+				/* translators: 1: endpoint name, 2: failures in a row, 3: last error */
+				__( 'WooSync: deliveries to "%1$s" are failing (%2$d failures in a row; last error: %3$s). Events wait in the outbox and are retried on their own: check that the CRM is up and that the endpoint URL is right.', 'woosync' ),
+				$name,
+				$fails,
+				(string) ( $endpoint['last_error'] ?? '' )
+			);
+			if ( $dead > 0 ) {
+				/* translators: %d: dead deliveries */
+				$text .= ' ' . sprintf( _n( '%d delivery already gave up: retry it once the CRM works ("wp woosync retry --dead").', '%d deliveries already gave up: retry them once the CRM works ("wp woosync retry --dead").', $dead, 'woosync' ), $dead );
+			}
+			return array( 'warning', $text );
+		}
+		if ( $dead > 0 ) {
+			return array(
+				'warning',
+				sprintf(
+					/* translators: 1: dead deliveries, 2: endpoint name, 3: URL of the log's dead deliveries */
+					_n(
+						'WooSync: %1$d delivery to "%2$s" gave up (every retry failed, or the CRM refused it); the endpoint works now. Review it and retry it in the WooSync log (%3$s), or run "wp woosync retry --dead".',
+						'WooSync: %1$d deliveries to "%2$s" gave up (every retry failed, or the CRM refused them); the endpoint works now. Review them and retry them in the WooSync log (%3$s), or run "wp woosync retry --dead".',
+						$dead,
+						'woosync'
+					),
+					$dead,
+					$name,
+					$log
+				),
+			);
+		}
+		return null;
 	}
 
 	/**

@@ -257,6 +257,11 @@ class CLI_Command {
 			return;
 		}
 		$event['payload'] = Extension::payload( $event );
+		$logged           = Extension::logged_attempts( $event );
+		foreach ( (array) ( $event['deliveries'] ?? array() ) as $i => $delivery ) {
+			// Attempts logged (a retried delivery keeps counting its earlier attempts).
+			$event['deliveries'][ $i ]['attempts'] = $logged[ (string) ( $delivery['endpoint'] ?? '' ) ] ?? 0;
+		}
 		$format           = (string) Utils\get_flag_value( $assoc_args, 'format', 'table' );
 		if ( 'json' === $format ) {
 			WP_CLI::line( (string) wp_json_encode( $event, JSON_PRETTY_PRINT | JSON_UNESCAPED_SLASHES | JSON_INVALID_UTF8_SUBSTITUTE ) );
@@ -384,10 +389,12 @@ class CLI_Command {
 
 	/**
 	 * Sends the current state of products (and recent orders) so the CRM can repair drift, for
-	 * example after events were dropped from the fallback table.
+	 * example after events were dropped from the fallback table, or after a PHP process was killed
+	 * before the end of a request (order events are sent then: see "Orders" in the README).
 	 *
 	 * Products go out as `product.stock_updated`, orders as `order.updated`, both with
-	 * `"reconcile": true` and coalesced per key. Without --products or --orders, both are sent.
+	 * `"reconcile": true` and coalesced per key; draft orders (checkout-draft) are skipped. Without
+	 * --products or --orders, both are sent.
 	 *
 	 * ## OPTIONS
 	 *
@@ -395,7 +402,7 @@ class CLI_Command {
 	 * : Every product and variation.
 	 *
 	 * [--orders]
-	 * : Orders modified since --since.
+	 * : Orders modified since --since (not drafts).
 	 *
 	 * [--since=<date>]
 	 * : With --orders: oldest modification date (strtotime() format).
@@ -483,8 +490,19 @@ class CLI_Command {
 			if ( false === $since ) {
 				WP_CLI::error( sprintf( 'Cannot read the date "%s".', $assoc_args['since'] ) );
 			}
+			// Every order status except drafts (a checkout-draft is not an order yet: the hooks send
+			// nothing for it either).
+			$statuses = array_values(
+				array_filter(
+					array_keys( wc_get_order_statuses() ),
+					function ( $status ) {
+						return ! in_array( preg_replace( '/^wc-/', '', $status ), Order_Hooks::DRAFT_STATUSES, true );
+					}
+				)
+			);
 			$query   = array(
 				'type'          => 'shop_order',
+				'status'        => $statuses,
 				'date_modified' => '>=' . $since,
 				'limit'         => $batch,
 				'orderby'       => 'ID',

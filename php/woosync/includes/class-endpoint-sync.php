@@ -44,7 +44,7 @@ class Endpoint_Sync {
 	 */
 	public static function config( array $values ) {
 		$topics = array_values( array_filter( (array) ( $values['topics'] ?? array() ), 'is_string' ) );
-		if ( ! array_diff( array_keys( Settings::topics() ), $topics ) ) {
+		if ( ! array_diff( Settings::TOPICS, $topics ) ) {
 			$topics = array(); // Every topic selected: send all (also future ones, e.g. reconcile).
 		} else {
 			$topics[] = 'woosync.*'; // Test events always pass; nothing selected sends only them.

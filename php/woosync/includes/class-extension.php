@@ -93,4 +93,20 @@ class Extension {
 		}
 		return $payload;
 	}
+
+	/**
+	 * Attempts logged for each endpoint of an event (from the event's attempt list, so a delivery
+	 * that was retried counts every attempt made, not only those since the retry).
+	 *
+	 * @param array $event Result of woosync_event().
+	 * @return array<string,int> Endpoint name => attempts.
+	 */
+	public static function logged_attempts( array $event ) {
+		$counts = array();
+		foreach ( (array) ( $event['attempts'] ?? array() ) as $attempt ) {
+			$name            = (string) ( $attempt['endpoint'] ?? '' );
+			$counts[ $name ] = ( $counts[ $name ] ?? 0 ) + 1;
+		}
+		return $counts;
+	}
 }

@@ -212,16 +212,55 @@ class Fallback_Queue {
 	}
 
 	/**
-	 * Waiting events whose snapshot contains $needle (for the privacy exporter and eraser).
+	 * Waiting events about one person (for the privacy exporter and eraser): those of the given
+	 * ordering keys (`customer:<id>`, `order:<id>`), and those whose snapshot holds the email
+	 * address as a value (compared decoded and case-insensitively: the stored JSON escapes `/` and
+	 * non-ASCII characters, so a text search would miss `a/b@example.com`, and a substring match
+	 * would wrongly find `b@example.com` in it).
 	 *
-	 * @param string $needle Text to look for, e.g. an email address.
+	 * @param string   $email Email address.
+	 * @param string[] $keys  Ordering keys of the person's customer account and orders.
 	 * @return array Rows (id, topic, event_key, payload, created_at).
 	 */
-	public function find_containing( $needle ) {
+	public function find_about( $email, array $keys = array() ) {
 		global $wpdb;
 		$table = self::table();
-		// phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared, WordPress.DB.DirectDatabaseQuery
-		return (array) $wpdb->get_results( $wpdb->prepare( "SELECT id, topic, event_key, payload, created_at FROM {$table} WHERE payload LIKE %s ORDER BY id", '%' . $wpdb->esc_like( $needle ) . '%' ), ARRAY_A );
+		$email = strtolower( trim( (string) $email ) );
+		$keys  = array_flip( array_map( 'strval', $keys ) );
+		$found = array();
+		$after = 0;
+		do {
+			// phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared, WordPress.DB.DirectDatabaseQuery
+			$rows = (array) $wpdb->get_results( $wpdb->prepare( "SELECT id, topic, event_key, payload, created_at FROM {$table} WHERE id > %d ORDER BY id LIMIT %d", $after, self::BATCH ), ARRAY_A );
+			foreach ( $rows as $row ) {
+				$after = (int) $row['id'];
+				if ( isset( $keys[ (string) $row['event_key'] ] ) || ( '' !== $email && self::holds( json_decode( (string) $row['payload'], true ), $email ) ) ) {
+					$found[] = $row;
+				}
+			}
+		} while ( count( $rows ) === self::BATCH );
+		return $found;
+	}
+
+	/**
+	 * Whether a decoded snapshot has a string value equal to $email (lower case).
+	 *
+	 * @param mixed  $value Decoded JSON.
+	 * @param string $email Email address, lower case.
+	 * @return bool
+	 */
+	private static function holds( $value, $email ) {
+		if ( is_string( $value ) ) {
+			return strtolower( trim( $value ) ) === $email;
+		}
+		if ( is_array( $value ) ) {
+			foreach ( $value as $item ) {
+				if ( self::holds( $item, $email ) ) {
+					return true;
+				}
+			}
+		}
+		return false;
 	}
 
 	/**

@@ -121,7 +121,8 @@ class Log_Page {
 	 * @return string
 	 */
 	public static function url( array $args = array() ) {
-		$base = menu_page_url( self::SLUG, false );
+		// menu_page_url() lives in wp-admin/includes/plugin.php: not loaded on the front end or in cron.
+		$base = function_exists( 'menu_page_url' ) ? menu_page_url( self::SLUG, false ) : '';
 		if ( '' === $base ) {
 			$base = admin_url( ( class_exists( 'WooCommerce' ) ? 'admin.php' : 'tools.php' ) . '?page=' . self::SLUG );
 		}
@@ -594,7 +595,9 @@ class Log_Page {
 	// ---- actions ---------------------------------------------------------------------------------
 
 	/**
-	 * Waits (briefly) until no delivery of the event is pending, and returns the event.
+	 * Waits (briefly) until the event's deliveries have an outcome after a (re)queue, and returns
+	 * the event: until none is in flight and each pending one has had an attempt since
+	 * $attempts_before attempts were logged (a retried delivery keeps its earlier attempts).
 	 *
 	 * @param string $id              Event id.
 	 * @param float  $seconds         Longest wait.
@@ -1068,6 +1071,7 @@ class Log_Page {
 		$h         .= '<table class="widefat striped woosync-deliveries"><thead><tr><th>' . esc_html__( 'Endpoint', 'woosync' ) . '</th><th>' . esc_html__( 'State', 'woosync' ) . '</th><th>' . esc_html__( 'Attempts', 'woosync' ) . '</th><th>' . esc_html__( 'Last result', 'woosync' ) . '</th><th>' . esc_html__( 'Updated', 'woosync' ) . '</th></tr></thead><tbody>';
 		$retryable  = false;
 		$deliveries = (array) ( $event['deliveries'] ?? array() );
+		$logged     = Extension::logged_attempts( $event );
 		foreach ( $deliveries as $delivery ) {
 			$state = (string) ( $delivery['state'] ?? '' );
 			if ( in_array( $state, array( 'dead', 'delivered', 'unrouted' ), true ) ) {
@@ -1076,7 +1080,7 @@ class Log_Page {
 			$h .= '<tr class="woosync-delivery" data-endpoint="' . esc_attr( (string) ( $delivery['endpoint'] ?? '' ) ) . '" data-state="' . esc_attr( $state ) . '">';
 			$h .= '<td>' . esc_html( (string) ( $delivery['endpoint'] ?? '' ) ) . '</td>';
 			$h .= '<td>' . self::state_html( $delivery ) . '</td>';
-			$h .= '<td>' . esc_html( number_format_i18n( (int) ( $delivery['attempts'] ?? 0 ) ) ) . '</td>';
+			$h .= '<td class="woosync-attempt-count">' . esc_html( number_format_i18n( (int) ( $logged[ (string) ( $delivery['endpoint'] ?? '' ) ] ?? 0 ) ) ) . '</td>';
 			$h .= '<td>' . esc_html( self::result_text( $delivery['last_status'] ?? null, $delivery['last_error'] ?? null ) ) . '</td>';
 			$h .= '<td>' . self::time_html( $delivery['updated_at'] ?? null ) . '</td>';
 			$h .= '</tr>';

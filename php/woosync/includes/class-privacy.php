@@ -12,8 +12,9 @@ defined( 'ABSPATH' ) || exit;
 /**
  * Tools → Export/Erase Personal Data: finds the events held about a customer (by email) in the
  * outbox (keys `customer:<user id>` and `order:<id>` of orders with that billing email) and in the
- * fallback table. The eraser deletes fallback rows; outbox rows are history of what was sent and
- * are removed by `wp woosync purge`, so it reports them as retained with that advice.
+ * fallback table (those keys, or the email as a value of the decoded snapshot). The eraser deletes
+ * the fallback rows and, through woosync_erase(), the finished outbox events of those keys;
+ * pending ones are kept until delivered and reported as retained.
  */
 class Privacy {
 
@@ -146,11 +147,11 @@ class Privacy {
 					array( 'name' => __( 'Event', 'woosync' ), 'value' => $id ),
 					array( 'name' => __( 'Topic', 'woosync' ), 'value' => (string) $event['topic'] ),
 					array( 'name' => __( 'Created', 'woosync' ), 'value' => is_numeric( $event['created_at'] ) ? gmdate( 'c', (int) $event['created_at'] ) : (string) $event['created_at'] ),
-					array( 'name' => __( 'Data', 'woosync' ), 'value' => (string) wp_json_encode( Extension::payload( $event ) ) ),
+					array( 'name' => __( 'Data', 'woosync' ), 'value' => self::readable( Extension::payload( $event ) ) ),
 				),
 			);
 		}
-		foreach ( $this->fallback->find_containing( $email ) as $row ) {
+		foreach ( $this->fallback->find_about( $email, $this->keys_for( $email ) ) as $row ) {
 			$items[] = array(
 				'group_id'    => self::GROUP,
 				'group_label' => __( 'Events sent to the CRM', 'woosync' ),
@@ -158,7 +159,7 @@ class Privacy {
 				'data'        => array(
 					array( 'name' => __( 'Topic', 'woosync' ), 'value' => (string) $row['topic'] ),
 					array( 'name' => __( 'Created', 'woosync' ), 'value' => (string) $row['created_at'] . ' UTC' ),
-					array( 'name' => __( 'Data', 'woosync' ), 'value' => (string) $row['payload'] ),
+					array( 'name' => __( 'Data', 'woosync' ), 'value' => self::readable( json_decode( (string) $row['payload'], true ) ) ),
 				),
 			);
 		}
@@ -166,6 +167,16 @@ class Privacy {
 			'data' => $items,
 			'done' => true,
 		);
+	}
+
+	/**
+	 * A snapshot as JSON a person can read (no `\/`, no `\u00fc` escapes).
+	 *
+	 * @param mixed $data Decoded snapshot.
+	 * @return string
+	 */
+	private static function readable( $data ) {
+		return (string) wp_json_encode( $data, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE );
 	}
 
 	/**
@@ -177,7 +188,7 @@ class Privacy {
 	 */
 	public function erase( $email, $page = 1 ) {
 		unset( $page );
-		$rows     = $this->fallback->find_containing( $email );
+		$rows     = $this->fallback->find_about( $email, $this->keys_for( $email ) );
 		$removed  = $this->fallback->delete( wp_list_pluck( $rows, 'id' ) );
 		$retained = 0;
 		$messages = array();

@@ -61,7 +61,21 @@ class Settings {
 	}
 
 	/**
-	 * Topics the plugin sends, with labels.
+	 * Topics the plugin sends. Plain names, usable at any time (labels need translations, which
+	 * WordPress ≥ 6.7 only allows from `init` on: see topics()).
+	 */
+	const TOPICS = array(
+		'product.stock_updated',
+		'order.created',
+		'order.updated',
+		'order.status_changed',
+		'customer.created',
+		'customer.updated',
+	);
+
+	/**
+	 * Topics the plugin sends, with translated labels (for the settings page; call it at `init`
+	 * or later).
 	 *
 	 * @return array<string,string>
 	 */
@@ -97,7 +111,7 @@ class Settings {
 		return array(
 			'url'      => '',
 			'secret'   => '',
-			'topics'   => array_keys( self::topics() ),
+			'topics'   => self::TOPICS,
 			'crm_user' => 0,
 			'enabled'  => true,
 		);
@@ -193,7 +207,7 @@ class Settings {
 		}
 
 		$topics        = array_map( 'strval', (array) ( $input['topics'] ?? array() ) );
-		$out['topics'] = array_values( array_intersect( array_keys( self::topics() ), $topics ) );
+		$out['topics'] = array_values( array_intersect( self::TOPICS, $topics ) );
 
 		$crm_user = trim( (string) ( $input['crm_user'] ?? '' ) );
 		if ( '' === $crm_user || '0' === $crm_user ) {

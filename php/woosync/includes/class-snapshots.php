@@ -1,6 +1,7 @@
 <?php
 /**
- * Snapshots of WooCommerce objects, taken at event time.
+ * Snapshots of WooCommerce objects: products and customers when the event happens, orders as
+ * stored at the end of the request (Order_Hooks).
  *
  * @package Woosync
  */
