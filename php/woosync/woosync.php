@@ -32,6 +32,7 @@ require_once __DIR__ . '/includes/class-product-hooks.php';
 require_once __DIR__ . '/includes/class-order-hooks.php';
 require_once __DIR__ . '/includes/class-customer-hooks.php';
 require_once __DIR__ . '/includes/class-endpoint-sync.php';
+require_once __DIR__ . '/includes/class-wc-webhooks.php';
 require_once __DIR__ . '/includes/class-settings.php';
 require_once __DIR__ . '/includes/class-admin-notices.php';
 require_once __DIR__ . '/includes/class-privacy.php';

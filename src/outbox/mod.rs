@@ -543,7 +543,7 @@ impl Outbox {
             let mut changed = 0;
             if unrouted {
                 let eps = tx.eng.load_endpoints()?;
-                for e in eps.iter().filter(|e| e.routes(&topic)) {
+                for e in eps.iter().filter(|e| e.routes(&topic) && e.wc_webhook_id.is_none()) {
                     insert_delivery(tx, rowid, e.id, key.as_deref(), seq, None, now)?;
                     changed += 1;
                 }
@@ -794,11 +794,12 @@ fn route(
         let names: Option<Vec<&str>> = r.route.as_deref().map(|x| x.split('\n').collect());
         let mut routed = 0;
         for e in endpoints.iter().filter(|e| e.routes(&r.topic)) {
-            if names
-                .as_ref()
-                .is_some_and(|n| !n.contains(&e.name.as_str()))
-            {
-                continue;
+            match names.as_ref() {
+                Some(n) if !n.contains(&e.name.as_str()) => continue,
+                // An endpoint mirroring a WooCommerce webhook gets only the events dispatched to
+                // it by name (its webhook's own deliveries), never the general fan-out.
+                None if e.wc_webhook_id.is_some() => continue,
+                _ => {}
             }
             insert_delivery(
                 tx,

@@ -141,6 +141,31 @@ mod unit {
     }
 
     #[test]
+    fn mirrored_webhook_endpoint_gets_only_events_named_for_it() {
+        let p = tmp("mirrored");
+        let mut ob = Outbox::open(&p, Role::Request).unwrap();
+        ob.record_default_endpoint_plain(&default_ep("")).unwrap();
+        let plain = EndpointConfig { url: "http://127.0.0.1:9/crm".into(), ..Default::default() };
+        ob.save_endpoint("crm", &plain, None).unwrap();
+        let mirror = EndpointConfig {
+            url: "http://127.0.0.1:9/wc".into(),
+            topics: vec!["order.created".into()],
+            wc_webhook_id: Some(7),
+            ..Default::default()
+        };
+        ob.save_endpoint("wc-webhook-7", &mirror, None).unwrap();
+        // The general fan-out (no endpoints named) skips the mirror although its topic matches.
+        put(&mut ob, &ev("order.created", Some("order:1"), false));
+        let mut named = ev("order.created", Some("order:1"), false);
+        named.endpoints = Some(vec!["wc-webhook-7".into()]);
+        put(&mut ob, &named);
+        let rows = ob.events(&EventFilter { limit: 100, ..Default::default() }).unwrap();
+        let mut got: Vec<String> = rows.iter().filter_map(|r| r.endpoint.clone()).collect();
+        got.sort();
+        assert_eq!(got, vec!["crm".to_string(), "wc-webhook-7".to_string()], "{rows:?}");
+    }
+
+    #[test]
     fn unrouted_without_endpoint_then_routed_by_retry() {
         let p = tmp("unrouted");
         let mut ob = Outbox::open(&p, Role::Request).unwrap();

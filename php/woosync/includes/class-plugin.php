@@ -169,6 +169,7 @@ class Plugin {
 		( new Order_Hooks( $this->dispatcher ) )->register();
 		( new Customer_Hooks( $this->dispatcher ) )->register();
 		( new Privacy( $this->fallback ) )->register();
+		( new Wc_Webhooks( $this->dispatcher ) )->register(); // WooCommerce's own webhooks through woosync.
 		$this->settings->register();
 		$this->notices->register();
 		if ( class_exists( __NAMESPACE__ . '\Log_Page' ) ) {
