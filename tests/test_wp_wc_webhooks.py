@@ -253,3 +253,59 @@ def test_switching_on_takes_over_scheduled_deliveries_and_off_gives_back_nothing
     assert {r.headers["X-WC-Webhook-ID"] for r in ok} == {str(hook)}
     # One of "One" per receiver view: taken over once, never doubled.
     assert names(rx.requests).count("One") == 1
+
+
+def endpoint(wp, outbox, name: str, **more):
+    return next((e for e in wp.php("out(woosync_endpoints());", ini=cfg(outbox, **more)).last_json()
+                 if e["name"] == name), None)
+
+
+def test_destination_policy_is_wordpress_own(wp, outbox, rx):
+    """A URL WordPress refuses WooCommerce (127.0.0.1 on a port outside http_allowed_safe_ports)
+    stays refused: not taken over, WooCommerce's own path as before. Once the site allows it,
+    woosync delivers, allowed for that host only (the php.ini allows no internal network here)."""
+    none = {"allow_networks": ""}
+    order = new_order(wp, outbox)
+    hook = make_webhook(wp, outbox, "order.updated", rx.url_for("/hook"))
+    wp.wp_ok("woosync", "wc-webhooks", "enable", ini=cfg(outbox, **none))
+    row = next(w for w in json.loads(wp.wp_ok("woosync", "wc-webhooks", "status", "--format=json",
+                                              ini=cfg(outbox, **none)).stdout)["webhooks"] if w["id"] == hook)
+    assert row["delivered_by"] == "woocommerce" and "wp_http_validate_url" in row["refused"], row
+    assert endpoint(wp, outbox, f"wc-webhook-{hook}", **none)["enabled"] is False
+    wp.php(f"""$o = wc_get_order({order}); $o->set_billing_first_name('Refused'); $o->save(); out(1);""",
+           ini=cfg(outbox, **none)).last_json()
+    assert async_actions(wp, outbox) == [{"webhook_id": hook, "arg": order}]  # WooCommerce's path
+    # WooCommerce's own delivery is refused by WordPress, as before the switch.
+    wp.wp_ok("action-scheduler", "run", "--hooks=woocommerce_deliver_webhook_async", ini=cfg(outbox, **none))
+    assert deliveries(rx.requests) == []
+
+    wp.mu_plugin("allow-receiver", ALLOW_RECEIVER % rx.port)
+    update_order(wp, outbox, order, "Allowed", flush=20)
+    assert names(rx.wait_for(1, timeout=20)) == ["Allowed"]
+    e = endpoint(wp, outbox, f"wc-webhook-{hook}", **none)
+    assert e["enabled"] is True and e["allow_networks"] == ["127.0.0.1/32"], e
+    assert async_actions(wp, outbox) == []
+
+
+def test_webhook_edits_follow_without_restart(wp, outbox, rx):
+    wp.mu_plugin("allow-receiver", ALLOW_RECEIVER % rx.port)
+    order = new_order(wp, outbox)
+    hook = make_webhook(wp, outbox, "order.updated", rx.url_for("/old"))
+    wp.wp_ok("woosync", "wc-webhooks", "enable", ini=cfg(outbox))
+    # New URL, new secret: the next request's delivery uses both.
+    wp.php(f"""$w = wc_get_webhook({hook}); $w->set_delivery_url({json.dumps(rx.url_for('/new'))});
+               $w->set_secret('n3w secret'); $w->save(); out(1);""", ini=cfg(outbox)).last_json()
+    update_order(wp, outbox, order, "Edited")
+    got = deliveries(rx.wait_for(1, timeout=20))
+    assert [r.path for r in got] == ["/new"]
+    assert got[0].headers["X-WC-Webhook-Signature"] == wc_sig("n3w secret", got[0].body)
+    # Paused: WooCommerce sends nothing for it, nor does woosync; its endpoint is switched off.
+    wp.php(f"$w = wc_get_webhook({hook}); $w->set_status('paused'); $w->save(); out(1);", ini=cfg(outbox)).last_json()
+    update_order(wp, outbox, order, "Paused")
+    assert endpoint(wp, outbox, f"wc-webhook-{hook}")["enabled"] is False
+    # Deleted: the endpoint goes too.
+    wp.php(f"wc_get_webhook({hook})->delete(true); out(1);", ini=cfg(outbox)).last_json()
+    assert endpoint(wp, outbox, f"wc-webhook-{hook}") is None
+    rx.wait_quiet(0.5)
+    assert names(rx.requests) == ["Edited"]
+    assert async_actions(wp, outbox) == []

@@ -36,6 +36,9 @@ class Wc_Webhooks {
 	/** WooCommerce's Action Scheduler hook for its own webhook deliveries. */
 	const AS_HOOK = 'woocommerce_deliver_webhook_async';
 
+	/** How long WordPress's answer for an allowed delivery URL is reused before it is asked again. */
+	const RECHECK_SECONDS = 300;
+
 	/** woosync's topic grammar; a WooCommerce topic outside it stays with WooCommerce. */
 	const TOPIC_PATTERN = '/^[a-z0-9_]+(\.[a-z0-9_]+)+$/';
 
@@ -499,8 +502,14 @@ class Wc_Webhooks {
 		$mirrored = get_option( self::MIRROR_OPTION, array() );
 		$state    = isset( $mirrored[ $id ] ) && is_array( $mirrored[ $id ] ) ? $mirrored[ $id ] : array();
 		$url      = (string) $webhook->get_delivery_url();
-		if ( $recheck || ( $state['url'] ?? null ) !== $url || ! isset( $state['allow'] ) ) {
+		// WordPress's answer for the URL is kept for a few minutes (it may resolve the host); a
+		// refused one is asked again every time (the site may have allowed it since).
+		$fresh = ( $state['url'] ?? null ) === $url && isset( $state['allow'], $state['checked_at'] )
+			&& '' === ( $state['refused'] ?? '' ) && time() - (int) $state['checked_at'] < self::RECHECK_SECONDS;
+		$checked_at = (int) ( $state['checked_at'] ?? 0 );
+		if ( $recheck || ! $fresh ) {
 			list( $refused, $allow ) = self::destination( $url );
+			$checked_at              = time();
 		} else {
 			$refused = (string) $state['refused'];
 			$allow   = (array) $state['allow'];
@@ -535,6 +544,10 @@ class Wc_Webhooks {
 		$config = apply_filters( 'woosync_wc_webhook_endpoint', $config, $webhook );
 		$fp     = md5( Outbox_Location::current() . '|' . wp_json_encode( $config ) );
 		if ( ( $state['fp'] ?? '' ) === $fp ) {
+			if ( $checked_at !== (int) ( $state['checked_at'] ?? 0 ) && '' === $refused ) {
+				$state['checked_at'] = $checked_at;
+				$this->store_state( $id, $state );
+			}
 			return $state;
 		}
 		try {
@@ -543,18 +556,29 @@ class Wc_Webhooks {
 			$this->dispatcher->report( $e );
 			return null;
 		}
-		$state           = array(
+		$state = array(
 			'fp'             => $fp,
 			'url'            => $url,
 			'refused'        => $refused,
 			'allow'          => $allow,
+			'checked_at'     => $checked_at,
 			'hash_algorithm' => $algorithm,
 			'timeout'        => $timeout,
 		);
+		$this->store_state( $id, $state );
+		return $state;
+	}
+
+	/**
+	 * Records what was saved for a webhook.
+	 *
+	 * @param int   $id    Webhook id.
+	 * @param array $state State.
+	 */
+	private function store_state( $id, array $state ) {
 		$mirrored        = get_option( self::MIRROR_OPTION, array() );
 		$mirrored[ $id ] = $state;
 		update_option( self::MIRROR_OPTION, $mirrored, true );
-		return $state;
 	}
 
 	/**
