@@ -139,7 +139,9 @@ function woosync_event(string $id): ?array {}
  *                      sha512, md5), `success_codes` (statuses that count as delivered, e.g.
  *                      `200-302`; default `200-299`), `user_agent`, `headers` (name => value sent
  *                      with every request; credential values are shown masked and kept when saved
- *                      back masked), `wc_webhook_id` (sent as X-WC-Webhook-ID).
+ *                      back masked), `wc_webhook_id` (sent as X-WC-Webhook-ID; such an endpoint mirrors a
+ *                      WooCommerce webhook and receives only events dispatched to it by name with the
+ *                      `endpoints` option, never the general fan-out).
  * @throws WooSyncException On a malformed setting.
  */
 function woosync_endpoint_save(string $name, array $config): void {}

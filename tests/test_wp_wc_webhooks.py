@@ -250,6 +250,8 @@ def test_switching_on_takes_over_scheduled_deliveries_and_off_gives_back_nothing
     ok = [r for r in deliveries(rx.requests) if r.response and r.response.status == 200]
     assert names(ok) == ["One", "Two", "Three"], names(rx.requests)
     assert ok[2].headers["User-Agent"].startswith("WooCommerce/")
+    # Who sent what: woosync adds the Standard Webhooks id, WooCommerce's own delivery does not.
+    assert ["webhook-id" in r.headers for r in ok] == [True, True, False]
     assert {r.headers["X-WC-Webhook-ID"] for r in ok} == {str(hook)}
     # One of "One" per receiver view: taken over once, never doubled.
     assert names(rx.requests).count("One") == 1
@@ -309,3 +311,26 @@ def test_webhook_edits_follow_without_restart(wp, outbox, rx):
     rx.wait_quiet(0.5)
     assert names(rx.requests) == ["Edited"]
     assert async_actions(wp, outbox) == []
+
+
+def test_a_job_scheduled_by_a_request_that_began_before_the_switch_is_delivered_by_woosync(wp, outbox, rx):
+    """A request that started with the option off schedules its Action Scheduler job after the
+    switch-on took the others over: when Action Scheduler runs it, woosync delivers it instead of
+    WooCommerce (which would count failures and disable the webhook)."""
+    wp.mu_plugin("allow-receiver", ALLOW_RECEIVER % rx.port)
+    order = new_order(wp, outbox)
+    hook = make_webhook(wp, outbox, "order.updated", rx.url_for("/hook"))
+    wp.wp_ok("woosync", "wc-webhooks", "enable", ini=cfg(outbox))
+    wp.php(f"""$o = wc_get_order({order}); $o->set_billing_first_name('Late'); $o->save();
+               WC()->queue()->add('woocommerce_deliver_webhook_async', ['webhook_id' => {hook}, 'arg' => {order}], 'woocommerce-webhooks');
+               out(1);""", ini=cfg(outbox)).last_json()
+    # The request's own change went to woosync at once; the late job is the one left.
+    assert async_actions(wp, outbox) == [{"webhook_id": hook, "arg": order}]
+    wp.wp_ok("action-scheduler", "run", "--hooks=woocommerce_deliver_webhook_async", ini=cfg(outbox))
+    wp.php("out(woosync_flush(30));", ini=cfg(outbox)).last_json()
+    got = deliveries(rx.wait_for(2, timeout=30))
+    assert names(got) == ["Late", "Late"]
+    assert all("webhook-id" in r.headers for r in got), "both delivered by woosync"
+    assert async_actions(wp, outbox) == [] and len(async_actions(wp, outbox, "complete")) == 1
+    # WooCommerce's deliver() never ran: no failure counting, no delivery log of its own.
+    assert wp.php(f"out(wc_get_webhook({hook})->get_failure_count());", ini=cfg(outbox)).last_json() == 0
