@@ -334,3 +334,58 @@ def test_a_job_scheduled_by_a_request_that_began_before_the_switch_is_delivered_
     assert async_actions(wp, outbox) == [] and len(async_actions(wp, outbox, "complete")) == 1
     # WooCommerce's deliver() never ran: no failure counting, no delivery log of its own.
     assert wp.php(f"out(wc_get_webhook({hook})->get_failure_count());", ini=cfg(outbox)).last_json() == 0
+
+
+class _Form(__import__("html.parser").parser.HTMLParser):
+    """The fields a browser submits from the first form posting to options.php."""
+
+    def __init__(self):
+        super().__init__()
+        self.fields: list = []
+        self.inside = False
+        self.select = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "form" and "options.php" in (a.get("action") or ""):
+            self.inside = True
+        elif not self.inside or "name" not in a and tag != "option":
+            return
+        elif tag == "input" and a.get("type") not in ("submit", "button"):
+            if a.get("type") in ("checkbox", "radio") and "checked" not in a:
+                return
+            self.fields.append((a["name"], a.get("value", "")))
+        elif tag == "select":
+            self.select = a["name"]
+        elif tag == "option" and self.select and "selected" in a:
+            self.fields.append((self.select, a.get("value", "")))
+
+    def handle_endtag(self, tag):
+        if tag == "form":
+            self.inside = False
+        elif tag == "select":
+            self.select = None
+
+
+def test_settings_switch_and_the_webhooks_screen(wp, outbox, rx):
+    wp.mu_plugin("allow-receiver", ALLOW_RECEIVER % rx.port)
+    hook = make_webhook(wp, outbox, "order.updated", rx.url_for("/hook"))
+    wp.serve(extension=True, ini=cfg(outbox))
+    admin = wp.browser("admin", wp.admin_password)
+    status, page, _ = admin.request("/wp-admin/options-general.php?page=woosync")
+    assert status == 200 and "Deliver WooCommerce webhooks through WooSync" in page
+    form = _Form()
+    form.feed(page)
+    fields = [f for f in form.fields if f[0] != "woosync_wc_webhooks"] + [("woosync_wc_webhooks", "yes")]
+    assert any(name == "option_page" for name, _ in fields), fields
+    data: dict = {}
+    for name, value in fields:
+        data.setdefault(name, []).append(value)
+    status, body, _ = admin.request("/wp-admin/options.php", data)
+    assert status == 200, body[-800:]
+    assert wp.php("out(get_option('woosync_wc_webhooks'));", ini=cfg(outbox)).last_json() == "yes"
+    status, page, _ = admin.request("/wp-admin/admin.php?page=wc-settings&tab=advanced&section=webhooks")
+    assert status == 200
+    assert "Delivered by WooSync — healthy, 0 waiting, 0 dead" in page, page[-3000:]
+    status, page, _ = admin.request(f"/wp-admin/admin.php?page=wc-settings&tab=advanced&section=webhooks&edit-webhook={hook}")
+    assert status == 200 and "Delivered by WooSync" in page

@@ -13,7 +13,7 @@ defined( 'WP_UNINSTALL_PLUGIN' ) || exit;
  */
 function woosync_uninstall_site() {
 	global $wpdb;
-	foreach ( array( 'woosync_settings', 'woosync_outbox_path', 'woosync_endpoint_pushed', 'woosync_last_failure', 'woosync_fallback_db_version', 'woosync_fallback_count', 'woosync_fallback_dropped' ) as $option ) {
+	foreach ( array( 'woosync_settings', 'woosync_outbox_path', 'woosync_endpoint_pushed', 'woosync_last_failure', 'woosync_fallback_db_version', 'woosync_fallback_count', 'woosync_fallback_dropped', 'woosync_wc_webhooks', 'woosync_wc_webhooks_mirrored' ) as $option ) {
 		delete_option( $option );
 	}
 	wp_clear_scheduled_hook( 'woosync_replay_fallback' );
