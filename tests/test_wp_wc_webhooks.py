@@ -389,3 +389,19 @@ def test_settings_switch_and_the_webhooks_screen(wp, outbox, rx):
     assert "Delivered by WooSync — healthy, 0 waiting, 0 dead" in page, page[-3000:]
     status, page, _ = admin.request(f"/wp-admin/admin.php?page=wc-settings&tab=advanced&section=webhooks&edit-webhook={hook}")
     assert status == 200 and "Delivered by WooSync" in page
+
+
+def test_an_outbox_that_fails_hands_the_delivery_back_to_woocommerce(wp, outbox, rx, tmp_path):
+    """Never lost: when woosync cannot store a delivery (here its outbox is a directory it cannot
+    open), the entry goes back to WooCommerce's own scheduling."""
+    wp.mu_plugin("allow-receiver", ALLOW_RECEIVER % rx.port)
+    order = new_order(wp, outbox)
+    hook = make_webhook(wp, outbox, "order.updated", rx.url_for("/hook"))
+    wp.wp_ok("woosync", "wc-webhooks", "enable", ini=cfg(outbox))
+    broken = tmp_path / "not-a-file.sqlite"
+    broken.mkdir()
+    wp.php(f"$o = wc_get_order({order}); $o->set_billing_first_name('Kept'); $o->save(); out(1);",
+           ini=cfg(broken)).last_json()
+    assert async_actions(wp, outbox) == [{"webhook_id": hook, "arg": order}]
+    wp.wp_ok("action-scheduler", "run", "--hooks=woocommerce_deliver_webhook_async", ini=cfg(broken))
+    assert names(rx.wait_for(1, timeout=20)) == ["Kept"]
