@@ -32,8 +32,8 @@ def test_bench_mysql_quick(so, tmp_path):
 
     # 1. Every system was timed, with the roles claimed for it.
     sy = m["dispatch"]["systems"]
-    for k in ("mysql_self", "mysql_standby", "bare_autocommit", "bare_commit", "sqlite", "mysql_in_wp", "as_enqueue",
-              "wc_queue"):
+    for k in ("mysql_self", "mysql_standby", "bare_autocommit", "bare_commit", "bare_two_rows", "sqlite", "mysql_in_wp",
+              "as_enqueue", "wc_queue"):
         assert k in sy and sy[k]["n"] >= 40 and 0 < sy[k]["p50"] <= sy[k]["p99"] <= sy[k]["max"], (k, sy.get(k))
     assert all(x["is_sender"] and x["worker"] == "sender" for x in sy["mysql_self"]["runs"]), sy["mysql_self"]["runs"]
     for k in ("mysql_standby", "mysql_in_wp"):

@@ -7,19 +7,23 @@
 //   bare_autocommit  one row of the same size into a plain InnoDB table (auto-increment PK) through mysqli
 //                    over TCP, one prepared statement, autocommit: 1 round trip
 //   bare_commit      the same with START TRANSACTION, INSERT, COMMIT: 3 round trips
+//   bare_two_rows    what a keyed dispatch must write at least, in one round trip (multi-statement):
+//                    START TRANSACTION; the key's counter row upserted (LAST_INSERT_ID(seq + 1)); the row
+//                    with that sequence number; COMMIT
 // Rows and payloads are built outside the timer. Reports this process's woosync role when it dispatched.
 require __DIR__ . '/common.php';
 $a = bench_args();
 $n = $a['n']; $keys = $a['keys'] ?? 500; $systems = $a['systems'];
 $s = array_fill_keys($systems, []);
 $m = $st = null;
-if (array_intersect($systems, ['bare_autocommit', 'bare_commit'])) {
+if (array_intersect($systems, ['bare_autocommit', 'bare_commit', 'bare_two_rows'])) {
     mysqli_report(MYSQLI_REPORT_ERROR | MYSQLI_REPORT_STRICT);
     $m = mysqli_init();
     $m->real_connect('127.0.0.1', $a['user'], $a['password'], $a['dbname'], (int)$a['port']);
     $m->query("CREATE TABLE IF NOT EXISTS `{$a['table']}` (id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY, "
         . "event_id CHAR(30) NOT NULL, topic VARCHAR(191) NOT NULL, ev_key VARCHAR(191) NULL, seq BIGINT NOT NULL, "
         . "body MEDIUMBLOB NOT NULL, created_at DOUBLE NOT NULL) ENGINE=InnoDB");
+    $m->query("CREATE TABLE IF NOT EXISTS `{$a['table']}_seq` (ev_key VARCHAR(191) NOT NULL PRIMARY KEY, seq BIGINT NOT NULL) ENGINE=InnoDB");
     $st = $m->prepare("INSERT INTO `{$a['table']}` (event_id, topic, ev_key, seq, body, created_at) VALUES (?,?,?,?,?,?)");
 }
 $bytes = 0; $nb = 0;
@@ -38,6 +42,19 @@ for ($i = 0; $i < $n; $i++) {
             $body = bench_envelope($id, $i);
             $bytes += strlen($body); $nb++;
             $topic = 'order.updated'; $key = 'order:' . ($i % $keys); $seq = intdiv($i, $keys) + 1; $now = microtime(true);
+            if ($sys === 'bare_two_rows') {
+                $q = "START TRANSACTION; INSERT INTO `{$a['table']}_seq` (ev_key, seq) VALUES ('$key', LAST_INSERT_ID(1)) "
+                    . "ON DUPLICATE KEY UPDATE seq = LAST_INSERT_ID(seq + 1); INSERT INTO `{$a['table']}` "
+                    . "(event_id, topic, ev_key, seq, body, created_at) VALUES ('$id', '$topic', '$key', LAST_INSERT_ID(), '"
+                    . $m->real_escape_string($body) . "', $now); COMMIT";
+                $t = hrtime(true);
+                $m->multi_query($q);
+                do {
+                    if ($r = $m->store_result()) $r->free();
+                } while ($m->more_results() && $m->next_result());
+                $s[$sys][] = hrtime(true) - $t;
+                continue;
+            }
             $st->bind_param('sssisd', $id, $topic, $key, $seq, $body, $now);
             $t = hrtime(true);
             if ($sys === 'bare_commit') {
