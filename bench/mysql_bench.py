@@ -14,9 +14,11 @@ TMPDIR that share nothing but that database.
    MariaDB outbox — with the dispatching process being the sender, and with another host being the
    sender (the usual web node) — against a bare single-row INSERT of the same row into a plain InnoDB
    table (auto-increment PK, mysqli, one prepared statement; autocommit, and START TRANSACTION + INSERT +
-   COMMIT), against Action Scheduler's real `as_enqueue_async_action` (and WooCommerce's own per-webhook
-   enqueue) in the real WordPress 7.0.4 + WooCommerce 11.0.1 loaded once by `wp eval-file`, timing only the
-   call, and against woosync's SQLite outbox. Interleaved runs, medians.
+   COMMIT), against the two-row floor of a keyed dispatch (counter upsert + row, one round trip), against
+   Action Scheduler's real `as_enqueue_async_action` in the real WordPress 7.0.4 + WooCommerce 11.0.1
+   loaded once by `wp eval-file` (with woosync_dispatch in the same process), and against woosync's SQLite
+   outbox (and, once, WooCommerce's own per-webhook enqueue). What is compared is timed call by call in
+   turn in one process (RUNS); the runs repeat, interleaved; percentiles pool the runs.
 2. delivery: a backlog drained by a sender host to the fast receiver (nginx): 4 hosts fill the outbox
    while its endpoint is rate-limited to 0.01/s, then the limit is lifted; rate = events / (last arrival −
    lift). CPU of the sender process and of mariadbd over the drain.
@@ -32,7 +34,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
 import subprocess
 import time
 import urllib.parse
@@ -182,18 +183,6 @@ class Hosts:
             self.B.stop(p)
             raise RuntimeError(f"host {host} did not become the sender within 30 s: {info}")
         return p, info
-
-
-def _stats(samples_ns: list, warm: int) -> dict:
-    B = _B
-    s = [x / 1000.0 for x in samples_ns]
-    first = s[0] if s else None
-    s = s[warm:] if len(s) > warm else s
-    return {"p50": B.pct(s, 50), "p99": B.pct(s, 99), "max": max(s) if s else None,
-            "mean": sum(s) / len(s) if s else None, "first": first, "n": len(s), "_samples": s}
-
-
-_B = None  # bench.py, set by scenario()
 
 
 # ----------------------------------------------------------------------------------------------- 1. dispatch
@@ -416,8 +405,6 @@ def sc_xhost(B, ctx, cfg: Config, srv: Server, hosts: Hosts, out: dict):
 # ----------------------------------------------------------------------------------------------- scenario
 
 def scenario(B, ctx, R: dict, a=None):
-    global _B
-    _B = B
     cfg = Config(ctx.quick)
     out = {"config": vars(cfg).copy(), "errors": [], "timings_s": {}}
     R["mysql"] = out
