@@ -1108,6 +1108,9 @@ def main():
     ap.add_argument("--mysql-opt", action="append", metavar="--OPTION=VALUE",
                     help="mysql scenario: an extra mariadbd option for its server, e.g. --mysql-opt=--sync-binlog=1 "
                          "(repeatable; default: binary log on, everything else stock)")
+    ap.add_argument("--mysql-drain-concurrency", metavar="4,16",
+                    help="mysql scenario: woosync.concurrency values for the delivery runs, interleaved (default 4; "
+                         "the first is the goal's)")
     ck = ap.add_argument_group("checkout scenario (bench/checkout.py; defaults: full run, or --quick)")
     ck.add_argument("--checkout-seconds", type=float, help="measured seconds per run (15; quick 4)")
     ck.add_argument("--checkout-reps", type=int, help="runs per variant and CRM state (3; quick 1)")

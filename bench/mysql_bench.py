@@ -61,7 +61,7 @@ class Config:
         self.drain_events = 1000 if quick else 4000
         self.drain_reps = 1 if quick else 2
         self.fillers = 4
-        self.drain_concurrency = 4  # woosync.concurrency's default
+        self.drain_concurrency = [4]  # woosync.concurrency's default first (the goal's); more with --mysql-drain-concurrency
         self.xhost_rate = 50
         self.xhost_seconds = 4 if quick else 20
 
@@ -302,9 +302,9 @@ def _cpu(B, sender_pid, mariadb_pid) -> dict:
 def sc_drain(B, ctx, cfg: Config, srv: Server, hosts: Hosts, out: dict):
     fast = f"http://127.0.0.1:{ctx.nginx_port}/"
     runs = []
-    for rep in range(cfg.drain_reps):
-        base = {"woosync.database": srv.url(f"t{rep}c{cfg.drain_concurrency}_"), "woosync.allow_networks": "127.0.0.1/32",
-                "woosync.concurrency": cfg.drain_concurrency}
+    for rep, conc in [(r, c) for r in range(cfg.drain_reps) for c in cfg.drain_concurrency]:  # interleaved
+        base = {"woosync.database": srv.url(f"t{rep}c{conc}_"), "woosync.allow_networks": "127.0.0.1/32",
+                "woosync.concurrency": conc}
         # The events' endpoint is stored in the outbox (not woosync.endpoint), rate-limited while the outbox fills.
         hosts.run("admin", "endpoint.php", {"name": "crm", "config": {"url": fast, "rate_limit": 0.01}}, base)
         sp, sinfo = hosts.start_sender("sender-2", base)
@@ -341,7 +341,7 @@ def sc_drain(B, ctx, cfg: Config, srv: Server, hosts: Hosts, out: dict):
         rate = len(after) / (last - t_rel) if after and last > t_rel else None
         win = b["t"] - a["t"]
         cpu = {k: b[k] - a[k] for k in ("sender", "mariadb", "machine")}
-        r = {"events": len(ids), "arrived": len(got), "missing": len(ids) - len(got),
+        r = {"concurrency": conc, "events": len(ids), "arrived": len(got), "missing": len(ids) - len(got),
              "delivered_before_lift": len(got) - len(after), "rate": rate, "drain_s": (last - t_rel) if last else None,
              "flushed": fl["flushed"], "fill_s": fill_s, "fill_rate": len(ids) / fill_s,
              "filler_roles": sorted({f["worker"] for f in fills}),
@@ -351,16 +351,18 @@ def sc_drain(B, ctx, cfg: Config, srv: Server, hosts: Hosts, out: dict):
              "cores": {k: v / win for k, v in cpu.items()},
              "cpu_ms_per_1000": {k: v * 1e6 / max(1, len(after)) for k, v in cpu.items()}}
         runs.append(r)
-        B.log(f"mysql drain run {rep + 1}: {len(after)} events in {B._f(r['drain_s'], 2)} s = {B._f(rate, 0)}/s; "
+        B.log(f"mysql drain run {rep + 1}, concurrency {conc}: {len(after)} events in {B._f(r['drain_s'], 2)} s = {B._f(rate, 0)}/s; "
               f"fill by {cfg.fillers} hosts {r['fill_rate']:.0f}/s; cores sender {r['cores']['sender']:.2f}, "
               f"mariadbd {r['cores']['mariadb']:.2f}, machine {r['cores']['machine']:.2f}; missing {r['missing']}")
+    main = [r for r in runs if r["concurrency"] == cfg.drain_concurrency[0]]  # the goal's: the default
     out["delivery"] = {
-        "events": cfg.drain_events, "fillers": cfg.fillers, "concurrency": cfg.drain_concurrency,
-        "rate": B.med([r["rate"] for r in runs]), "rate_spread": B.spread([r["rate"] for r in runs]),
-        "fill_rate": B.med([r["fill_rate"] for r in runs]),
-        "cores": {k: B.med([r["cores"][k] for r in runs]) for k in ("sender", "mariadb", "machine")},
-        "cpu_ms_per_1000": {k: B.med([r["cpu_ms_per_1000"][k] for r in runs]) for k in ("sender", "mariadb", "machine")},
-        "server_per_event": {k: B.med([r["server_per_event"][k] for r in runs]) for k in runs[0]["server_per_event"]},
+        "events": cfg.drain_events, "fillers": cfg.fillers, "concurrency": cfg.drain_concurrency[0],
+        "rate": B.med([r["rate"] for r in main]), "rate_spread": B.spread([r["rate"] for r in main]),
+        "fill_rate": B.med([r["fill_rate"] for r in main]),
+        "cores": {k: B.med([r["cores"][k] for r in main]) for k in ("sender", "mariadb", "machine")},
+        "cpu_ms_per_1000": {k: B.med([r["cpu_ms_per_1000"][k] for r in main]) for k in ("sender", "mariadb", "machine")},
+        "server_per_event": {k: B.med([r["server_per_event"][k] for r in main]) for k in main[0]["server_per_event"]},
+        "rate_by_concurrency": {c: B.med([r["rate"] for r in runs if r["concurrency"] == c]) for c in cfg.drain_concurrency},
         "missing": sum(r["missing"] for r in runs), "runs": runs,
         "receiver": f"nginx {B.nginx_version()} (1 worker, `return 200`)"}
 
@@ -406,6 +408,8 @@ def sc_xhost(B, ctx, cfg: Config, srv: Server, hosts: Hosts, out: dict):
 
 def scenario(B, ctx, R: dict, a=None):
     cfg = Config(ctx.quick)
+    if getattr(a, "mysql_drain_concurrency", None):
+        cfg.drain_concurrency = [int(x) for x in a.mysql_drain_concurrency.split(",")]
     out = {"config": vars(cfg).copy(), "errors": [], "timings_s": {}}
     R["mysql"] = out
     srv = Server(B, Path(B.TMP) / "mysql-outbox", getattr(a, "mysql_opt", None) or [])
@@ -567,19 +571,25 @@ def md_section(R) -> list[str]:
     dl = m.get("delivery")
     if dl:
         L += [f"### Delivery from the MariaDB outbox (backlog of {dl['events']:,} events, sender on its own host, "
-              f"concurrency {dl['concurrency']}, receiver {dl['receiver']})", "",
+              f"concurrency {dl['concurrency']} (the default: the goal's figure), receiver {dl['receiver']})", "",
               f"{dl['fillers']} hosts fill the outbox ({f(dl['fill_rate'], 0)} dispatches/s together, 1,000 keys) while "
               "its endpoint is rate-limited to 0.01/s; then the limit is lifted (`woosync_endpoint_save`) and one "
               "event wakes the sender. Rate = events / (last arrival − lift). CPU over the drain (/proc, user + system).", "",
-              "| run | deliveries/s | drain s | sender php cores | mariadbd cores | machine cores | CPU ms per 1,000 (php / mariadbd) | missing |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| run | concurrency | deliveries/s | drain s | sender php cores | mariadbd cores | machine cores | CPU ms per 1,000 (php / mariadbd) | statements / commits per event | missing |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
         for i, r in enumerate(dl["runs"], 1):
-            L.append(f"| {i} | {f(r['rate'], 0)} | {f(r['drain_s'], 2)} | {r['cores']['sender']:.2f} | "
+            pe = r["server_per_event"]
+            L.append(f"| {i} | {r.get('concurrency', dl['concurrency'])} | {f(r['rate'], 0)} | {f(r['drain_s'], 2)} | {r['cores']['sender']:.2f} | "
                      f"{r['cores']['mariadb']:.2f} | {r['cores']['machine']:.2f} | "
-                     f"{r['cpu_ms_per_1000']['sender']:.0f} / {r['cpu_ms_per_1000']['mariadb']:.0f} | {r['missing']} |")
+                     f"{r['cpu_ms_per_1000']['sender']:.0f} / {r['cpu_ms_per_1000']['mariadb']:.0f} | "
+                     f"{pe['Questions']:.1f} / {pe['Com_commit']:.2f} | {r['missing']} |")
+        bc = dl.get("rate_by_concurrency") or {}
+        if len(bc) > 1:
+            L += ["", "Median deliveries/s by `woosync.concurrency` (runs interleaved): "
+                  + ", ".join(f"{c}: {f(v, 0)}/s" for c, v in bc.items()) + "."]
         pe = dl.get("server_per_event") or {}
         if pe:
-            L += ["", "Server counters over the drain, per delivered event (SHOW GLOBAL STATUS; includes the flushing "
+            L += ["", f"Server counters over the drains at concurrency {dl['concurrency']}, per delivered event (medians; SHOW GLOBAL STATUS; includes the flushing "
                       f"host's polls): statements {pe['Questions']:.1f}, commits {pe['Com_commit']:.2f} (binlog "
                       f"{pe['Binlog_commits']:.2f}), InnoDB fsyncs {pe.get('Innodb_data_fsyncs', 0):.2f}, SELECT "
                       f"{pe['Com_select']:.1f}, INSERT {pe['Com_insert']:.2f}, UPDATE {pe['Com_update']:.2f}, "
