@@ -541,7 +541,9 @@ def md_section(R) -> list[str]:
               "Systems compared with each other are timed call by call in turn in one process (the order rotates "
               "every round), so the machine's noise hits them alike: "
               + "; ".join("[" + ", ".join(f"`{x}`" for x in v) + "]" for v in d.get("interleaving", {}).values())
-              + f". Each such run was repeated {reps} times, interleaved with the others; the first calls of each run "
+              + f". Each such run was repeated {reps} times, interleaved with the others"
+              + (" (the WooCommerce queue reference once)" if len(sy.get("wc_queue", {}).get("runs", [])) == 1 < reps else "")
+              + "; the first calls of each run "
               "are dropped (connection, tables, sender start), the percentiles pool the rest (n), the spreads are "
               "the per-run values [min–max].", "",
               "| system | n | p50 | p99 | max | p50 spread | p99 spread | × bare INSERT p50 / p99 |",
