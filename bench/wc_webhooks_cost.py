@@ -30,7 +30,7 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "wp")]
 
 import wpsite  # noqa: E402
 from receiver import Receiver  # noqa: E402
-from test_wp_orders import ADDRESS, Shopper  # noqa: E402
+from test_wp_orders import Shopper  # noqa: E402
 
 TIMING_MU = r"""
 $GLOBALS['b_hook_ns'] = 0;

@@ -18,11 +18,8 @@ import hashlib
 import hmac
 import json
 import re
-import time
 
-import pytest
-
-from receiver import Receiver, Response
+from receiver import Response
 from wp_helpers import ini
 
 SECRET = "Sh0p & 'secret' <x>"
@@ -50,21 +47,6 @@ TOPICS = ["order.created", "order.updated", "product.updated", "customer.created
 
 WC_HEADERS = ["X-WC-Webhook-Source", "X-WC-Webhook-Topic", "X-WC-Webhook-Resource", "X-WC-Webhook-Event",
               "User-Agent", "Content-Type", "X-Shop-Auth"]
-
-
-@pytest.fixture
-def outbox(tmp_path):
-    d = tmp_path / "outbox"
-    d.mkdir()
-    return d / "outbox.sqlite"
-
-
-@pytest.fixture
-def rx():
-    r = Receiver()
-    r.start()
-    yield r
-    r.stop()
 
 
 def cfg(outbox, **more) -> dict:
