@@ -116,6 +116,8 @@ def main() -> int:
             if variant.startswith("woosync"):
                 site.php("out(woosync_flush(120));", ini=ini).last_json()
             delivered = len(rx.requests) - before
+            # Every delivery is the order itself (not an error document of the REST API).
+            assert all("line_items" in r.json() for r in rx.requests[before:]), variant
             jobs = site.php("out(count(as_get_scheduled_actions(['hook' => 'woocommerce_deliver_webhook_async', 'status' => 'pending', 'per_page' => -1], 'ids')));", ini=ini).last_json()
             expected = n * (args.checkouts + 3)
             assert (delivered, jobs) == ((expected, 0) if variant.startswith("woosync") else (0, expected)), (variant, delivered, jobs)

@@ -387,3 +387,21 @@ def test_an_outbox_that_fails_hands_the_delivery_back_to_woocommerce(wp, outbox,
     assert async_actions(wp, outbox) == [{"webhook_id": hook, "arg": order}]
     wp.wp_ok("action-scheduler", "run", "--hooks=woocommerce_deliver_webhook_async", ini=cfg(broken))
     assert names(rx.wait_for(1, timeout=20)) == ["Kept"]
+
+
+def test_store_api_checkout_delivers_the_order_as_woocommerce_builds_it(wp, outbox, rx):
+    """A real block checkout (Store API over HTTP, a guest): the payload is built inside that REST
+    request, as the webhook's user, and is the order itself."""
+    from test_wp_orders import Shopper
+    wp.mu_plugin("allow-receiver", ALLOW_RECEIVER % rx.port)
+    product = wp.php("out(t_product('WCW-SHOP', 10, '7.00')->get_id());", ini=cfg(outbox)).last_json()
+    make_webhook(wp, outbox, "order.created", rx.url_for("/hook"))
+    wp.wp_ok("woosync", "wc-webhooks", "enable", ini=cfg(outbox))
+    wp.serve(extension=True, ini=cfg(outbox), workers=1)
+    status, body = Shopper(wp).store_api_checkout([(product, 2)], "shopper@example.test")
+    assert status == 200, body
+    [got] = deliveries(rx.wait_for(1, timeout=30))
+    data = got.json()
+    assert data.get("id") == body["order_id"], data
+    assert data["status"] == "processing", data["status"]  # cash on delivery, as stored at the end
+    assert [(i["product_id"], i["quantity"]) for i in data["line_items"]] == [(product, 2)]

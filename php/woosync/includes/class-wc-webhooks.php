@@ -361,6 +361,7 @@ class Wc_Webhooks {
 			if ( ! $state || '' !== $state['refused'] ) {
 				return null; // A destination WordPress refuses: WooCommerce's own path refuses it too.
 			}
+			self::ensure_rest_namespace( $webhook );
 			$payload   = $webhook->build_payload( $arg );
 			$http_args = array(
 				'method'      => 'POST',
@@ -420,6 +421,36 @@ class Wc_Webhooks {
 		} catch ( \Throwable $e ) {
 			$this->dispatcher->report( $e );
 			return null;
+		}
+	}
+
+	/**
+	 * build_payload() reads the resource through WooCommerce's REST API (`/wc/v3/orders/<id>`).
+	 * Inside a REST request for another namespace — a block checkout is a `wc/store` request —
+	 * WooCommerce registers only that namespace's routes, and the payload would be a `rest_no_route`
+	 * error (WooCommerce's own queue runner never meets this: it runs outside REST requests). The
+	 * webhook's namespace is registered then, as WooCommerce would for a request to it.
+	 *
+	 * @param \WC_Webhook $webhook Webhook.
+	 */
+	private static function ensure_rest_namespace( $webhook ) {
+		if ( ! in_array( $webhook->get_resource(), array( 'order', 'product', 'coupon', 'customer' ), true ) || 'deleted' === $webhook->get_event()
+			|| empty( $GLOBALS['wp_rest_server'] ) || ! did_action( 'rest_api_init' ) || ! class_exists( '\Automattic\WooCommerce\RestApi\Server' ) ) {
+			return; // No payload from the REST API, or no server yet (rest_do_request() will load every namespace).
+		}
+		$namespace = 'wc/' . str_replace( 'wp_api_', '', (string) $webhook->get_api_version() );
+		// The collection route (`/wc/v3/orders`): other code registers single wc/v3 routes too.
+		if ( isset( rest_get_server()->get_routes( $namespace )[ '/' . $namespace . '/' . $webhook->get_resource() . 's' ] ) ) {
+			return;
+		}
+		$force = static function ( $load, $ns ) use ( $namespace ) {
+			return rtrim( (string) $ns, '/' ) === $namespace ? true : $load; // WooCommerce passes 'wc/v3/'.
+		};
+		add_filter( 'wc_rest_should_load_namespace', $force, 10, 2 );
+		try {
+			\Automattic\WooCommerce\RestApi\Server::instance()->register_rest_routes();
+		} finally {
+			remove_filter( 'wc_rest_should_load_namespace', $force, 10 );
 		}
 	}
 
