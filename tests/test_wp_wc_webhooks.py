@@ -122,6 +122,8 @@ def test_wire_format_equals_woocommerces_own_delivery(wp, outbox, rx):
     for topic in TOPICS:
         hooks[("wc", topic)] = make_webhook(wp, outbox, topic, rx.url_for(f"/wc/{topic}"))
         hooks[("ws", topic)] = make_webhook(wp, outbox, topic, rx.url_for(f"/ws/{topic}"))
+    # A second woosync webhook of one topic: the order is read once for both, each gets its payload.
+    hooks[("ws2", "order.updated")] = make_webhook(wp, outbox, "order.updated", rx.url_for("/ws2/order.updated"))
     wp.wp_ok("woosync", "wc-webhooks", "enable", ini=cfg(outbox))
 
     wp.php(f"""
@@ -159,6 +161,9 @@ def test_wire_format_equals_woocommerces_own_delivery(wp, outbox, rx):
                 assert re.fullmatch(r"[0-9a-f]{32}", r.headers["X-WC-Webhook-Delivery-ID"]), r.headers
             assert a.headers["X-WC-Webhook-Source"] == wp.url + "/"
             assert a.headers["User-Agent"].startswith("WooCommerce/11.0.1 Hookshot (WordPress/7.0")
+    second = by_path.get("/ws2/order.updated", [])
+    assert sorted(r.body for r in second) == sorted(r.body for r in by_path["/wc/order.updated"])
+    assert {r.headers["X-WC-Webhook-ID"] for r in second} == {str(hooks[("ws2", "order.updated")])}
     action = by_path["/ws/action.woocommerce_woosync_probe"][0].json()
     assert action == {"action": "woocommerce_woosync_probe", "arg": 42, "probe": "filtered"}
     assert by_path["/ws/order.updated"] and any(r.json()["billing"]["first_name"] == "Grace" for r in by_path["/ws/order.updated"])

@@ -57,6 +57,20 @@ class Wc_Webhooks {
 	public $last_switch = null;
 
 	/**
+	 * REST API data read for this request's deliveries (resource, id, version, user => data).
+	 *
+	 * @var array
+	 */
+	private $rest_data = array();
+
+	/**
+	 * Whether the end-of-request batch is being delivered (the REST data may be shared).
+	 *
+	 * @var bool
+	 */
+	private $batch = false;
+
+	/**
 	 * Dispatcher (for error reporting).
 	 *
 	 * @var Dispatcher
@@ -322,10 +336,57 @@ class Wc_Webhooks {
 	public function deliver_queue() {
 		$queue       = $this->queue;
 		$this->queue = array();
-		foreach ( $queue as list( $webhook, $arg ) ) {
-			if ( ! $this->dispatch_one( $webhook, $arg ) ) {
-				$this->hand_back( $webhook, $arg );
+		$this->batch = true;
+		try {
+			foreach ( $queue as list( $webhook, $arg ) ) {
+				if ( ! $this->dispatch_one( $webhook, $arg ) ) {
+					$this->hand_back( $webhook, $arg );
+				}
 			}
+		} finally {
+			$this->batch     = false;
+			$this->rest_data = array();
+		}
+	}
+
+	/**
+	 * WC_Webhook::build_payload() for one delivery. For the REST API topics, the resource is read
+	 * once per request, version and webhook user, however many webhooks want it (WooCommerce
+	 * reads it once per webhook: five order webhooks cost five REST requests); each webhook's
+	 * payload is then that data through the `woocommerce_webhook_payload` filter, as the webhook's
+	 * user, exactly as build_payload() does. Everything else is build_payload() itself.
+	 *
+	 * @param \WC_Webhook $webhook Webhook.
+	 * @param mixed       $arg     First hook argument.
+	 * @return mixed
+	 */
+	private function build_payload( $webhook, $arg ) {
+		self::ensure_rest_namespace( $webhook );
+		$resource = (string) $webhook->get_resource();
+		$event    = (string) $webhook->get_event();
+		$version  = (string) $webhook->get_api_version();
+		$id       = ( 'product' === $resource && 'updated' === $event && is_a( $arg, 'WC_Product' ) ) ? $arg->get_id() : $arg;
+		if ( 'deleted' === $event || ! in_array( $resource, array( 'order', 'product', 'coupon', 'customer' ), true )
+			|| ! in_array( $version, wc_get_webhook_rest_api_versions(), true ) || ! is_scalar( $id )
+			|| ! class_exists( '\Automattic\WooCommerce\Utilities\RestApiUtil' ) ) {
+			return $webhook->build_payload( $arg );
+		}
+		$current = get_current_user_id();
+		wp_set_current_user( $webhook->get_user_id() );
+		try {
+			$key = $resource . '|' . $id . '|' . $version . '|' . $webhook->get_user_id();
+			if ( ! isset( $this->rest_data[ $key ] ) ) {
+				$this->rest_data[ $key ] = wc_get_container()->get( \Automattic\WooCommerce\Utilities\RestApiUtil::class )
+					->get_endpoint_data( '/wc/' . str_replace( 'wp_api_', '', $version ) . "/{$resource}s/{$id}" );
+			}
+			$data = $this->rest_data[ $key ];
+			if ( ! $this->batch ) {
+				$this->rest_data = array(); // Outside the end-of-request batch, always the current state.
+			}
+			/** This filter is documented in woocommerce/includes/class-wc-webhook.php */
+			return apply_filters( 'woocommerce_webhook_payload', $data, $resource, $arg, $webhook->get_id() );
+		} finally {
+			wp_set_current_user( $current );
 		}
 	}
 
@@ -361,8 +422,7 @@ class Wc_Webhooks {
 			if ( ! $state || '' !== $state['refused'] ) {
 				return null; // A destination WordPress refuses: WooCommerce's own path refuses it too.
 			}
-			self::ensure_rest_namespace( $webhook );
-			$payload   = $webhook->build_payload( $arg );
+			$payload   = $this->build_payload( $webhook, $arg );
 			$http_args = array(
 				'method'      => 'POST',
 				'timeout'     => MINUTE_IN_SECONDS,
