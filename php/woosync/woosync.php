@@ -24,6 +24,8 @@ define( 'WOOSYNC_PLUGIN_FILE', __FILE__ );
 
 require_once __DIR__ . '/includes/class-extension.php';
 require_once __DIR__ . '/includes/class-outbox-location.php';
+require_once __DIR__ . '/includes/class-site-scope.php';
+require_once __DIR__ . '/includes/class-secret-store.php';
 require_once __DIR__ . '/includes/class-loop-guard.php';
 require_once __DIR__ . '/includes/class-fallback-queue.php';
 require_once __DIR__ . '/includes/class-dispatcher.php';

@@ -14,7 +14,8 @@ defined( 'ABSPATH' ) || exit;
  * on every request and CLI run, so the web and `wp woosync` always use the same file.
  *
  * Order of preference:
- * 1. php.ini / the php-fpm pool (`woosync.database` not empty): left alone.
+ * 1. php.ini / the php-fpm pool (`woosync.database` not empty): left alone, except that a
+ *    `{blog_id}` in it is replaced by the current site's id (one outbox per site of a network).
  * 2. The `WOOSYNC_DATABASE` constant from wp-config.php (`{blog_id}` is replaced on multisite).
  * 3. A private directory next to (outside) the WordPress root, when it can be created and written.
  * 4. `uploads/woosync-<unguessable>/`, with deny rules for Apache and IIS and an index file.
@@ -37,6 +38,36 @@ class Outbox_Location {
 	private static $path = '';
 
 	/**
+	 * `woosync.database` as php.ini (or the pool, or `php -d`) set it, before the plugin changed
+	 * it; null until configure() first ran.
+	 *
+	 * @var string|null
+	 */
+	private static $ini_value = null;
+
+	/**
+	 * Whether each site of a network has its own outbox: the plugin's default (a file per site),
+	 * or `{blog_id}` in php.ini's `woosync.database` or in the `WOOSYNC_DATABASE` constant. False
+	 * when php.ini (or the constant) names one outbox for the whole network. Always true on a
+	 * single site.
+	 *
+	 * @return bool
+	 */
+	public static function per_site() {
+		if ( ! is_multisite() ) {
+			return true;
+		}
+		$ini = null === self::$ini_value ? ( Extension::loaded() ? (string) ini_get( 'woosync.database' ) : '' ) : self::$ini_value;
+		if ( '' !== $ini ) {
+			return false !== strpos( $ini, '{blog_id}' );
+		}
+		if ( defined( 'WOOSYNC_DATABASE' ) && '' !== (string) WOOSYNC_DATABASE ) {
+			return false !== strpos( (string) WOOSYNC_DATABASE, '{blog_id}' );
+		}
+		return true;
+	}
+
+	/**
 	 * Sets woosync.database (when php.ini leaves it empty) and woosync.key for this process.
 	 *
 	 * @return string The outbox path in effect ('' when the extension is not loaded).
@@ -46,6 +77,23 @@ class Outbox_Location {
 			return '';
 		}
 		self::configure_key();
+
+		if ( null === self::$ini_value ) {
+			// What php.ini, the pool or `php -d` set, read before this plugin ever changes it.
+			self::$ini_value = (string) ini_get( 'woosync.database' );
+		}
+		if ( false !== strpos( self::$ini_value, '{blog_id}' ) ) {
+			// One outbox per site: the server administrator's template, filled in per site.
+			$path = str_replace( '{blog_id}', (string) get_current_blog_id(), self::$ini_value );
+			if ( ! preg_match( '#^(mysql|mariadb)://#i', $path ) ) {
+				self::prepare_dir( dirname( $path ), false );
+			}
+			if ( (string) ini_get( 'woosync.database' ) !== $path ) {
+				ini_set( 'woosync.database', $path ); // phpcs:ignore WordPress.PHP.IniSet.Risky
+			}
+			self::$path = $path;
+			return $path;
+		}
 
 		$ini = (string) ini_get( 'woosync.database' );
 		if ( '' !== $ini && $ini !== self::$path ) {
@@ -64,7 +112,18 @@ class Outbox_Location {
 	}
 
 	/**
-	 * Whether the plugin (not php.ini) chose the outbox path in this process.
+	 * Whether php.ini's `woosync.database` is a `{blog_id}` template the plugin fills in.
+	 *
+	 * @return bool
+	 */
+	public static function from_template() {
+		return null !== self::$ini_value && false !== strpos( self::$ini_value, '{blog_id}' );
+	}
+
+	/**
+	 * Whether the plugin (not php.ini) chose the outbox path in this process (a `{blog_id}`
+	 * template from php.ini filled in by the plugin counts as chosen by the plugin: it changes
+	 * with switch_to_blog()).
 	 *
 	 * @return bool
 	 */

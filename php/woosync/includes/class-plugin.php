@@ -189,6 +189,7 @@ class Plugin {
 		try {
 			Fallback_Queue::maybe_install();
 			Outbox_Location::configure();
+			$this->settings->migrate_secret();
 			$this->endpoint_sync->maybe_push();
 			if ( Extension::loaded() && $this->fallback->count() > 0 ) {
 				Fallback_Queue::schedule_soon();
