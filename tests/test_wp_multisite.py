@@ -234,3 +234,25 @@ def test_network_uninstall_removes_every_sites_data_and_keeps_the_shared_outbox(
     assert r["left"] == {"1": [], "2": []}, r
     assert not {"wordpress@1", "wordpress@2", "wordpress"} & set(r["endpoints"]), r
     assert shared.is_file()
+
+
+def test_shared_outbox_never_sends_a_sites_event_to_another_sites_endpoint(net, rx1, tmp_path):
+    """Site 2 has no CRM URL; site 1 has. Site 2's events must stay unrouted, not go to site 1's
+    CRM (the extension fans out to every matching endpoint unless told which), and retrying one
+    from site 2 (the extension would route it to every endpoint) is refused."""
+    shared = tmp_path / "shared.sqlite"
+    cfg = {"woosync.database": str(shared), "woosync.retry_delays": "0.2,0.2"}
+    _configure(net, 1, cfg, rx1.url, make_secret())
+    r = _php(net, 2, """
+        $p = t_product('SKU-LONELY', 5); $p = wc_get_product($p->get_id()); $p->set_stock_quantity(4); $p->save();
+        $deadline = microtime(true) + 15;
+        do { $ev = woosync_events(['key' => 'site:2:product:' . $p->get_id(), 'status' => 'unrouted']); if ($ev) break; usleep(100000); } while (microtime(true) < $deadline);
+        out(['product' => $p->get_id(), 'unrouted' => array_column($ev, 'id'), 'failure' => get_option('woosync_last_failure')]);
+    """, cfg).last_json()
+    assert r["unrouted"] and not r["failure"], r
+    retry = net.wp("woosync", "retry", r["unrouted"][0], ini=cfg, url=_site(net, 2))
+    assert retry.returncode == 1 and "not retried" in retry.stderr, retry.describe()
+    # Site 1 keeps delivering (its sender is alive) and never got site 2's event.
+    mine = _stock_and_customer(net, 1, cfg, "SKU-SITE-1")["product"]
+    rx1.wait_for(1, 20, lambda q: q.json()["key"] == f"site:1:product:{mine}")
+    assert not [q for q in rx1.requests if q.json()["key"].startswith("site:2:")], [q.json()["key"] for q in rx1.requests]

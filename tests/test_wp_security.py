@@ -222,18 +222,22 @@ def test_secret_sealed_with_a_key_that_is_gone_is_reported(wp, rx):
 # ---- 5. the extension's notices ------------------------------------------------------------------
 
 def test_status_notices_reach_administrators_and_the_cli(wp, rx, tmp_path):
-    """Before: `woosync_status()['notices']` were shown nowhere by the plugin."""
+    """Before: `woosync_status()['notices']` were shown nowhere by the plugin. The outbox is this
+    test's own (php.ini): a moved outbox stays moved, and the session's shop must not inherit it."""
+    own = tmp_path / "own" / "outbox.sqlite"
+    own.parent.mkdir(mode=0o700)
+    cfg = {"woosync.database": str(own)}
     target = tmp_path / "moved.sqlite"
-    r = wp.php(f"out(woosync_migrate('{target}'));").last_json()
+    r = wp.php(f"out(woosync_migrate('{target}'));", ini=cfg).last_json()
     assert r["done"] is True, r
-    st = wp.wp("woosync", "status")
+    st = wp.wp("woosync", "status", ini=cfg)
     assert st.returncode == 0, st.describe()
     assert "this outbox was moved to" in st.stdout and "Warning: WooSync: this outbox was moved to" in st.stderr, st.describe()
-    js = wp.wp("woosync", "status", "--format=json")
+    js = wp.wp("woosync", "status", "--format=json", ini=cfg)
     _expected_cli_warnings(wp)
     summary = json.loads(js.stdout[js.stdout.index("{"):js.stdout.rindex("}") + 1])
     assert any("this outbox was moved to" in n for n in summary["notices"]), summary
-    wp.serve(extension=True)
+    wp.serve(extension=True, ini=cfg)
     admin = wp.browser("admin", wp.admin_password)
     status, body, _ = admin.request("/wp-admin/index.php")
     assert status == 200 and re.search(r'woosync-notice"><p>WooSync: this outbox was moved to', body), body[-3000:]

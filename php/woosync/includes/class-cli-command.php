@@ -363,7 +363,7 @@ class CLI_Command {
 				self::check_event_id( (string) $id );
 			}
 			foreach ( $args as $id ) {
-				if ( null !== Site_Scope::event( (string) $id ) && woosync_retry( (string) $id ) ) {
+				if ( Site_Scope::retry( (string) $id ) ) {
 					++$requeued;
 				} else {
 					WP_CLI::warning( sprintf( '%s: unknown, or nothing to requeue.', $id ) );

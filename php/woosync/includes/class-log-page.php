@@ -666,7 +666,7 @@ class Log_Page {
 		try {
 			$before = Site_Scope::event( $id );
 			$before = is_array( $before ) ? count( (array) ( $before['attempts'] ?? array() ) ) : -1;
-			if ( $before < 0 || ! woosync_retry( $id ) ) {
+			if ( $before < 0 || ! Site_Scope::retry( $id ) ) {
 				/* translators: %s: event id */
 				self::add_notice( 'warning', sprintf( __( 'Event %s was not requeued: it is unknown or has nothing to retry.', 'woosync' ), $id ) );
 				self::redirect_back();

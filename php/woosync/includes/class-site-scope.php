@@ -155,6 +155,29 @@ class Site_Scope {
 	}
 
 	/**
+	 * woosync_retry() for this site's events. An unrouted event is routed again by the extension
+	 * to every endpoint that matches its topic now, other sites' included: where the outbox holds
+	 * other sites' endpoints, it is refused (dispatch anew, or save this site's CRM URL and use
+	 * `wp woosync reconcile`).
+	 *
+	 * @param string $id Event id.
+	 * @return bool Whether anything was requeued.
+	 * @throws \InvalidArgumentException For an unrouted event in an outbox other sites share.
+	 * @throws \Throwable From the extension.
+	 */
+	public static function retry( $id ) {
+		$event = self::event( $id );
+		if ( null === $event ) {
+			return false;
+		}
+		if ( ! empty( $event['unrouted'] ) && null !== self::dispatch_endpoints() ) {
+			/* translators: %s: event id */
+			throw new \InvalidArgumentException( sprintf( __( 'Event %s was stored while no endpoint of this site took it; retrying it here could send it to another site\'s endpoint, so it is not retried. Set this site\'s CRM URL, then send the current state with "wp woosync reconcile".', 'woosync' ), $id ) );
+		}
+		return (bool) woosync_retry( (string) $id );
+	}
+
+	/**
 	 * Requeues this site's dead deliveries (of one endpoint, or of every endpoint it owns). On a
 	 * single site this is woosync_retry_dead(). On multisite, the site's own endpoint is requeued
 	 * as a whole; dead deliveries of shared endpoints (`default`) are requeued per event of this
