@@ -256,3 +256,41 @@ def test_shared_outbox_never_sends_a_sites_event_to_another_sites_endpoint(net, 
     mine = _stock_and_customer(net, 1, cfg, "SKU-SITE-1")["product"]
     rx1.wait_for(1, 20, lambda q: q.json()["key"] == f"site:1:product:{mine}")
     assert not [q for q in rx1.requests if q.json()["key"].startswith("site:2:")], [q.json()["key"] for q in rx1.requests]
+
+
+def test_retry_dead_on_a_shared_outbox_requeues_only_this_sites(net, tmp_path):
+    """`wp woosync retry --dead` (and the log's "Retry all dead", the same code) on site 2 must not
+    resend site 1's dead deliveries (woosync_retry_dead() alone would requeue the whole outbox)."""
+    from receiver import Response
+    rxa, rxb = Receiver(default=Response(400, body=b"no")), Receiver(default=Response(400, body=b"no"))
+    rxa.start()
+    rxb.start()
+    try:
+        cfg = {"woosync.database": str(tmp_path / "shared.sqlite"), "woosync.retry_delays": "0.2,0.2"}
+        _configure(net, 1, cfg, rxa.url, make_secret())
+        _configure(net, 2, cfg, rxb.url, make_secret())
+        ids = {}
+        for blog in (1, 2):
+            r = _php(net, blog, f"""
+                $p = t_product('SKU-DEAD-{blog}', 5); $p = wc_get_product($p->get_id()); $p->set_stock_quantity(4); $p->save();
+                $key = \\Woosync\\Site_Scope::key('product', $p->get_id());
+                $deadline = microtime(true) + 20;
+                do {{ $dead = woosync_events(['key' => $key, 'status' => 'dead']); if ($dead) break; usleep(100000); }} while (microtime(true) < $deadline);
+                out(array_values(array_unique(array_column($dead, 'id'))));
+            """, cfg).last_json()
+            assert len(r) >= 1, r
+            ids[blog] = set(r)
+        seen_a = len(rxa.requests)
+        t = net.wp("woosync", "retry", "--dead", ini=cfg, url=_site(net, 2))
+        assert t.returncode == 0 and "Requeued" in t.stdout, t.describe()
+        n = len(ids[2])
+        rxb.wait_for(2 * n, 20, lambda q: q.json()["id"] in ids[2])
+        # Site 2's retried deliveries went dead again; site 1's were never requeued.
+        r = _php(net, 2, "woosync_flush(10); out(woosync_status()['pending']);", cfg)
+        assert r.returncode == 0, r.describe()
+        assert len(rxa.requests) == seen_a, [q.json()["key"] for q in rxa.requests]
+        other = net.wp("woosync", "retry", "--dead", "--endpoint=wordpress@1", ini=cfg, url=_site(net, 2))
+        assert other.returncode == 1 and "belongs to another site" in other.stderr, other.describe()
+    finally:
+        rxa.stop()
+        rxb.stop()
