@@ -285,3 +285,25 @@ def test_wp_cli_migrate_sqlite_to_mariadb_then_delivered_in_order(wp, mysql_url,
         assert per_key["order:7"] == list(range(1, 9)) and per_key["order:8"] == list(range(1, 7)), per_key
     finally:
         crm2.stop()
+
+
+def test_only_administrators_move_the_outbox_or_manage_the_metrics_token(wp, private_dir):
+    """A shop manager (WooCommerce's manage_woocommerce role) opens Settings → WooSync but is shown
+    neither form, and the handlers refuse them before looking at the nonce."""
+    cfg = plugin_ini("http://127.0.0.1:9/")
+    wp.php("wp_insert_user(['user_login' => 'manager', 'user_pass' => 'manager-pass-1', 'role' => 'shop_manager']); out(1);")
+    wp.serve(ini=cfg)
+    b = wp.browser("manager", "manager-pass-1")
+    status, page, _ = b.request("/wp-admin/options-general.php?page=woosync")
+    assert status == 200 and "Outbox storage" in page, page[-2000:]
+    assert 'id="woosync-storage-form"' not in page and "An administrator (a network administrator on multisite) chooses" in page
+    assert 'name="action" value="woosync_metrics_token"' not in page
+    for action, refusal in (("woosync_outbox_storage", "not allowed to change where the outbox is stored"),
+                            ("woosync_metrics_token", "Sorry, you are not allowed to do that.")):
+        status, page, _ = b.request("/wp-admin/admin-post.php", {"action": action, "_wpnonce": "0", "in_wpdb": "1"})
+        assert status == 403 and refusal in page, (action, status, page[-1500:])
+    assert wp.php("out([get_site_option('woosync_outbox_in_wpdb', 0), get_option('woosync_metrics_token_hash', '')]);",
+                  ini=cfg).last_json() == [0, ""]
+    # The administrator sees both forms.
+    status, page, _ = wp.browser("admin", wp.admin_password).request("/wp-admin/options-general.php?page=woosync")
+    assert 'id="woosync-storage-form"' in page and 'name="action" value="woosync_metrics_token"' in page

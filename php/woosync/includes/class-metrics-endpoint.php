@@ -162,6 +162,9 @@ class Metrics_Endpoint {
 		} else {
 			echo '<p id="woosync-metrics-state">' . esc_html__( 'Off: generate a token to let Prometheus scrape the outbox\'s metrics. `wp woosync metrics` prints them on the server.', 'woosync' ) . '</p>';
 		}
+		if ( ! current_user_can( 'manage_options' ) ) {
+			return; // Shop managers see the state; administrators manage the token.
+		}
 		echo '<form action="' . esc_url( admin_url( 'admin-post.php' ) ) . '" method="post">';
 		echo '<input type="hidden" name="action" value="' . esc_attr( self::ACTION ) . '" />';
 		wp_nonce_field( self::ACTION );
@@ -177,7 +180,7 @@ class Metrics_Endpoint {
 	 * admin-post.php handler: generate or delete the token.
 	 */
 	public static function handle() {
-		if ( ! current_user_can( Settings::capability() ) ) {
+		if ( ! current_user_can( 'manage_options' ) ) {
 			wp_die( esc_html__( 'Sorry, you are not allowed to do that.', 'woosync' ), 403 );
 		}
 		check_admin_referer( self::ACTION );

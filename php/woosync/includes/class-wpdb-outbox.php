@@ -360,8 +360,8 @@ class Wpdb_Outbox {
 			return;
 		}
 		echo '<p id="woosync-storage-current">' . esc_html__( 'Outbox in use:', 'woosync' ) . ' <code>' . esc_html( self::mask( $in_use ) ) . '</code></p>';
-		if ( is_multisite() && ! is_super_admin() ) {
-			echo '<p>' . esc_html__( 'A network administrator chooses where the outbox is stored.', 'woosync' ) . '</p>';
+		if ( ! self::may_switch() ) {
+			echo '<p>' . esc_html__( 'An administrator (a network administrator on multisite) chooses where the outbox is stored.', 'woosync' ) . '</p>';
 			return;
 		}
 		echo '<form action="' . esc_url( admin_url( 'admin-post.php' ) ) . '" method="post" id="woosync-storage-form">';
@@ -378,10 +378,20 @@ class Wpdb_Outbox {
 	}
 
 	/**
+	 * Whether the current user may move the outbox: administrators (`manage_options`; on multisite
+	 * network administrators, as the setting is network-wide), not shop managers.
+	 *
+	 * @return bool
+	 */
+	public static function may_switch() {
+		return is_multisite() ? is_super_admin() : current_user_can( 'manage_options' );
+	}
+
+	/**
 	 * admin-post.php handler of the storage form.
 	 */
 	public static function handle() {
-		if ( ! current_user_can( Settings::capability() ) || ( is_multisite() && ! is_super_admin() ) ) {
+		if ( ! self::may_switch() ) {
 			wp_die( esc_html__( 'Sorry, you are not allowed to change where the outbox is stored.', 'woosync' ), 403 );
 		}
 		check_admin_referer( self::ACTION );
