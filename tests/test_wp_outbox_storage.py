@@ -307,3 +307,38 @@ def test_only_administrators_move_the_outbox_or_manage_the_metrics_token(wp, pri
     # The administrator sees both forms.
     status, page, _ = wp.browser("admin", wp.admin_password).request("/wp-admin/options-general.php?page=woosync")
     assert 'id="woosync-storage-form"' in page and 'name="action" value="woosync_metrics_token"' in page
+
+
+def test_site_health_page_and_info_tab_with_the_outbox_in_the_wordpress_database(wp, private_dir, wpdb_tables):
+    """Tools → Site Health as WordPress renders it (direct tests run on the page, as the web
+    server's user), with the outbox in the WordPress database: healthy, and the Info tab shows the
+    outbox without the database password."""
+    crm = Receiver()
+    crm.start()
+    cfg = plugin_ini(crm.url)
+    try:
+        wp.php("update_site_option('woosync_outbox_in_wpdb', 1); out(1);", ini=cfg)
+        wp.php("t_flush_at_shutdown(15); out(woosync_dispatch('order.updated', ['x' => 1], ['key' => 'order:5']));",
+                     ini=cfg).last_json()
+        crm.wait_for(1, 15)
+        wp.serve(ini=cfg)
+        b = wp.browser("admin", wp.admin_password)
+        status, page, _ = b.request("/wp-admin/site-health.php")
+        assert status == 200
+        data = json.loads(re.search(r"var SiteHealth = (\{.*?\});\n", page).group(1))
+        ours = {t["test"]: t for t in data["site_status"]["direct"] if t["test"].startswith("woosync_")}
+        assert set(ours) == {"woosync_extension", "woosync_outbox", "woosync_key", "woosync_endpoints",
+                             "woosync_pending", "woosync_sender"}, ours.keys()
+        masked = f"mysql://wp:****@127.0.0.1:{wp.db.port}/shop?prefix=wp_"
+        assert ours["woosync_outbox"]["status"] == "good" and masked in ours["woosync_outbox"]["description"], ours["woosync_outbox"]
+        assert ours["woosync_endpoints"]["status"] == "good" and ours["woosync_pending"]["status"] == "good", ours
+        assert ours["woosync_extension"]["status"] == "good", ours["woosync_extension"]
+        assert wp.db.password not in page
+
+        status, page, _ = b.request("/wp-admin/site-health.php?tab=debug")
+        assert status == 200 and 'id="health-check-accordion-block-woosync"' in page, page[-2000:]
+        section = page.split('id="health-check-accordion-block-woosync"', 1)[1].split("</table>", 1)[0]
+        assert masked in section and "the plugin: the WordPress database" in section, section
+        assert wp.db.password not in page
+    finally:
+        crm.stop()
