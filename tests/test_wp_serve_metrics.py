@@ -108,6 +108,20 @@ def test_wp_woosync_serve_seconds_and_bad_arguments(wp, tmp_path):
     assert lines[0] == f"Serving the outbox {tmp_path / 'o.sqlite'} for 1 s (SIGTERM or Ctrl-C stops).", lines
     assert re.fullmatch(r"\S+Z delivered 0, failed 0, pending 0", lines[1]) and lines[-1] == "Time is up.", lines
     assert 1 <= t.duration < 30
+    # Ctrl-C (SIGINT) stops it cleanly too, long before its time.
+    p = wp_popen(wp, "woosync", "serve", "--seconds=120", ini=ini)
+    try:
+        out = LineReader(p.stdout)
+        assert out.get(60).startswith("Serving the outbox"), out.lines
+        time.sleep(1)
+        os.kill(p.pid, signal.SIGINT)
+        assert p.wait(15) == 0, p.stderr.read()
+        out.eof.wait(5)
+        assert out.lines[-1] == "Stopped by a signal." and re.fullmatch(r"\S+Z delivered 0, failed 0, pending 0", out.lines[-2]), out.lines
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(10)
     for bad in ("--seconds=-1", "--seconds=soon", "--seconds=INF"):
         b = wp.wp("woosync", "serve", bad, ini=ini)
         assert b.returncode == 1 and "Error: --seconds must be a number of seconds, 0 or more." in b.stderr, b.describe()
