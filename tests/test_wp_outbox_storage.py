@@ -342,3 +342,27 @@ def test_site_health_page_and_info_tab_with_the_outbox_in_the_wordpress_database
         assert wp.db.password not in page
     finally:
         crm.stop()
+
+
+def test_a_move_cut_short_switches_nothing_and_finishes_later(wp, private_dir, wpdb_tables):
+    """A move longer than the web request's budget: the setting stays off, the page says how many
+    events remain, new events already land in the target in order, and the next switch finishes."""
+    port = port_of(f"http://127.0.0.1:{__import__('receiver').closed_port()}/")
+    cfg = plugin_ini(f"http://127.0.0.1:{port}/crm")
+    r = wp.php("""
+        $ids = [];
+        for ($i = 0; $i < 5; $i++) $ids[] = woosync_dispatch('order.updated', ['i' => $i], ['key' => 'order:9']);
+        $cut = \\Woosync\\Wpdb_Outbox::switch_to(true, 0, 2);   // one batch of 2, then out of time
+        $ids[] = woosync_dispatch('order.updated', ['i' => 5], ['key' => 'order:9']);
+        out(['ids' => $ids, 'cut' => $cut, 'on' => \\Woosync\\Wpdb_Outbox::enabled()]);
+    """, ini=cfg).last_json()
+    cut = r["cut"]
+    assert cut["ok"] is False and cut["done"] is False and cut["remaining"] == 3 and r["on"] is False, r
+    assert cut["message"].startswith("Moved 2 events; 3 still to move to mysql://wp:****@"), cut
+    assert "Press the button again, or run `wp woosync migrate --to=wordpress`, to finish the switch." in cut["message"]
+    assert wp.db.password not in json.dumps(r)
+    done = wp.php("out(\\Woosync\\Wpdb_Outbox::switch_to(true));", ini=cfg).last_json()
+    assert done["ok"] is True and done["message"].startswith("Moved 3 waiting events; the outbox now is mysql://"), done
+    events = wp.php("out(array_map(fn($e) => [$e['id'], $e['sequence']], woosync_events(['key' => 'order:9', 'limit' => 10])));",
+                    ini=cfg).last_json()
+    assert sorted(events, key=lambda e: e[1]) == [[i, n + 1] for n, i in enumerate(r["ids"])], (events, r["ids"])

@@ -264,9 +264,10 @@ class Wpdb_Outbox {
 	 *
 	 * @param bool  $on     Target state.
 	 * @param float $budget Seconds to spend moving.
+	 * @param int   $limit  Events per woosync_migrate() call.
 	 * @return array `ok` (bool), `done` (switched), `message`, `remaining`.
 	 */
-	public static function switch_to( $on, $budget = self::WEB_BUDGET ) {
+	public static function switch_to( $on, $budget = self::WEB_BUDGET, $limit = 1000 ) {
 		if ( (bool) $on === self::enabled() ) {
 			return array(
 				'ok'        => true,
@@ -297,7 +298,7 @@ class Wpdb_Outbox {
 			);
 		}
 		try {
-			$result = self::move( $to, $budget );
+			$result = self::move( $to, $budget, $limit );
 		} catch ( \Throwable $e ) {
 			return array(
 				'ok'        => false,
