@@ -256,3 +256,39 @@ def test_site_health_names_where_the_key_comes_from(wp, tmp_path):
     ini = wp.php(HEALTH + "out(t_health()['woosync_key']);",
                  ini={"woosync.database": outbox, "woosync.key": "ab" * 32}).last_json()
     assert ini["status"] == "good" and ini["text"] == "The encryption key comes from php.ini.", ini
+
+
+def test_wp_woosync_serve_reports_each_interval(wp, tmp_path):
+    """A report line per interval (a minute by default; 1 s here through the filter), each with the
+    events delivered and attempts failed during it and what is pending at its end."""
+    crm = Receiver()
+    crm.start()
+    crm.script(Response(500))  # the first attempt fails, its retry is delivered
+    ini = {"woosync.database": str(tmp_path / "o.sqlite"), "woosync.endpoint": crm.url,
+           "woosync.retry_delays": "0.5", "woosync.shutdown_grace": "1"}
+    wp.mu_plugin("woosync-test-report", "add_filter('woosync_serve_report_every', fn() => 1.0);")
+    p = wp_popen(wp, "woosync", "serve", "--seconds=120", ini=ini)
+    try:
+        out = LineReader(p.stdout)
+        assert out.get(60).startswith("Serving the outbox"), out.lines
+        out.get(10)  # a first report: serve holds the lease before anything is dispatched
+        wp.php("for ($i = 0; $i < 3; $i++) woosync_dispatch('order.created', ['i' => $i], ['key' => 'order:1']); out(1);",
+               ini=ini)
+        crm.wait_for(4, 30)  # 1 failure + 3 deliveries
+        n = len(out.lines)
+        deadline = time.monotonic() + 20
+        while len(out.lines) < n + 2:  # two more reports: the deliveries are counted by then
+            assert time.monotonic() < deadline, out.lines
+            time.sleep(0.1)
+        os.kill(p.pid, signal.SIGTERM)
+        assert p.wait(30) == 0, p.stderr.read()
+        out.eof.wait(5)
+        report = [re.fullmatch(r"\S+Z delivered (\d+), failed (\d+), pending (\d+)", l) for l in out.lines[1:-1]]
+        assert all(report) and len(report) >= 4, out.lines
+        assert sum(int(m.group(1)) for m in report) == 3 and sum(int(m.group(2)) for m in report) == 1, out.lines
+        assert report[-1].group(3) == "0" and out.lines[-1] == "Stopped by a signal.", out.lines
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(10)
+        crm.stop()

@@ -199,10 +199,16 @@ class Outbox_Commands {
 		}
 		try {
 			WP_CLI::log( sprintf( 'Serving the outbox %s%s (SIGTERM or Ctrl-C stops).', Outbox_Location::current(), is_finite( $seconds ) ? sprintf( ' for %s s', $seconds ) : '' ) );
+			/**
+			 * Seconds between two `wp woosync serve` report lines (default 60).
+			 *
+			 * @param float $seconds Interval.
+			 */
+			$every  = max( 1.0, (float) apply_filters( 'woosync_serve_report_every', (float) self::SERVE_REPORT_EVERY ) );
 			$start  = microtime( true );
 			$before = self::counters();
 			do {
-				$chunk = min( (float) self::SERVE_REPORT_EVERY, max( 0.0, $seconds - ( microtime( true ) - $start ) ) );
+				$chunk = min( $every, max( 0.0, $seconds - ( microtime( true ) - $start ) ) );
 				$t     = microtime( true );
 				woosync_serve( $chunk );
 				if ( $handlers ) {
