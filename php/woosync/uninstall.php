@@ -1,7 +1,8 @@
 <?php
 /**
- * Uninstall: removes the plugin's options and fallback table on every site. The outbox file is
- * left in place (it is the record of what was sent; delete it by hand, see `wp woosync status`).
+ * Uninstall: removes the plugin's options and fallback table on every site. The outbox file (or
+ * its `<prefix>woosync_*` tables in the WordPress database) is left in place (it is the record of
+ * what was sent, and may hold undelivered events; delete it by hand, see `wp woosync status`).
  *
  * @package Woosync
  */
@@ -13,7 +14,7 @@ defined( 'WP_UNINSTALL_PLUGIN' ) || exit;
  */
 function woosync_uninstall_site() {
 	global $wpdb;
-	foreach ( array( 'woosync_settings', 'woosync_outbox_path', 'woosync_endpoint_pushed', 'woosync_last_failure', 'woosync_fallback_db_version', 'woosync_fallback_count', 'woosync_fallback_dropped' ) as $option ) {
+	foreach ( array( 'woosync_settings', 'woosync_outbox_path', 'woosync_endpoint_pushed', 'woosync_last_failure', 'woosync_fallback_db_version', 'woosync_fallback_count', 'woosync_fallback_dropped', 'woosync_metrics_token_hash' ) as $option ) {
 		delete_option( $option );
 	}
 	wp_clear_scheduled_hook( 'woosync_replay_fallback' );
@@ -29,3 +30,4 @@ if ( is_multisite() ) {
 } else {
 	woosync_uninstall_site();
 }
+delete_site_option( 'woosync_outbox_in_wpdb' );

@@ -70,7 +70,7 @@ class CLI_Command {
 		}
 		$failure = Dispatcher::last_failure();
 		$summary = array(
-			'outbox'             => (string) ( $status['database'] ?? Outbox_Location::current() ),
+			'outbox'             => Wpdb_Outbox::mask( (string) ( $status['database'] ?? Outbox_Location::current() ) ),
 			'outbox_chosen_by'   => Outbox_Location::chosen_by_plugin() ? 'plugin' : 'php.ini',
 			'version'            => (string) ( $status['version'] ?? Extension::version() ),
 			'worker'             => (string) ( $status['worker'] ?? '' ),

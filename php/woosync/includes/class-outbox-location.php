@@ -15,6 +15,8 @@ defined( 'ABSPATH' ) || exit;
  *
  * Order of preference:
  * 1. php.ini / the php-fpm pool (`woosync.database` not empty): left alone.
+ * 1b. "Store the outbox in the WordPress database" (Wpdb_Outbox): a mysql:// URL built from
+ *    wp-config.php, never stored in an option.
  * 2. The `WOOSYNC_DATABASE` constant from wp-config.php (`{blog_id}` is replaced on multisite).
  * 3. A private directory next to (outside) the WordPress root, when it can be created and written.
  * 4. `uploads/woosync-<unguessable>/`, with deny rules for Apache and IIS and an index file.
@@ -59,7 +61,9 @@ class Outbox_Location {
 		}
 		ini_set( 'woosync.database', $path ); // phpcs:ignore WordPress.PHP.IniSet.Risky
 		self::$path = $path;
-		self::create_private_file( $path );
+		if ( ! self::is_url( $path ) ) {
+			self::create_private_file( $path );
+		}
 		return $path;
 	}
 
@@ -73,11 +77,30 @@ class Outbox_Location {
 	}
 
 	/**
-	 * The outbox path in effect for this process.
+	 * Whether an outbox is a mysql:// or mariadb:// URL (else a SQLite path).
+	 *
+	 * @param string $outbox Path or URL.
+	 * @return bool
+	 */
+	public static function is_url( $outbox ) {
+		return (bool) preg_match( '#^\s*(mysql|mariadb)://#i', (string) $outbox );
+	}
+
+	/**
+	 * The outbox in effect for this process, for display: a URL's password is masked.
 	 *
 	 * @return string
 	 */
 	public static function current() {
+		return Wpdb_Outbox::mask( self::current_raw() );
+	}
+
+	/**
+	 * The outbox in effect for this process (a URL with its password: never show it).
+	 *
+	 * @return string
+	 */
+	public static function current_raw() {
 		$ini = Extension::loaded() ? (string) ini_get( 'woosync.database' ) : '';
 		if ( '' !== $ini ) {
 			return $ini;
@@ -104,11 +127,27 @@ class Outbox_Location {
 	}
 
 	/**
-	 * The outbox path for the current site, choosing (and remembering) one on first use.
+	 * The outbox for the current site: the WordPress database's URL when "Store the outbox in the
+	 * WordPress database" is on (and the extension can use it), else the SQLite file.
 	 *
 	 * @return string
 	 */
 	public static function resolve() {
+		if ( Wpdb_Outbox::enabled() ) {
+			$url = Wpdb_Outbox::url();
+			if ( '' !== $url ) {
+				return $url;
+			}
+		}
+		return self::resolve_file();
+	}
+
+	/**
+	 * The outbox file for the current site, choosing (and remembering) one on first use.
+	 *
+	 * @return string
+	 */
+	public static function resolve_file() {
 		if ( defined( 'WOOSYNC_DATABASE' ) && '' !== (string) WOOSYNC_DATABASE ) {
 			$path = str_replace( '{blog_id}', (string) get_current_blog_id(), (string) WOOSYNC_DATABASE );
 			self::prepare_dir( dirname( $path ), false );
