@@ -1,12 +1,14 @@
 <?php
 /**
  * Uninstall (`wp plugin uninstall woosync`, or Delete on the Plugins page): removes what the plugin
- * created, on every site of a network: its options (settings, sealed secret, outbox path, counters),
- * transients (the short-lived one holding a new secret, test results, log notices), WP-Cron job,
- * fallback table, the users' screen options for its log, and its endpoint (`wordpress`, or
- * `wordpress@<blog_id>` on multisite) in the outbox.
+ * created, on every site of a network: its options (settings, sealed secret, outbox path, counters,
+ * metrics token hash), transients (the short-lived one holding a new secret, test results, log
+ * notices), WP-Cron job, fallback table, the users' screen options for its log, the network's
+ * storage setting, and its endpoint (`wordpress`, or `wordpress@<blog_id>` on multisite) in the
+ * outbox.
  *
- * The outbox itself is kept: it is the record of what was sent, and when php.ini's
+ * The outbox itself is kept (the file, or its `<prefix>woosync_*` tables in the WordPress
+ * database): it is the record of what was sent and may hold undelivered events, and when php.ini's
  * `woosync.database` names it, it belongs to the server (other sites or programs may use it).
  * Delete it by hand (see readme.txt and `wp woosync status`).
  *
@@ -24,6 +26,16 @@ defined( 'WP_UNINSTALL_PLUGIN' ) || exit;
 function woosync_uninstall_outbox( $ini ) {
 	if ( '' !== $ini ) {
 		return str_replace( '{blog_id}', (string) get_current_blog_id(), $ini );
+	}
+	if ( get_site_option( 'woosync_outbox_in_wpdb', false ) ) {
+		// "Store the outbox in the WordPress database": the URL is built from wp-config.php.
+		require_once __DIR__ . '/includes/class-extension.php';
+		require_once __DIR__ . '/includes/class-outbox-location.php';
+		require_once __DIR__ . '/includes/class-wpdb-outbox.php';
+		$url = \Woosync\Wpdb_Outbox::url();
+		if ( '' !== $url ) {
+			return $url;
+		}
 	}
 	if ( defined( 'WOOSYNC_DATABASE' ) && '' !== (string) WOOSYNC_DATABASE ) {
 		return str_replace( '{blog_id}', (string) get_current_blog_id(), (string) WOOSYNC_DATABASE );
@@ -67,7 +79,7 @@ function woosync_uninstall_endpoint( $ini ) {
 function woosync_uninstall_site( $ini ) {
 	global $wpdb;
 	woosync_uninstall_endpoint( $ini );
-	foreach ( array( 'woosync_settings', 'woosync_secret', 'woosync_outbox_path', 'woosync_endpoint_pushed', 'woosync_last_failure', 'woosync_fallback_db_version', 'woosync_fallback_count', 'woosync_fallback_dropped' ) as $option ) {
+	foreach ( array( 'woosync_settings', 'woosync_secret', 'woosync_outbox_path', 'woosync_endpoint_pushed', 'woosync_last_failure', 'woosync_fallback_db_version', 'woosync_fallback_count', 'woosync_fallback_dropped', 'woosync_metrics_token_hash' ) as $option ) {
 		delete_option( $option );
 	}
 	// Transients: a new secret shown once (woosync_new_secret_<user>), test results, log notices.
@@ -100,3 +112,4 @@ if ( is_multisite() ) {
 global $wpdb; // uninstall.php runs inside uninstall_plugin(), not at file scope.
 // Users' screen options of the log page (user meta is shared by the sites of a network).
 $wpdb->query( "DELETE FROM {$wpdb->usermeta} WHERE meta_key = 'woosync_log_per_page' OR meta_key LIKE 'manage%woosync%columnshidden'" ); // phpcs:ignore WordPress.DB.DirectDatabaseQuery
+delete_site_option( 'woosync_outbox_in_wpdb' );

@@ -24,6 +24,7 @@ define( 'WOOSYNC_PLUGIN_FILE', __FILE__ );
 
 require_once __DIR__ . '/includes/class-extension.php';
 require_once __DIR__ . '/includes/class-outbox-location.php';
+require_once __DIR__ . '/includes/class-wpdb-outbox.php';
 require_once __DIR__ . '/includes/class-site-scope.php';
 require_once __DIR__ . '/includes/class-secret-store.php';
 require_once __DIR__ . '/includes/class-loop-guard.php';
@@ -37,6 +38,8 @@ require_once __DIR__ . '/includes/class-endpoint-sync.php';
 require_once __DIR__ . '/includes/class-settings.php';
 require_once __DIR__ . '/includes/class-admin-notices.php';
 require_once __DIR__ . '/includes/class-privacy.php';
+require_once __DIR__ . '/includes/class-metrics-endpoint.php';
+require_once __DIR__ . '/includes/class-site-health.php';
 require_once __DIR__ . '/includes/class-plugin.php';
 if ( is_readable( __DIR__ . '/includes/class-log-page.php' ) ) {
 	require_once __DIR__ . '/includes/class-log-page.php';

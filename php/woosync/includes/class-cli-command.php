@@ -70,7 +70,7 @@ class CLI_Command {
 		}
 		$failure = Dispatcher::last_failure();
 		$summary = array(
-			'outbox'             => (string) ( $status['database'] ?? Outbox_Location::current() ),
+			'outbox'             => Wpdb_Outbox::mask( (string) ( $status['database'] ?? Outbox_Location::current() ) ),
 			'outbox_chosen_by'   => Outbox_Location::from_template() ? 'php.ini ({blog_id} per site)' : ( Outbox_Location::chosen_by_plugin() ? 'plugin' : 'php.ini' ),
 			'outbox_shared'      => Site_Scope::shared_outbox() ? 'yes (every site of the network; this site sees its own events)' : 'no',
 			'site_endpoint'      => Endpoint_Sync::name(),

@@ -604,6 +604,10 @@ class Settings {
 		echo '</form>';
 
 		$this->render_status();
+		/**
+		 * Settings → WooSync: more sections, each with its own form (e.g. the outbox storage).
+		 */
+		do_action( 'woosync_settings_page_end' );
 		echo '</div>';
 	}
 
@@ -618,7 +622,7 @@ class Settings {
 		} else {
 			echo '<table class="widefat striped" style="max-width:50em"><tbody>';
 			$rows = array(
-				__( 'Outbox', 'woosync' )             => (string) ( $status['database'] ?? Outbox_Location::current() ),
+				__( 'Outbox', 'woosync' )             => Wpdb_Outbox::mask( (string) ( $status['database'] ?? Outbox_Location::current() ) ),
 				__( 'Pending', 'woosync' )            => (string) ( $status['pending'] ?? 0 ),
 				__( 'Delivered', 'woosync' )          => (string) ( $status['delivered'] ?? 0 ),
 				__( 'Dead', 'woosync' )               => (string) ( $status['dead'] ?? 0 ),
