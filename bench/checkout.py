@@ -348,9 +348,9 @@ require_once ABSPATH . 'wp-settings.php';
 
     def has_wc_webhooks_takeover(self) -> bool:
         """Variant 5 needs the plugin's "Deliver WooCommerce webhooks through WooSync" (issue 15):
-        `wp woosync wc-webhooks enable`. Detected in the plugin's CLI commands, never faked."""
-        return any(f.exists() and "wc-webhooks" in f.read_text()
-                   for f in (self.cfg.plugin / "includes" / n for n in ("class-cli-command.php", "class-wc-webhooks.php")))
+        `wp woosync wc-webhooks enable`. Detected in the plugin's CLI command, never faked."""
+        return any("woosync wc-webhooks" in f.read_text(errors="replace") or "'wc-webhooks'" in f.read_text(errors="replace")
+                   for f in (self.cfg.plugin / "includes").glob("*.php"))
 
     # ---- services
     def start_nginx(self):
