@@ -294,3 +294,48 @@ def test_retry_dead_on_a_shared_outbox_requeues_only_this_sites(net, tmp_path):
     finally:
         rxa.stop()
         rxb.stop()
+
+
+def test_wc_webhooks_through_woosync_on_a_shared_outbox_stay_each_sites_own(net, rx1, rx2, tmp_path):
+    """Issue 15 on a network sharing one outbox: WooCommerce webhook ids are per site (both sites'
+    first webhook is 1), so each site's mirrored endpoint is `wc-webhook-<id>@<blog_id>`, its keys
+    `site:<blog_id>:order:<id>`; a site's CRM endpoint never gets raw WooCommerce deliveries and a
+    mirrored webhook never gets the plugin's own events (the network narrows every dispatch to the
+    site's endpoints, which must not include its mirrored webhooks)."""
+    cfg = {"woosync.database": str(tmp_path / "shared.sqlite"), "woosync.retry_delays": "0.2,0.2"}
+    with Receiver() as crm:
+        _configure(net, 1, cfg, crm.url_for("/crm1"), make_secret())
+        _configure(net, 2, cfg, crm.url_for("/crm2"), make_secret())
+        # The test sites set WP_HTTP_BLOCK_EXTERNAL: the receivers' host must be accessible, and
+        # internal, and on an allowed port, for WordPress (and so for woosync) to reach it.
+        allow = ("define('WP_ACCESSIBLE_HOSTS', '127.0.0.1');"
+                 "add_filter('http_request_host_is_external', function ($e, $host) { return $e || '127.0.0.1' === $host; }, 10, 2);"
+                 "add_filter('http_allowed_safe_ports', function ($p) { $p[] = %d; $p[] = %d; return $p; });")
+        net.mu_plugin("allow-receivers", allow % (rx1.port, rx2.port))
+        orders = {}
+        for blog, rx in ((1, rx1), (2, rx2)):
+            orders[blog] = _php(net, blog, f"""
+                $o = wc_create_order(); $o->set_billing_first_name('Before'); $o->save();
+                $w = new WC_Webhook(); $w->set_name('crm'); $w->set_user_id(1); $w->set_topic('order.updated');
+                $w->set_secret('s{blog}'); $w->set_delivery_url('{rx.url_for("/hook")}'); $w->set_status('active');
+                $w->set_api_version('wp_api_v3'); $hook = $w->save();
+                out(['order' => $o->get_id(), 'hook' => $hook]);
+            """, cfg).last_json()
+            r = net.wp("woosync", "wc-webhooks", "enable", ini=cfg, url=_site(net, blog))
+            assert r.returncode == 0, r.describe()
+        assert orders[1]["hook"] == orders[2]["hook"] == 1
+        for blog in (1, 2):
+            _php(net, blog, f"""
+                t_flush_at_shutdown();
+                $o = wc_get_order({orders[blog]['order']}); $o->set_billing_first_name('Site {blog}'); $o->save();
+                out(1);
+            """, cfg).last_json()
+        for blog, rx in ((1, rx1), (2, rx2)):
+            [got] = rx.wait_for(1, 20)
+            rx.wait_quiet(0.5)
+            assert [r.json()["billing"]["first_name"] for r in rx.requests] == [f"Site {blog}"]
+            assert got.headers["X-WC-Webhook-Source"] == _site(net, blog)
+            events = _wp_json(net, blog, cfg, "list", f"--endpoint=wc-webhook-1@{blog}")
+            assert [e["key"] for e in events] == [f"site:{blog}:order:{orders[blog]['order']}"], events
+        crm.wait_quiet(0.5)
+        assert crm.requests and all("type" in r.json() for r in crm.requests), [r.body[:80] for r in crm.requests]

@@ -93,7 +93,8 @@ class Wc_Webhooks {
 	 * @return string
 	 */
 	public static function endpoint_name( $webhook_id ) {
-		return 'wc-webhook-' . (int) $webhook_id;
+		// Multisite: WooCommerce webhook ids are per site; `@<blog_id>` as Site_Scope names endpoints.
+		return 'wc-webhook-' . (int) $webhook_id . ( is_multisite() ? '@' . get_current_blog_id() : '' );
 	}
 
 	/**
@@ -105,6 +106,17 @@ class Wc_Webhooks {
 	 * @return string
 	 */
 	public static function key( $webhook, $arg ) {
+		return ( class_exists( __NAMESPACE__ . '\Site_Scope' ) ? Site_Scope::prefix() : '' ) . self::site_key( $webhook, $arg );
+	}
+
+	/**
+	 * The key within one site.
+	 *
+	 * @param \WC_Webhook $webhook Webhook.
+	 * @param mixed       $arg     First hook argument.
+	 * @return string
+	 */
+	private static function site_key( $webhook, $arg ) {
 		$resource = (string) $webhook->get_resource();
 		if ( in_array( $resource, array( 'order', 'product', 'coupon', 'customer' ), true ) ) {
 			$id = is_object( $arg ) && method_exists( $arg, 'get_id' ) ? $arg->get_id() : $arg;
