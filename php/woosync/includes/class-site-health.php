@@ -335,6 +335,9 @@ class Site_Health {
 		$good      = array();
 		foreach ( (array) ( $status['endpoints'] ?? array() ) as $e ) {
 			$name   = (string) ( $e['name'] ?? '' );
+			if ( ! Site_Scope::owns_endpoint( $name ) ) {
+				continue; // Another site's endpoint in an outbox the network shares.
+			}
 			$health = (string) ( $e['health'] ?? '' );
 			$error  = (string) ( $e['last_error'] ?? '' );
 			switch ( $health ) {
@@ -510,6 +513,9 @@ class Site_Health {
 				'value' => null !== ( $status['sender_pid'] ?? null ) ? $status['sender_pid'] . '@' . ( $status['sender_host'] ?? '' ) : __( 'none', 'woosync' ),
 			);
 			foreach ( (array) ( $status['endpoints'] ?? array() ) as $e ) {
+				if ( ! Site_Scope::owns_endpoint( (string) ( $e['name'] ?? '' ) ) ) {
+					continue;
+				}
 				$fields[ 'endpoint_' . $e['name'] ] = array(
 					/* translators: %s: endpoint name */
 					'label' => sprintf( __( 'Endpoint %s', 'woosync' ), $e['name'] ),
