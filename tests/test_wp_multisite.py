@@ -13,11 +13,7 @@ own page code inside a WordPress process (tests/wp/bootstrap.php) instead of ove
 """
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
-import re
 
 import pytest
 from standardwebhooks.webhooks import Webhook
@@ -300,61 +296,46 @@ def test_retry_dead_on_a_shared_outbox_requeues_only_this_sites(net, tmp_path):
         rxb.stop()
 
 
-# The test sites block outgoing HTTP (WP_HTTP_BLOCK_EXTERNAL) and the network's domain is not
-# 127.0.0.1: the receivers' host is made accessible as a shop owner would (WP_ACCESSIBLE_HOSTS),
-# and allowed as an internal address with its ports.
-ALLOW_LOCAL_WEBHOOKS = """
-if (!defined('WP_ACCESSIBLE_HOSTS')) define('WP_ACCESSIBLE_HOSTS', '127.0.0.1');
-add_filter('http_request_host_is_external', function ($external, $host) { return $external || '127.0.0.1' === $host; }, 10, 2);
-add_filter('http_allowed_safe_ports', function ($ports) { $ports[] = %d; $ports[] = %d; return $ports; });
-"""
-
-
-def test_wc_webhooks_of_two_sites_in_a_shared_outbox_stay_apart(net, rx1, rx2, tmp_path):
-    """Each site has its own webhooks table, so webhook ids repeat across sites: the mirrored
-    endpoints are `wc-webhook-<id>@<blog_id>` (before: both sites wrote `wc-webhook-<id>`, the last
-    save won and one site's product updates went to the other's receiver), keys carry the site, and
-    each site's `wp woosync wc-webhooks status` shows only its own."""
-    shared = tmp_path / "shared.sqlite"
-    cfg = {"woosync.database": str(shared), "woosync.retry_delays": "0.2,0.2"}
-    net.mu_plugin("allow-local-webhooks", ALLOW_LOCAL_WEBHOOKS % (rx1.port, rx2.port))
-    hooks = {}
-    for blog, rx in ((1, rx1), (2, rx2)):
-        hooks[blog] = _php(net, blog, f"""
-            $w = new WC_Webhook();
-            $w->set_name('crm of site {blog}'); $w->set_user_id(1); $w->set_topic('product.updated');
-            $w->set_secret('secret-{blog}'); $w->set_delivery_url({json.dumps(rx.url_for(f"/site{blog}"))});
-            $w->set_status('active'); $w->set_api_version('wp_api_v3');
-            out($w->save());
-        """, cfg).last_json()
-        r = net.wp("woosync", "wc-webhooks", "enable", ini=cfg, url=_site(net, blog))
-        assert r.returncode == 0, r.describe()
-    assert hooks[1] == hooks[2], hooks  # the same id on both sites: the case that collided
-    names = {e["name"]: e["url"] for e in _php(net, 2, "out(woosync_endpoints());", cfg).last_json()}
-    assert names.get(f"wc-webhook-{hooks[1]}@1") == rx1.url_for("/site1"), names
-    assert names.get(f"wc-webhook-{hooks[2]}@2") == rx2.url_for("/site2"), names
-    assert f"wc-webhook-{hooks[1]}" not in names, names
-    for blog in (1, 2):
-        st = _wp_json(net, blog, cfg, "wc-webhooks", "status")
-        assert st["enabled"] is True, st
-        assert [r["endpoint"] for r in st["webhooks"]] == [f"wc-webhook-{hooks[blog]}@{blog}"], st
-
-    for blog in (1, 2):
-        _php(net, blog, f"""
-            t_flush_at_shutdown(20);
-            $p = t_product('WCW-NET-{blog}', 5); $p = wc_get_product($p->get_id());
-            $p->set_regular_price('{blog}.50'); $p->save();
-            out($p->get_id());
-        """, cfg)
-    wc = lambda r: r.headers.get("Content-Type") == "application/json" and r.headers.get("X-WC-Webhook-Topic") == "product.updated"
-    got1 = rx1.wait_for(1, 30, wc)
-    got2 = rx2.wait_for(1, 30, wc)
-    assert {r.json()["sku"] for r in got1} == {"WCW-NET-1"}, [r.json().get("sku") for r in got1]
-    assert {r.json()["sku"] for r in got2} == {"WCW-NET-2"}, [r.json().get("sku") for r in got2]
-    for got, blog in ((got1, 1), (got2, 2)):
-        for r in got:
-            want = base64.b64encode(hmac.new(f"secret-{blog}".encode(), r.body, hashlib.sha256).digest()).decode()
-            assert r.headers["X-WC-Webhook-Signature"] == want
-    keys = {e["key"] for e in _php(net, 2, "out(woosync_events(['limit' => 100]));", cfg).last_json()
-            if (e.get("endpoint") or "").startswith("wc-webhook-")}
-    assert keys and all(re.match(r"^site:[12]:product:\d+$", k) for k in keys), keys
+def test_wc_webhooks_through_woosync_on_a_shared_outbox_stay_each_sites_own(net, rx1, rx2, tmp_path):
+    """Issue 15 on a network sharing one outbox: WooCommerce webhook ids are per site (both sites'
+    first webhook is 1), so each site's mirrored endpoint is `wc-webhook-<id>@<blog_id>`, its keys
+    `site:<blog_id>:order:<id>`; a site's CRM endpoint never gets raw WooCommerce deliveries and a
+    mirrored webhook never gets the plugin's own events (the network narrows every dispatch to the
+    site's endpoints, which must not include its mirrored webhooks)."""
+    cfg = {"woosync.database": str(tmp_path / "shared.sqlite"), "woosync.retry_delays": "0.2,0.2"}
+    with Receiver() as crm:
+        _configure(net, 1, cfg, crm.url_for("/crm1"), make_secret())
+        _configure(net, 2, cfg, crm.url_for("/crm2"), make_secret())
+        # The test sites set WP_HTTP_BLOCK_EXTERNAL: the receivers' host must be accessible, and
+        # internal, and on an allowed port, for WordPress (and so for woosync) to reach it.
+        allow = ("define('WP_ACCESSIBLE_HOSTS', '127.0.0.1');"
+                 "add_filter('http_request_host_is_external', function ($e, $host) { return $e || '127.0.0.1' === $host; }, 10, 2);"
+                 "add_filter('http_allowed_safe_ports', function ($p) { $p[] = %d; $p[] = %d; return $p; });")
+        net.mu_plugin("allow-receivers", allow % (rx1.port, rx2.port))
+        orders = {}
+        for blog, rx in ((1, rx1), (2, rx2)):
+            orders[blog] = _php(net, blog, f"""
+                $o = wc_create_order(); $o->set_billing_first_name('Before'); $o->save();
+                $w = new WC_Webhook(); $w->set_name('crm'); $w->set_user_id(1); $w->set_topic('order.updated');
+                $w->set_secret('s{blog}'); $w->set_delivery_url('{rx.url_for("/hook")}'); $w->set_status('active');
+                $w->set_api_version('wp_api_v3'); $hook = $w->save();
+                out(['order' => $o->get_id(), 'hook' => $hook]);
+            """, cfg).last_json()
+            r = net.wp("woosync", "wc-webhooks", "enable", ini=cfg, url=_site(net, blog))
+            assert r.returncode == 0, r.describe()
+        assert orders[1]["hook"] == orders[2]["hook"] == 1
+        for blog in (1, 2):
+            _php(net, blog, f"""
+                t_flush_at_shutdown();
+                $o = wc_get_order({orders[blog]['order']}); $o->set_billing_first_name('Site {blog}'); $o->save();
+                out(1);
+            """, cfg).last_json()
+        for blog, rx in ((1, rx1), (2, rx2)):
+            [got] = rx.wait_for(1, 20)
+            rx.wait_quiet(0.5)
+            assert [r.json()["billing"]["first_name"] for r in rx.requests] == [f"Site {blog}"]
+            assert got.headers["X-WC-Webhook-Source"] == _site(net, blog)
+            events = _wp_json(net, blog, cfg, "list", f"--endpoint=wc-webhook-1@{blog}")
+            assert [e["key"] for e in events] == [f"site:{blog}:order:{orders[blog]['order']}"], events
+        crm.wait_quiet(0.5)
+        assert crm.requests and all("type" in r.json() for r in crm.requests), [r.body[:80] for r in crm.requests]

@@ -258,8 +258,8 @@ class Site_Scope {
 			if ( Extension::has( 'woosync_endpoints' ) ) {
 				foreach ( (array) woosync_endpoints() as $endpoint ) {
 					$name = is_array( $endpoint ) ? (string) ( $endpoint['name'] ?? '' ) : '';
-					if ( '' === $name ) {
-						continue;
+					if ( '' === $name || ! empty( $endpoint['wc_webhook_id'] ) ) {
+						continue; // A mirrored WooCommerce webhook gets only its own deliveries.
 					}
 					if ( self::owns_endpoint( $name ) ) {
 						$names[] = $name;

@@ -11,8 +11,7 @@ defined( 'ABSPATH' ) || exit;
 
 /**
  * When the option is on, every active WooCommerce webhook is mirrored to a woosync endpoint
- * (`wc-webhook-<id>`, on multisite `wc-webhook-<id>@<blog_id>`) and its deliveries go through the
- * outbox instead of Action Scheduler.
+ * (`wc-webhook-<id>`) and its deliveries go through the outbox instead of Action Scheduler.
  *
  * What WooCommerce decides stays WooCommerce's: its hooks call WC_Webhook::process(), which applies
  * should_deliver() (active, valid topic/action/resource, `is_already_processed`, the
@@ -94,30 +93,38 @@ class Wc_Webhooks {
 	 * @return string
 	 */
 	public static function endpoint_name( $webhook_id ) {
-		// Multisite: each site has its own webhooks table (ids repeat across sites); the site's
-		// suffix keeps their endpoints apart in a shared outbox, and Site_Scope::owns_endpoint()
-		// shows each site only its own (`wc-webhook-<id>@<blog_id>`).
+		// Multisite: WooCommerce webhook ids are per site; `@<blog_id>` as Site_Scope names endpoints.
 		return 'wc-webhook-' . (int) $webhook_id . ( is_multisite() ? '@' . get_current_blog_id() : '' );
 	}
 
 	/**
 	 * The one place that names a delivery's ordering key: `order:<id>`, `product:<id>`,
-	 * `coupon:<id>`, `customer:<id>`; `action.*` topics are ordered per webhook. On multisite
-	 * they carry the site (`site:<blog_id>:order:<id>`, Site_Scope::key()).
+	 * `coupon:<id>`, `customer:<id>`; `action.*` topics are ordered per webhook.
 	 *
 	 * @param \WC_Webhook $webhook Webhook.
 	 * @param mixed       $arg     First hook argument.
 	 * @return string
 	 */
 	public static function key( $webhook, $arg ) {
+		return ( class_exists( __NAMESPACE__ . '\Site_Scope' ) ? Site_Scope::prefix() : '' ) . self::site_key( $webhook, $arg );
+	}
+
+	/**
+	 * The key within one site.
+	 *
+	 * @param \WC_Webhook $webhook Webhook.
+	 * @param mixed       $arg     First hook argument.
+	 * @return string
+	 */
+	private static function site_key( $webhook, $arg ) {
 		$resource = (string) $webhook->get_resource();
 		if ( in_array( $resource, array( 'order', 'product', 'coupon', 'customer' ), true ) ) {
 			$id = is_object( $arg ) && method_exists( $arg, 'get_id' ) ? $arg->get_id() : $arg;
 			if ( is_scalar( $id ) && (string) absint( $id ) === (string) $id ) {
-				return Site_Scope::key( $resource, absint( $id ) );
+				return $resource . ':' . absint( $id );
 			}
 		}
-		return Site_Scope::key( 'wc-webhook', (int) $webhook->get_id() );
+		return 'wc-webhook:' . (int) $webhook->get_id();
 	}
 
 	/**
