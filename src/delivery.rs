@@ -140,10 +140,7 @@ pub fn make_agent(
         .accept("*/*")
         .accept_encoding("identity")
         .build();
-    let resolver = crate::destination::PolicyResolver {
-        policy,
-        inner: Default::default(),
-    };
+    let resolver = crate::destination::PolicyResolver::new(policy);
     Ok(ureq::Agent::with_parts(
         config,
         ureq::unversioned::transport::DefaultConnector::new(),
