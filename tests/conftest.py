@@ -376,6 +376,12 @@ def receiver():
 
 
 @pytest.fixture
+def rx(receiver):
+    """The WordPress tests' name for `receiver`."""
+    return receiver
+
+
+@pytest.fixture
 def blackhole():
     bh = Blackhole()
     yield bh

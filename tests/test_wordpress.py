@@ -18,29 +18,12 @@ import hashlib
 import hmac
 import json
 import re
-from pathlib import Path
 
-import pytest
 from standardwebhooks.webhooks import Webhook
 
 import wpsite
-from receiver import Blackhole, Receiver, Response
+from receiver import Blackhole, Response
 from wp_helpers import data_of, for_key, ini, make_secret, rest_users, topic_of, wc_rest
-
-
-@pytest.fixture
-def outbox(tmp_path) -> Path:
-    d = tmp_path / "outbox"
-    d.mkdir()
-    return d / "outbox.sqlite"
-
-
-@pytest.fixture
-def rx():
-    r = Receiver()
-    r.start()
-    yield r
-    r.stop()
 
 
 # ---- no notices ----------------------------------------------------------------------------------

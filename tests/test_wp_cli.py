@@ -9,27 +9,10 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
-import pytest
 
-from receiver import Receiver, Response
+from receiver import Response
 from wp_helpers import data_of, for_key, ini, table_rows
-
-
-@pytest.fixture
-def outbox(tmp_path) -> Path:
-    d = tmp_path / "outbox"
-    d.mkdir()
-    return d / "outbox.sqlite"
-
-
-@pytest.fixture
-def rx():
-    r = Receiver()
-    r.start()
-    yield r
-    r.stop()
 
 
 def parse_yaml_list(text: str) -> list[dict]:

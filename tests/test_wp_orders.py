@@ -14,10 +14,9 @@ import re
 import statistics
 from pathlib import Path
 
-import pytest
 
 import wpsite
-from receiver import Receiver, Response
+from receiver import Response
 from wp_helpers import data_of, for_key, ini, of_key, rest_users, topic_of, wc_rest
 
 # Times the plugin's hook callbacks (every callable of a Woosync\ class, wrapped before the first
@@ -57,21 +56,6 @@ add_action('shutdown', function () {
 
 ADDRESS = {"first_name": "Ada", "last_name": "Lovelace", "address_1": "Unter den Linden 1", "city": "Berlin",
            "postcode": "10117", "country": "DE", "state": "DE-BE"}
-
-
-@pytest.fixture
-def outbox(tmp_path) -> Path:
-    d = tmp_path / "outbox"
-    d.mkdir()
-    return d / "outbox.sqlite"
-
-
-@pytest.fixture
-def rx():
-    r = Receiver()
-    r.start()
-    yield r
-    r.stop()
 
 
 class Shopper:

@@ -24,14 +24,6 @@ from receiver import Receiver
 from wp_helpers import data_of, for_key, ini, make_secret, of_key, topic_of
 
 
-@pytest.fixture
-def rx():
-    r = Receiver()
-    r.start()
-    yield r
-    r.stop()
-
-
 # ---- where the outbox lives ----------------------------------------------------------------------
 
 def _mode(path: Path) -> int:
