@@ -4,6 +4,8 @@
 #                   the tests that install the package into the system (alone, see test-system)
 #   make bench      benchmarks (figures and ratios against baselines measured in the same run)
 #   make bench-checkout  only the headline benchmark: real WooCommerce checkouts, CRM healthy/slow/dead (~15 min)
+#   make bench-mysql     only the outbox in MariaDB (issue 11): dispatch vs bare INSERT and Action Scheduler,
+#                        delivery, first attempt across hosts (~4 min)
 #   make package    dist/woosync-php<MAJOR.MINOR>_<version>_<arch>.deb + the WordPress plugin zip
 #   make install    the built extension into this PHP (php-config), enabled for the CLI and php-fpm
 #   make uninstall  reverses make install
@@ -20,7 +22,7 @@ APT_PACKAGES := php-cli php-dev clang libclang-dev php-sqlite3 php-curl php-fpm 
 # `-d extension=` would load it twice.
 PYTEST := $(VENV)/bin/pytest -q -p no:cacheprovider
 
-.PHONY: all build deps test test-unit test-integration test-system demo bench bench-checkout package install uninstall clean
+.PHONY: all build deps test test-unit test-integration test-system demo bench bench-checkout bench-mysql package install uninstall clean
 
 all: build
 
@@ -65,6 +67,9 @@ bench: build
 
 bench-checkout: build
 	$(PY) bench/bench.py --so $(SO) --only checkout
+
+bench-mysql: build
+	$(PY) bench/bench.py --so $(SO) --only mysql
 
 package: build
 	packaging/build.sh --so $(SO) --out $(DIST)

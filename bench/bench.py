@@ -10,7 +10,8 @@ Writes bench/results/latest.json, latest.md and latest.png (or --out DIR). Start
 Python asyncio receivers (delayed / blackholed / logging), and stops all of them on exit, even on failure.
 Installs missing Debian packages itself (apt-get) and matplotlib into the running Python if missing.
 
-Scenarios: reqpath, delivery, fpm, resources. Benchmarks are not tests: nothing here asserts a timing; goals are
+Scenarios: reqpath, delivery, fpm, resources, mysql (mysql_bench.py: the outbox in MariaDB, issue 11), checkout
+(checkout.py: real WooCommerce checkouts, issue 16). Benchmarks are not tests: nothing here asserts a timing; goals are
 reported as met/missed next to the figures.
 """
 from __future__ import annotations
@@ -32,6 +33,7 @@ import traceback
 from pathlib import Path
 
 import checkout
+import mysql_bench
 
 HERE = Path(__file__).resolve().parent
 PHPDIR = HERE / "php"
@@ -916,6 +918,7 @@ def goals(R) -> list[dict]:
         e = res["exit_delay"]["blackholed"]["max_ms"]
         add("CLI script with CRM blackholed exits within the grace (1 s) after its last statement",
             f"max {e:.0f} ms", e <= 1000 + 150, "3")
+    rows += mysql_bench.goal_rows(R)
     return rows
 
 
@@ -1030,6 +1033,7 @@ def write_md(R, path: Path):
         for k, v in res["exit_delay"].items():
             L.append(f"| CLI exit delay after last statement, {k.replace('_', ' ')} | median {v['median_ms']:.0f} ms, max {v['max_ms']:.0f} ms |")
         L.append("")
+    L += mysql_bench.md_section(R)
     an = ["## Anchor: real Action Scheduler on this machine (shared/notes/anchor-action-scheduler.md)", "",
           "`as_enqueue_async_action` p50 0.80–0.86 ms / p99 1.56–1.99 ms; runner back to back ≈ 362/s fast, ≈ 41.6/s "
           "at 20 ms; at one WP-Cron tick per minute ≈ 131/s and first attempt up to ~60 s; blackholed CRM: actions "
@@ -1124,8 +1128,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--so", required=True)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", default="reqpath,delivery,fpm,resources,checkout",
-                    help="comma list of scenarios: reqpath, delivery, fpm, resources, checkout")
+    ap.add_argument("--only", default="reqpath,delivery,fpm,resources,mysql,checkout",
+                    help="comma list of scenarios: reqpath, delivery, fpm, resources, mysql, checkout")
+    ap.add_argument("--mysql-opt", action="append", metavar="--OPTION=VALUE",
+                    help="mysql scenario: an extra mariadbd option for its server, e.g. --mysql-opt=--sync-binlog=1 "
+                         "(repeatable; default: binary log on, everything else stock)")
+    ap.add_argument("--mysql-drain-concurrency", metavar="4,16",
+                    help="mysql scenario: woosync.concurrency values for the delivery runs, interleaved (default 4; "
+                         "the first is the goal's)")
     ck = ap.add_argument_group("checkout scenario (bench/checkout.py; defaults: full run, or --quick)")
     ck.add_argument("--checkout-seconds", type=float, help="measured seconds per run (15; quick 4)")
     ck.add_argument("--checkout-reps", type=int, help="runs per variant and CRM state (3; quick 1)")
@@ -1168,7 +1178,7 @@ def main():
     ctx = Ctx(so, a.quick)
     out = Path(a.out or (Path(tempfile.gettempdir()) / "woosync-bench-quick" if a.quick else HERE / "results"))
     ctx.out = out
-    legacy = [n for n in a.only.split(",") if n != "checkout"]
+    legacy = [n for n in a.only.split(",") if n not in ("checkout", "mysql")]
     t0 = time.time()
     R = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "quick": a.quick, "machine": machine(),
          "so": so_info, "errors": [], "loadavg": {}}
@@ -1182,6 +1192,7 @@ def main():
         R["mariadb"] = start_mariadb(ctx)
         start_nginx(ctx)
         scen = {"reqpath": sc_reqpath, "delivery": sc_delivery, "fpm": sc_fpm, "resources": sc_resources,
+                "mysql": lambda c, r: mysql_bench.scenario(sys.modules[__name__], c, r, a),
                 "checkout": lambda c, r: checkout.scenario(sys.modules[__name__], c, r, a)}
         for name in a.only.split(","):
             try:
@@ -1196,7 +1207,7 @@ def main():
         R["goals"] = goals(R) if not R["errors"] or any(k in R for k in ("reqpath", "delivery")) else []
         out.mkdir(parents=True, exist_ok=True)
         try:
-            if not legacy:  # only the checkout scenario ran: it wrote checkout.*; latest.* stays as it was
+            if not legacy:  # only checkout/mysql ran: they wrote checkout.* / mysql.*; latest.* stays as it was
                 raise _Skip()
             (out / "latest.json").write_text(json.dumps(R, indent=1, default=str))
             write_md(R, out / "latest.md")
@@ -1205,6 +1216,8 @@ def main():
         except _Skip:
             if "checkout" in R:
                 log(f"wrote {out}/checkout.json, checkout.md, checkout.png in {R['duration_s']:.0f} s")
+            if "mysql" in R:
+                log(f"wrote {out}/mysql.json, mysql.md in {R['duration_s']:.0f} s")
         except Exception:
             traceback.print_exc()
             R["errors"].append("report: " + traceback.format_exc(limit=2))

@@ -201,6 +201,10 @@ php_admin_value[sendmail_path] = "cat > /dev/null"
 """
 
 
+def _php_str(v: str) -> str:
+    return "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 class Shop:
     """One installed shop, its services and the per-variant database dumps."""
 
@@ -218,17 +222,17 @@ class Shop:
         self.info = {}
 
     # ---- WP-CLI and SQL
-    def php_args(self, ext: bool, outbox: Path | None = None) -> list:
+    def php_args(self, ext: bool, outbox: Path | str | None = None, extra: list | None = None) -> list:
         args = ["-d", "memory_limit=512M", "-d", "opcache.enable_cli=1", "-d", f"opcache.file_cache={self.opcache}",
                 "-d", "opcache.file_cache_only=1", "-d", "sendmail_path=/bin/true"]
         if ext:
             args += ["-d", f"extension={self.ctx.so}", "-d", "woosync.allow_networks=127.0.0.1/32"]
             if outbox:
-                args += ["-d", f"woosync.database={outbox}"]
-        return args
+                args += ["-d", f'woosync.database="{outbox}"']  # quoted: a MariaDB URL holds = and &
+        return args + list(extra or [])
 
-    def wp(self, *args, ext=False, outbox=None, env=None, timeout=300, check=True) -> subprocess.CompletedProcess:
-        e = dict(os.environ, WP_CLI_PHP="php", WP_CLI_PHP_ARGS=" ".join(self.php_args(ext, outbox)),
+    def wp(self, *args, ext=False, outbox=None, env=None, timeout=300, check=True, extra=None) -> subprocess.CompletedProcess:
+        e = dict(os.environ, WP_CLI_PHP="php", WP_CLI_PHP_ARGS=" ".join(self.php_args(ext, outbox, extra)),
                  WP_CLI_CONFIG_PATH=str(self.wpcli_home / "config.yml"), WP_CLI_CACHE_DIR=str(self.wpcli_home / "cache"),
                  WP_CLI_DISABLE_AUTO_CHECK_UPDATE="1", HOME=str(self.wpcli_home))
         e.update(env or {})
@@ -258,9 +262,11 @@ class Shop:
         return time.time() - t
 
     # ---- install
-    def install(self):
-        log = self.B.log
-        t = time.time()
+    def install_wordpress(self, db_host: str | None = None, db_user: str = "root", db_password: str = ""):
+        """WordPress + WooCommerce unpacked from ../shared/realwp, wp-config.php written, `wp core install` and
+        `wp plugin activate woocommerce` with the real WP-CLI, in database `shop` (root over the socket unless
+        told otherwise: the mysql scenario connects over TCP with its own account)."""
+        db_host = db_host or f"localhost:{self.ctx.mysql_socket}"
         r = subprocess.run(["bash", str(UNPACK), str(self.d / "realwp-src")], capture_output=True, text=True, timeout=900)
         if r.returncode != 0:
             raise RuntimeError(f"{UNPACK} failed: {r.stderr[-2000:]}")
@@ -285,9 +291,9 @@ class Shop:
             "LOGGED_IN_SALT", "NONCE_SALT"))
         (self.site / "wp-config.php").write_text(f"""<?php
 define('DB_NAME', 'shop');
-define('DB_USER', 'root');
-define('DB_PASSWORD', '');
-define('DB_HOST', 'localhost:{self.ctx.mysql_socket}');
+define('DB_USER', {_php_str(db_user)});
+define('DB_PASSWORD', {_php_str(db_password)});
+define('DB_HOST', {_php_str(db_host)});
 define('DB_CHARSET', 'utf8mb4');
 define('DB_COLLATE', '');
 {salts}
@@ -308,6 +314,11 @@ require_once ABSPATH . 'wp-settings.php';
         self.wp("core", "install", f"--url={self.url}", "--title=Bench shop", "--admin_user=admin",
                 f"--admin_password={secrets.token_hex(8)}", "--admin_email=admin@example.test", "--skip-email")
         self.wp("plugin", "activate", "woocommerce")
+
+    def install(self):
+        log = self.B.log
+        t = time.time()
+        self.install_wordpress()
         r = self.wp("eval-file", str(SHOP / "setup.php"), env={"BENCH_PRODUCTS": str(self.cfg.products)})
         got = json.loads(r.stdout.strip().splitlines()[-1])
         if not got.get("hpos"):
@@ -338,8 +349,8 @@ require_once ABSPATH . 'wp-settings.php';
     def has_wc_webhooks_takeover(self) -> bool:
         """Variant 5 needs the plugin's "Deliver WooCommerce webhooks through WooSync" (issue 15):
         `wp woosync wc-webhooks enable`. Detected in the plugin's CLI command, never faked."""
-        cli = self.cfg.plugin / "includes" / "class-cli-command.php"
-        return cli.exists() and "wc-webhooks" in cli.read_text()
+        return any("woosync wc-webhooks" in f.read_text(errors="replace") or "'wc-webhooks'" in f.read_text(errors="replace")
+                   for f in (self.cfg.plugin / "includes").glob("*.php"))
 
     # ---- services
     def start_nginx(self):

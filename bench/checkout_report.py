@@ -331,8 +331,10 @@ def goals(C: dict) -> list:
             rt is not None and rt >= 0.92)
     if ok and dead and ok.get("p99_spread"):
         lo, hi = ok["p99_spread"]
-        add("woosync, CRM blackholed: p99 within the spread of its healthy-CRM figure",
-            f"{_ms(dead['p99_s'])} vs healthy [{_ms(lo)}–{_ms(hi)}]", dead["p99_s"] is not None and lo <= dead["p99_s"] <= hi)
+        # A dead CRM must not make checkouts slower than a healthy one: within the healthy runs' spread or
+        # below it (a lower p99 is noise in woosync's favour, not a miss).
+        add("woosync, CRM blackholed: p99 within (or below) the spread of its healthy-CRM figure",
+            f"{_ms(dead['p99_s'])} vs healthy [{_ms(lo)}–{_ms(hi)}]", dead["p99_s"] is not None and dead["p99_s"] <= hi)
     ws = [v for k, v in S.items() if k.startswith("woosync/")]
     if ws:
         allok = all(v["orders_never"] == 0 and v["missing_at_crm"] == 0 and not v["pending_at_end"] for v in ws)

@@ -31,12 +31,13 @@ def _free_port() -> int:
 
 
 class MariaDB:
-    def __init__(self, base: Path, max_connections: int = 151):
+    def __init__(self, base: Path, max_connections: int = 151, extra_args: tuple = ()):
         self.base = Path(base)
         self.datadir = self.base / "data"
         self.sock = self.base / "mysqld.sock"
         self.port = _free_port()
         self.max_connections = max_connections
+        self.extra_args = list(extra_args)  # more `mariadbd` options (e.g. TLS)
         # A password with every character a URL has to escape.
         self.password = "p@ss:w/rd?#%" + secrets.token_hex(4)
         self.proc: Optional[subprocess.Popen] = None
@@ -50,7 +51,7 @@ class MariaDB:
                 f"--log-bin={self.base / 'binlog'}", "--server-id=1", "--binlog-format=ROW",
                 f"--max-connections={self.max_connections}",
                 "--innodb-buffer-pool-size=64M", "--innodb-log-file-size=32M",
-                "--performance-schema=OFF"]
+                "--performance-schema=OFF", *self.extra_args]
         if os.geteuid() == 0:
             args.append("--user=root")
         return args

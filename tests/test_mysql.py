@@ -317,3 +317,59 @@ def test_idle_processes_hold_no_connection_under_a_low_max_connections(php, tmp_
         assert len(receiver.wait_for(14, timeout=30)) >= 14
     finally:
         db.destroy()
+
+
+def _tls_files(d) -> dict:
+    """A private CA, a server certificate for 127.0.0.1 / localhost signed by it, and an unrelated CA."""
+    d.mkdir(exist_ok=True)
+
+    def ossl(*args):
+        p = subprocess.run(["openssl", *args], capture_output=True, text=True, timeout=60, cwd=d)
+        assert p.returncode == 0, p.stderr[-2000:]
+
+    for ca in ("ca", "other-ca"):
+        ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN=woosync test {ca}",
+             "-keyout", f"{ca}.key", "-out", f"{ca}.pem")
+    ossl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr")
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    ossl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+         "-extfile", "san.ext", "-out", "server.pem")
+    return {k: d / f"{k}.pem" for k in ("ca", "other-ca", "server")} | {"key": d / "server.key"}
+
+
+def test_tls_to_the_database_verified_and_refused(php, tmp_path, receiver):
+    """`?ssl-mode=…&ssl-ca=…`: a server that accepts only TLS over TCP (require_secure_transport) takes
+    dispatch and delivery with VERIFY_CA / VERIFY_IDENTITY against its CA, and REQUIRED; the wrong CA and
+    ssl-mode=DISABLED raise a WooSyncException naming the problem in words (no driver type names),
+    without the password."""
+    tls = _tls_files(tmp_path / "tls")
+    db = MariaDB(tmp_path / "tls-mariadb", extra_args=(
+        f"--ssl-ca={tls['ca']}", f"--ssl-cert={tls['server']}", f"--ssl-key={tls['key']}",
+        "--require-secure-transport=ON")).start()
+    try:
+        base = db.url("tls_")
+        ca = urllib.parse.quote(str(tls["ca"]), safe="/")
+        other = urllib.parse.quote(str(tls["other-ca"]), safe="/")
+        ini = fast_ini(receiver.url)
+        ok_urls = [f"{base}&ssl-mode=VERIFY_CA&ssl-ca={ca}", f"{base}&ssl-mode=VERIFY_IDENTITY&ssl-ca={ca}",
+                   f"{base}&ssl-mode=REQUIRED"]
+        for n, url in enumerate(ok_urls):
+            r = php.json("""
+                $id = woosync_dispatch('order.created', ['n' => %d], ['key' => 'order:1']);
+                out(['id' => $id, 'flushed' => woosync_flush(20), 'status' => woosync_status()]);
+            """ % n, ini, database=url)
+            assert r["flushed"] is True and r["status"]["worker_error"] is None, (url, r["status"])
+        assert len(receiver.wait_for(3, timeout=20)) == 3
+        assert [json.loads(q.body)["sequence"] for q in receiver.requests] == [1, 2, 3]
+        # The woosync sessions really were encrypted: the server refuses anything else over TCP.
+        # (MariaDB answers a plain connection of an account that must use TLS with "Access denied".)
+        for url, words in [(f"{base}&ssl-mode=VERIFY_CA&ssl-ca={other}", ("tls: invalid peer certificate",)),
+                           (f"{base}&ssl-mode=DISABLED", ("access denied", "secure transport"))]:
+            r = php.json("""out(attempt(fn() => woosync_dispatch('order.created', ['bad' => 1])));""", ini,
+                         database=url)
+            assert not r["ok"] and r["class"] == "WooSyncException", r
+            assert any(w in r["message"].lower() for w in words), r["message"]
+            assert all(f not in r["message"] for f in _password_forms(db)), r["message"]
+            assert "Error {" not in r["message"], r["message"]  # no driver type names
+    finally:
+        db.destroy()

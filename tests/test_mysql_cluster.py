@@ -106,6 +106,26 @@ def _wait_arrival_after(t_fault: float, hosts: list, receiver, timeout: float) -
     return float("inf")
 
 
+def _diagnose(db: MariaDB, prefix: str, hosts: list, receiver, since: float) -> str:
+    """What each host saw since `since` (for a failure message): dispatch results, status samples, the lease."""
+    lines = []
+    for h in hosts:
+        recs = [r for r in h.records() if r.get("t", r.get("t0", 0)) >= since]
+        ok = sum(1 for r in recs if r.get("e") and r["ok"])
+        bad = [r["msg"] for r in recs if r.get("e") and not r["ok"]][-2:]
+        st = [(r["worker"], r["sender_pid"]) for r in recs if r.get("s")][-3:]
+        lines.append(f"{h.name} pid {h.proc.pid} alive={h.proc.poll() is None}: {ok} dispatched, errors {bad}, "
+                     f"status {st}, stderr {chr(10).join(h.err.lines)[-300:]!r}")
+    try:
+        lines.append(f"lease: {db.rows(f'SELECT holder, expires_at - UNIX_TIMESTAMP(NOW(6)) FROM `{prefix}woosync_lease`')}")
+        lines.append(f"deliveries: {db.rows(f'SELECT state, COUNT(*) FROM `{prefix}woosync_deliveries` GROUP BY state')}")
+    except Exception as e:  # noqa: BLE001 - diagnostics only
+        lines.append(f"database: {e}")
+    last = max((q.time for q in receiver.requests), default=since)
+    lines.append(f"receiver: {len(receiver.requests)} requests, the last {last - since:.1f} s after the mark")
+    return "\n".join(lines)
+
+
 def _sender_runs(hosts: list) -> list:
     """Per process, its contiguous runs of `sender` reports as (pid, start, end)."""
     runs = []
@@ -201,7 +221,8 @@ def test_four_hosts_survive_sender_kill_freeze_and_database_restart(php, tmp_pat
         db.start()
         t_up = time.monotonic()
         took_restart = _wait_arrival_after(t_up, hosts, receiver, 30)
-        assert took_restart <= 30, f"delivery did not resume within 30 s of the restart ({took_restart:.1f} s)"
+        assert took_restart <= 30, (f"delivery did not resume within 30 s of the restart ({took_restart:.1f} s)\n"
+                                    + _diagnose(db, prefix, hosts, receiver, t_up))
 
         for h in hosts:
             if h.proc.pid != victim:
@@ -218,7 +239,10 @@ def test_four_hosts_survive_sender_kill_freeze_and_database_restart(php, tmp_pat
             stderr = "\n".join(h.err.lines)
             assert "Fatal" not in stderr and "panicked" not in stderr, stderr[-2000:]
         _check_outcome(db, prefix, hosts, receiver, php, dict(ini, **{"woosync.shutdown_grace": 1}),
-                       max_duplicates=3 * 4)
+                       # attempts in flight (concurrency 4) at each of the three faults, and at up to two
+                       # lease lapses a starved sender can suffer on a loaded 2-core machine (the lease then
+                       # passes on and the new sender sends what was in flight again: at-least-once)
+                       max_duplicates=5 * 4)
         print(f"takeover after kill -9: {took_kill:.2f} s, after SIGSTOP: {took_freeze:.2f} s, "
               f"after database restart: {took_restart:.2f} s")
     finally:

@@ -283,11 +283,12 @@ def test_multisite_each_site_has_its_own_outbox_and_events(network, rx):
     assert by_sku["SKU-MS-1"] == {"url": "http://ms.example.test", "blog_id": 1}
     assert by_sku["SKU-MS-2"] == {"url": "http://ms.example.test/shop2", "blog_id": 2}
 
-    # One site's CLI never shows the other's events.
+    # One site's CLI never shows the other's events; on multisite keys carry the site
+    # (`site:<blog_id>:product:<id>`), so they never collide even in an outbox the network shares.
     l1 = json.loads(network.wp("woosync", "list", "--format=json", ini=cfg, url=network.url + "/").stdout)
     l2 = json.loads(network.wp("woosync", "list", "--format=json", ini=cfg, url=site2).stdout)
-    assert {r["key"] for r in l1 if r["topic"] == "product.stock_updated"} == {f"product:{one['id']}"}
-    assert {r["key"] for r in l2 if r["topic"] == "product.stock_updated"} == {f"product:{two['id']}"}
+    assert {r["key"] for r in l1 if r["topic"] == "product.stock_updated"} == {f"site:1:product:{one['id']}"}
+    assert {r["key"] for r in l2 if r["topic"] == "product.stock_updated"} == {f"site:2:product:{two['id']}"}
 
     # Code on site 1 that switches to site 2 writes to site 2's outbox, as site 2.
     res = network.php(f"""

@@ -1,11 +1,15 @@
 <?php
 // woosync delivery: dispatch n events (burst, or paced every interval_us), log "<id> <dispatch time>" lines,
-// then wait with woosync_flush. Prints JSON timings and status.
+// then wait with woosync_flush ("warm": seconds to deliver one unlogged event first). Prints JSON timings and status.
 require __DIR__ . '/common.php';
 $a = bench_args();
 $n = $a['n']; $interval = ($a['interval_us'] ?? 0) / 1e6; $keys = $a['keys'] ?? 0;
 $log = [];
 $payload = bench_payload(1);
+if (!empty($a['warm'])) {  // connect, elect and deliver one event first: time a running host, not its start
+    woosync_dispatch('bench.warm', ['warm' => true]);
+    woosync_flush((float)$a['warm']);
+}
 $t0 = microtime(true);
 $next = $t0;
 for ($i = 0; $i < $n; $i++) {
@@ -27,4 +31,4 @@ $cpu = fn($r) => $r['ru_utime.tv_sec'] + $r['ru_utime.tv_usec'] / 1e6 + $r['ru_s
 if (!empty($a['idlog'])) file_put_contents($a['idlog'], implode("\n", $log) . "\n");
 $st = woosync_status();
 echo json_encode(['t0' => $t0, 't_dispatched' => $t1, 't_end' => $t2, 'flushed' => $ok, 'pid' => getmypid(),
-    'sender_pid' => $st['sender_pid'] ?? null, 'delivered' => $st['delivered'], 'pending' => $st['pending'], 'dead' => $st['dead'], 'flush_cpu_s' => $cpu($ru1) - $cpu($ru0)] + bench_rss_kb());
+    'worker' => $st['worker'], 'sender_pid' => $st['sender_pid'] ?? null, 'delivered' => $st['delivered'], 'pending' => $st['pending'], 'dead' => $st['dead'], 'flush_cpu_s' => $cpu($ru1) - $cpu($ru0)] + bench_rss_kb());

@@ -24,6 +24,9 @@ define( 'WOOSYNC_PLUGIN_FILE', __FILE__ );
 
 require_once __DIR__ . '/includes/class-extension.php';
 require_once __DIR__ . '/includes/class-outbox-location.php';
+require_once __DIR__ . '/includes/class-wpdb-outbox.php';
+require_once __DIR__ . '/includes/class-site-scope.php';
+require_once __DIR__ . '/includes/class-secret-store.php';
 require_once __DIR__ . '/includes/class-loop-guard.php';
 require_once __DIR__ . '/includes/class-fallback-queue.php';
 require_once __DIR__ . '/includes/class-dispatcher.php';
@@ -35,6 +38,8 @@ require_once __DIR__ . '/includes/class-endpoint-sync.php';
 require_once __DIR__ . '/includes/class-settings.php';
 require_once __DIR__ . '/includes/class-admin-notices.php';
 require_once __DIR__ . '/includes/class-privacy.php';
+require_once __DIR__ . '/includes/class-metrics-endpoint.php';
+require_once __DIR__ . '/includes/class-site-health.php';
 require_once __DIR__ . '/includes/class-plugin.php';
 if ( is_readable( __DIR__ . '/includes/class-log-page.php' ) ) {
 	require_once __DIR__ . '/includes/class-log-page.php';

@@ -309,7 +309,7 @@ impl Mysql {
         let version = match current {
             Ok(v) => v.and_then(|v| v.parse::<i32>().ok()).unwrap_or(0),
             Err(mysql::Error::MySqlError(e)) if e.code == ER_NO_SUCH_TABLE => 0,
-            Err(e) => return Err(self.fail("read the schema version", e)),
+            Err(e) => return Err(self.fail("read the schema version", clean(&e))),
         };
         if version > SCHEMA_VERSION {
             return Err(self.fail(
@@ -345,7 +345,7 @@ impl Mysql {
             let _ = c.exec_drop("SELECT RELEASE_LOCK(?)", (lock.clone(),));
             r
         });
-        result.map_err(|e| self.fail("create the tables", e))
+        result.map_err(|e| self.fail("create the tables", clean(&e)))
     }
 
     /// Opens a connection if there is none (reporting why it cannot).
@@ -410,12 +410,12 @@ impl Mysql {
                 self.url.masked()
             )),
             e if e.is_connectivity_error() => {
-                Error::Retry(format!("{}: {what}: the connection was lost ({e}); run again", self.url.masked()))
+                Error::Retry(format!("{}: {what}: the connection was lost ({}); run again", self.url.masked(), clean(&e)))
             }
             mysql::Error::MySqlError(me) if me.code == 1927 || me.code == 4031 || me.code == 1053 => {
-                Error::Retry(format!("{}: {what}: the server ended the session ({e}); run again", self.url.masked()))
+                Error::Retry(format!("{}: {what}: the server ended the session ({}); run again", self.url.masked(), clean(&e)))
             }
-            _ => self.fail(what, e),
+            _ => self.fail(what, clean(&e)),
         }
     }
 
@@ -577,12 +577,36 @@ impl Mysql {
     }
 }
 
+/// A driver error as a person reads it: the server's message and code, or the I/O or TLS failure,
+/// without the driver's type names (`MySqlError { … }`).
+pub(super) fn clean(e: &mysql::Error) -> String {
+    let text = match e {
+        mysql::Error::MySqlError(me) => return format!("{} (server error {})", me.message, me.code),
+        mysql::Error::IoError(io) => io.to_string(),
+        mysql::Error::DriverError(d) => d.to_string(),
+        mysql::Error::UrlError(u) => u.to_string(),
+        other => {
+            // `CodecError { IO error: `…' }`, `TlsError { … }`: the part inside.
+            let s = other.to_string();
+            let inner = s.split_once(" { ").map_or(s.as_str(), |(_, rest)| rest.strip_suffix(" }").unwrap_or(rest));
+            let inner = inner.strip_prefix("IO error: `").map_or(inner, |x| x.strip_suffix('\'').unwrap_or(x));
+            inner.to_string()
+        }
+    };
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("certificate") || lower.contains("handshake") || lower.contains("tls") {
+        format!("TLS: {text} (check ssl-mode and ssl-ca)")
+    } else {
+        text
+    }
+}
+
 /// A new connection with the session settings woosync relies on; the server checked.
 fn new_conn(url: &MysqlUrl) -> Result<Conn> {
     let fail = |e: &dyn std::fmt::Display| {
         Error::storage(format!("{}: cannot connect: {e}", url.masked()))
     };
-    let conn = Conn::new(url.opts()).map_err(|e| fail(&e))?;
+    let conn = Conn::new(url.opts()).map_err(|e| fail(&clean(&e)))?;
     match setup(conn) {
         Ok(conn) => {
             // A forked child closes its copy of the socket without a word on the wire.
@@ -603,7 +627,7 @@ fn new_conn(url: &MysqlUrl) -> Result<Conn> {
 fn setup(mut conn: Conn) -> std::result::Result<Conn, (Conn, String)> {
     let version: String = match conn.query_first::<String, _>("SELECT VERSION()") {
         Ok(v) => v.unwrap_or_default(),
-        Err(e) => return Err((conn, e.to_string())),
+        Err(e) => return Err((conn, clean(&e))),
     };
     let mariadb = version.to_ascii_lowercase().contains("mariadb");
     // From VERSION() ("10.11.19-MariaDB-…"): the handshake's version of MariaDB starts "5.5.5-".
@@ -692,7 +716,7 @@ impl Engine for Mysql {
             if e.is_connectivity_error() && started.elapsed() < Duration::from_secs(1) {
                 self.connect()?;
                 self.raw(|c| c.query_drop(sql))
-                    .map_err(|e| self.fail("begin", e))?;
+                    .map_err(|e| self.fail("begin", clean(&e)))?;
             } else {
                 return Err(self.map("begin", e));
             }

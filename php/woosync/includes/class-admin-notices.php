@@ -82,6 +82,15 @@ class Admin_Notices {
 				/* translators: %s: error message */
 				$out[] = array( 'error', sprintf( __( 'WooSync: the outbox cannot be read: %s', 'woosync' ), (string) $error ) );
 			} else {
+				foreach ( (array) ( $status['notices'] ?? array() ) as $notice ) {
+					if ( is_string( $notice ) && '' !== $notice ) {
+						/* translators: %s: a notice of the woosync extension about the outbox */
+						$out[] = array( 'warning', sprintf( __( 'WooSync: %s', 'woosync' ), $notice ), 'outbox' );
+					}
+				}
+				if ( 'unreadable' === Secret_Store::state()['state'] ) {
+					$out[] = array( 'error', Secret_Store::unreadable_message(), 'secret' );
+				}
 				if ( ! empty( $status['worker_error'] ) ) {
 					/* translators: %s: error message of the delivery thread */
 					$out[] = array( 'error', sprintf( __( 'WooSync: the delivery thread reports: %s', 'woosync' ), (string) $status['worker_error'] ) );
@@ -91,6 +100,9 @@ class Admin_Notices {
 						continue;
 					}
 					$name = (string) ( $endpoint['name'] ?? '' );
+					if ( ! Site_Scope::owns_endpoint( $name ) ) {
+						continue; // Another site's endpoint in an outbox the network shares.
+					}
 					if ( empty( $endpoint['enabled'] ) && '' !== (string) ( $endpoint['disabled_reason'] ?? '' ) ) {
 						$out[] = array(
 							'error',
@@ -134,6 +146,17 @@ class Admin_Notices {
 	 * @return array{0:string,1:string}|null
 	 */
 	private static function delivery_message( $name, array $endpoint ) {
+		if ( 'refused' === (string) ( $endpoint['health'] ?? '' ) || '' !== (string) ( $endpoint['refused_reason'] ?? '' ) ) {
+			return array(
+				'error',
+				sprintf(
+					/* translators: 1: endpoint name, 2: reason naming the address and the setting that allows it */
+					__( 'WooSync: deliveries to "%1$s" are paused: %2$s. Its events wait in the outbox until the destination is allowed.', 'woosync' ),
+					$name,
+					(string) ( $endpoint['refused_reason'] ?? '' )
+				),
+			);
+		}
 		$fails  = (int) ( $endpoint['consecutive_failures'] ?? 0 );
 		$dead   = (int) ( $endpoint['dead'] ?? 0 );
 		$health = (string) ( $endpoint['health'] ?? '' );
@@ -181,6 +204,9 @@ class Admin_Notices {
 		}
 		try {
 			foreach ( $this->messages() as $message ) {
+				if ( 'outbox' === ( $message[2] ?? '' ) && ! current_user_can( 'manage_options' ) ) {
+					continue; // About files and servers: for administrators.
+				}
 				printf(
 					'<div class="notice notice-%1$s woosync-notice"><p>%2$s</p></div>',
 					esc_attr( $message[0] ),

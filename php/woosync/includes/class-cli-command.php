@@ -70,8 +70,11 @@ class CLI_Command {
 		}
 		$failure = Dispatcher::last_failure();
 		$summary = array(
-			'outbox'             => (string) ( $status['database'] ?? Outbox_Location::current() ),
-			'outbox_chosen_by'   => Outbox_Location::chosen_by_plugin() ? 'plugin' : 'php.ini',
+			'outbox'             => Wpdb_Outbox::mask( (string) ( $status['database'] ?? Outbox_Location::current() ) ),
+			'outbox_chosen_by'   => Outbox_Location::from_template() ? 'php.ini ({blog_id} per site)' : ( Outbox_Location::chosen_by_plugin() ? 'plugin' : 'php.ini' ),
+			'outbox_shared'      => Site_Scope::shared_outbox() ? 'yes (every site of the network; this site sees its own events)' : 'no',
+			'site_endpoint'      => Endpoint_Sync::name(),
+			'secret'             => Secret_Store::state()['state'],
 			'version'            => (string) ( $status['version'] ?? Extension::version() ),
 			'worker'             => (string) ( $status['worker'] ?? '' ),
 			'worker_error'       => (string) ( $status['worker_error'] ?? '' ),
@@ -87,13 +90,17 @@ class CLI_Command {
 			'fallback_waiting'   => $fallback->count(),
 			'fallback_dropped'   => $fallback->dropped(),
 			'dispatch_failure'   => $failure ? (string) $failure['message'] : '',
+			'notices'            => implode( ' | ', array_filter( array_map( 'strval', (array) ( $status['notices'] ?? array() ) ) ) ),
 		);
 		$endpoints = array();
 		foreach ( (array) ( $status['endpoints'] ?? array() ) as $endpoint ) {
-			$endpoints[] = self::endpoint_row( (array) $endpoint );
+			if ( Site_Scope::owns_endpoint( (string) ( $endpoint['name'] ?? '' ) ) ) {
+				$endpoints[] = self::endpoint_row( (array) $endpoint );
+			}
 		}
 
 		if ( 'json' === $format ) {
+			$summary['notices']   = array_values( array_map( 'strval', (array) ( $status['notices'] ?? array() ) ) );
 			$summary['endpoints'] = $endpoints;
 			WP_CLI::line( (string) wp_json_encode( $summary, JSON_PRETTY_PRINT | JSON_UNESCAPED_SLASHES ) );
 		} else {
@@ -180,16 +187,26 @@ class CLI_Command {
 	 */
 	public function list_( $args, $assoc_args ) {
 		$this->require_extension();
-		$filter = array( 'limit' => (int) Utils\get_flag_value( $assoc_args, 'limit', 50 ) );
+		$filter = array( 'limit' => self::count_flag( $assoc_args, 'limit', 50, 0 ) );
 		foreach ( array( 'status', 'topic', 'key', 'endpoint' ) as $name ) {
 			if ( isset( $assoc_args[ $name ] ) && '' !== (string) $assoc_args[ $name ] ) {
 				$filter[ $name ] = (string) $assoc_args[ $name ];
 			}
 		}
+		if ( isset( $filter['key'] ) ) {
+			$filter['key'] = Site_Scope::user_key( $filter['key'] );
+		}
+		if ( isset( $filter['endpoint'] ) ) {
+			self::check_endpoint_name( $filter['endpoint'] );
+		}
+		if ( isset( $filter['endpoint'] ) && ! Site_Scope::owns_endpoint( $filter['endpoint'] ) ) {
+			WP_CLI::error( sprintf( 'Endpoint "%s" belongs to another site of the network.', $filter['endpoint'] ) );
+		}
+		$filter = Site_Scope::events_filter( $filter );
 		if ( isset( $assoc_args['since'] ) ) {
 			$since = strtotime( (string) $assoc_args['since'] );
 			if ( false === $since ) {
-				WP_CLI::error( sprintf( 'Cannot read the date "%s".', $assoc_args['since'] ) );
+				WP_CLI::error( sprintf( 'Cannot read the date "%s".', self::quote( $assoc_args['since'] ) ) );
 			}
 			$filter['since'] = $since;
 		}
@@ -246,8 +263,9 @@ class CLI_Command {
 	public function show( $args, $assoc_args ) {
 		$this->require_extension();
 		$id = (string) ( $args[0] ?? '' );
+		self::check_event_id( $id );
 		try {
-			$event = woosync_event( $id );
+			$event = Site_Scope::event( $id );
 		} catch ( \Throwable $e ) {
 			WP_CLI::error( $e->getMessage() );
 			return;
@@ -330,7 +348,10 @@ class CLI_Command {
 		try {
 			if ( Utils\get_flag_value( $assoc_args, 'dead', false ) ) {
 				$endpoint = isset( $assoc_args['endpoint'] ) ? (string) $assoc_args['endpoint'] : null;
-				$n        = woosync_retry_dead( $endpoint );
+				if ( null !== $endpoint ) {
+					self::check_endpoint_name( $endpoint );
+				}
+				$n = Site_Scope::retry_dead( $endpoint );
 				WP_CLI::success( sprintf( 'Requeued %d dead deliveries.', $n ) );
 				return;
 			}
@@ -339,7 +360,10 @@ class CLI_Command {
 			}
 			$requeued = 0;
 			foreach ( $args as $id ) {
-				if ( woosync_retry( (string) $id ) ) {
+				self::check_event_id( (string) $id );
+			}
+			foreach ( $args as $id ) {
+				if ( Site_Scope::retry( (string) $id ) ) {
 					++$requeued;
 				} else {
 					WP_CLI::warning( sprintf( '%s: unknown, or nothing to requeue.', $id ) );
@@ -380,7 +404,14 @@ class CLI_Command {
 	public function test( $args, $assoc_args ) {
 		$this->require_extension();
 		$endpoint = isset( $assoc_args['endpoint'] ) ? (string) $assoc_args['endpoint'] : null;
-		$result   = Settings::send_test( $endpoint, (float) Utils\get_flag_value( $assoc_args, 'timeout', 15 ) );
+		if ( null !== $endpoint ) {
+			self::check_endpoint_name( $endpoint );
+		}
+		$timeout  = Utils\get_flag_value( $assoc_args, 'timeout', 15 );
+		if ( ! is_numeric( $timeout ) || (float) $timeout <= 0 || (float) $timeout > 3600 ) {
+			WP_CLI::error( sprintf( '--timeout must be a number of seconds between 0 and 3600, not "%s".', self::quote( $timeout ) ) );
+		}
+		$result = Settings::send_test( $endpoint, (float) $timeout );
 		if ( ! $result['ok'] ) {
 			WP_CLI::error( $result['message'] );
 		}
@@ -440,7 +471,7 @@ class CLI_Command {
 			$products = true;
 			$orders   = true;
 		}
-		$batch = max( 1, (int) Utils\get_flag_value( $assoc_args, 'batch-size', 100 ) );
+		$batch = self::count_flag( $assoc_args, 'batch-size', 100, 1 );
 		$sent  = array(
 			'products'   => 0,
 			'variations' => 0,
@@ -466,7 +497,7 @@ class CLI_Command {
 				foreach ( $results->products as $product ) {
 					$payload              = Snapshots::product( $product );
 					$payload['reconcile'] = true;
-					$id                   = $plugin->dispatcher()->dispatch( 'product.stock_updated', $payload, 'product:' . $product->get_id(), true, $product );
+					$id                   = $plugin->dispatcher()->dispatch( 'product.stock_updated', $payload, Site_Scope::key( 'product', $product->get_id() ), true, $product );
 					if ( null === $id ) {
 						++$sent['failed'];
 					} elseif ( $product->is_type( 'variation' ) ) {
@@ -488,7 +519,7 @@ class CLI_Command {
 		if ( $orders ) {
 			$since = strtotime( (string) Utils\get_flag_value( $assoc_args, 'since', '30 days ago' ) );
 			if ( false === $since ) {
-				WP_CLI::error( sprintf( 'Cannot read the date "%s".', $assoc_args['since'] ) );
+				WP_CLI::error( sprintf( 'Cannot read the date "%s".', self::quote( $assoc_args['since'] ) ) );
 			}
 			// Every order status except drafts (a checkout-draft is not an order yet: the hooks send
 			// nothing for it either).
@@ -516,7 +547,7 @@ class CLI_Command {
 				foreach ( $results->orders as $order ) {
 					$payload              = Snapshots::order( $order );
 					$payload['reconcile'] = true;
-					$id                   = $plugin->dispatcher()->dispatch( 'order.updated', $payload, 'order:' . $order->get_id(), true, $order );
+					$id                   = $plugin->dispatcher()->dispatch( 'order.updated', $payload, Site_Scope::key( 'order', $order->get_id() ), true, $order );
 					if ( null === $id ) {
 						++$sent['failed'];
 					} else {
@@ -554,6 +585,9 @@ class CLI_Command {
 	 * default: 30
 	 * ---
 	 *
+	 * [--network]
+	 * : On a multisite network whose sites share one outbox: purge every site's old events.
+	 *
 	 * ## EXAMPLES
 	 *
 	 *     $ wp woosync purge --older-than=7
@@ -566,9 +600,9 @@ class CLI_Command {
 		if ( ! Extension::has( 'woosync_purge' ) ) {
 			WP_CLI::error( 'This woosync extension has no woosync_purge(); update the extension.' );
 		}
-		$days = Utils\get_flag_value( $assoc_args, 'older-than', 30 );
-		if ( ! is_numeric( $days ) || (int) $days < 0 ) {
-			WP_CLI::error( sprintf( '--older-than must be a number of days, not "%s".', $days ) );
+		$days = self::count_flag( $assoc_args, 'older-than', 30, 0 );
+		if ( Site_Scope::shared_outbox() && ! Utils\get_flag_value( $assoc_args, 'network', false ) ) {
+			WP_CLI::error( 'This outbox is shared by every site of the network: purging deletes old events of all of them. Run it again with --network to do that.' );
 		}
 		try {
 			$n = woosync_purge( (int) $days );
@@ -577,6 +611,65 @@ class CLI_Command {
 			return;
 		}
 		WP_CLI::success( sprintf( 'Purged %d events older than %d days.', $n, (int) $days ) );
+	}
+
+	/**
+	 * A whole-number flag (`--limit=20`): its value, or a clear error (exit 1) for anything that
+	 * is not a whole number of at least $min.
+	 *
+	 * @param array  $assoc_args Options.
+	 * @param string $name       Flag name.
+	 * @param int    $default    Default.
+	 * @param int    $min        Smallest value accepted.
+	 * @return int
+	 */
+	private static function count_flag( array $assoc_args, $name, $default, $min ) {
+		$value = Utils\get_flag_value( $assoc_args, $name, $default );
+		if ( is_int( $value ) ) {
+			$text = (string) $value;
+		} elseif ( is_string( $value ) ) {
+			$text = trim( $value );
+		} else {
+			$text = '';
+		}
+		if ( ! preg_match( '/^\d{1,9}$/', $text ) || (int) $text < $min ) {
+			WP_CLI::error( sprintf( '--%1$s must be a number (a whole number, at least %2$d), not "%3$s".', $name, $min, self::quote( $value ) ) );
+		}
+		return (int) $text;
+	}
+
+	/**
+	 * Halts (exit 1) unless $id looks like an event id (`evt_` and letters or digits).
+	 *
+	 * @param string $id Event id.
+	 */
+	private static function check_event_id( $id ) {
+		if ( ! preg_match( '/^evt_[0-9A-Za-z]{10,40}$/', $id ) ) {
+			WP_CLI::error( sprintf( '"%s" is not an event id (evt_ followed by letters and digits, as "wp woosync list" shows).', self::quote( $id ) ) );
+		}
+	}
+
+	/**
+	 * Halts (exit 1) unless $name is a valid endpoint name.
+	 *
+	 * @param string $name Endpoint name.
+	 */
+	private static function check_endpoint_name( $name ) {
+		if ( ! preg_match( '/^[a-z0-9_@-]{1,64}$/', $name ) ) {
+			WP_CLI::error( sprintf( '"%s" is not an endpoint name (lower-case letters, digits, _, - and @; see "wp woosync status").', self::quote( $name ) ) );
+		}
+	}
+
+	/**
+	 * A user's input for an error message: at most 100 bytes, control characters shown as `?`.
+	 *
+	 * @param mixed $value Input.
+	 * @return string
+	 */
+	private static function quote( $value ) {
+		$text = is_scalar( $value ) ? (string) $value : gettype( $value );
+		$text = (string) preg_replace( '/[\x00-\x1f\x7f]/', '?', $text );
+		return strlen( $text ) > 100 ? mb_strcut( $text, 0, 100, 'UTF-8' ) . '…' : $text;
 	}
 
 	/**

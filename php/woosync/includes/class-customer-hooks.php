@@ -82,7 +82,7 @@ class Customer_Hooks {
 			if ( ! ( $customer instanceof \WC_Customer ) ) {
 				$customer = new \WC_Customer( $customer_id );
 			}
-			$this->dispatcher->dispatch( $topic, Snapshots::customer( $customer ), 'customer:' . $customer_id, $coalesce, $customer, false );
+			$this->dispatcher->dispatch( $topic, Snapshots::customer( $customer ), Site_Scope::key( 'customer', $customer_id ), $coalesce, $customer, false );
 		} catch ( \Throwable $e ) {
 			$this->dispatcher->report( $e );
 		}

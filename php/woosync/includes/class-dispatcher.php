@@ -112,6 +112,10 @@ class Dispatcher {
 			if ( '' !== (string) $key ) {
 				$options['key'] = (string) $key;
 			}
+			$endpoints = Site_Scope::dispatch_endpoints();
+			if ( null !== $endpoints ) {
+				$options['endpoints'] = $endpoints; // Multisite: never another site's endpoint.
+			}
 			return woosync_dispatch( $topic, $payload, $options );
 		} catch ( \Throwable $e ) {
 			$this->record_failure( $e );
@@ -146,7 +150,7 @@ class Dispatcher {
 			update_option(
 				self::FAILURE_OPTION,
 				array(
-					'message' => $e->getMessage(),
+					'message' => self::short( $e->getMessage() ),
 					'class'   => get_class( $e ),
 					'time'    => time(),
 				),
@@ -156,6 +160,18 @@ class Dispatcher {
 			unset( $ignored );
 		}
 		error_log( 'woosync: dispatch failed: ' . $e->getMessage() ); // phpcs:ignore WordPress.PHP.DevelopmentFunctions.error_log_error_log
+	}
+
+	/**
+	 * A message cut to 300 bytes (an exception may quote a huge input; this one is kept in an
+	 * autoloaded option).
+	 *
+	 * @param string $message Message.
+	 * @return string
+	 */
+	public static function short( $message ) {
+		$message = (string) $message;
+		return strlen( $message ) > 300 ? mb_strcut( $message, 0, 300, 'UTF-8' ) . '…' : $message;
 	}
 
 	/**

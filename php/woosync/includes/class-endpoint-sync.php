@@ -17,7 +17,7 @@ defined( 'ABSPATH' ) || exit;
  */
 class Endpoint_Sync {
 
-	const NAME        = 'wordpress';
+	const NAME        = 'wordpress'; // On a single site; `wordpress@<blog_id>` on multisite: see name().
 	const HASH_OPTION = 'woosync_endpoint_pushed';
 
 	/**
@@ -37,6 +37,36 @@ class Endpoint_Sync {
 	}
 
 	/**
+	 * The plugin's endpoint name for the current site (Site_Scope::endpoint_name()).
+	 *
+	 * @return string
+	 */
+	public static function name() {
+		return Site_Scope::endpoint_name();
+	}
+
+	/**
+	 * A URL with its password replaced by `****` (as the extension shows URLs), for display.
+	 *
+	 * @param string $url URL.
+	 * @return string
+	 */
+	public static function mask_url( $url ) {
+		return (string) preg_replace( '#^([a-z][a-z0-9+.-]*://[^:/@\s]*):[^@/\s]*@#i', '$1:****@', (string) $url );
+	}
+
+	/**
+	 * Whether $url is $stored as mask_url() shows it (a form saved back unchanged).
+	 *
+	 * @param string $url    Submitted URL.
+	 * @param string $stored Stored URL.
+	 * @return bool
+	 */
+	public static function masked_url( $url, $stored ) {
+		return '' !== (string) $stored && $url !== $stored && false !== strpos( $url, ':****@' ) && self::mask_url( $stored ) === $url;
+	}
+
+	/**
 	 * The endpoint configuration for woosync_endpoint_save().
 	 *
 	 * @param array $values Settings values.
@@ -50,12 +80,13 @@ class Endpoint_Sync {
 			$topics[] = 'woosync.*'; // Test events always pass; nothing selected sends only them.
 		}
 		return array(
-			'url'     => (string) $values['url'],
-			'secret'  => (string) $values['secret'],
-			'topics'  => $topics,
-			'enabled' => ! empty( $values['enabled'] ),
-			'format'  => 'standard',
-			'source'  => home_url(),
+			'url'            => (string) $values['url'],
+			'topics'         => $topics,
+			'enabled'        => ! empty( $values['enabled'] ),
+			'format'         => 'standard',
+			'source'         => home_url(),
+			'proxy'          => (string) ( $values['proxy'] ?? '' ),
+			'allow_networks' => (string) ( $values['allow_networks'] ?? '' ),
 		);
 	}
 
@@ -86,13 +117,20 @@ class Endpoint_Sync {
 			return new \WP_Error( 'woosync_old_extension', __( 'This woosync extension is too old to store endpoints (woosync_endpoint_save is missing). Update the extension.', 'woosync' ) );
 		}
 		try {
+			$this->retire_shared_name();
 			if ( '' === (string) $values['url'] ) {
-				if ( Extension::has( 'woosync_endpoint_delete' ) && $this->exists() ) {
-					woosync_endpoint_delete( self::NAME );
+				if ( Extension::has( 'woosync_endpoint_delete' ) && $this->exists( self::name() ) ) {
+					woosync_endpoint_delete( self::name() );
 				}
 			} else {
-				woosync_endpoint_save( self::NAME, self::config( $values ) );
+				$config = self::config( $values );
+				$stored = Secret_Store::state();
+				if ( 'unreadable' !== $stored['state'] ) {
+					$config['secret'] = $stored['secret']; // '' = unsigned; when unreadable the outbox keeps its copy.
+				}
+				woosync_endpoint_save( self::name(), $config );
 			}
+			Site_Scope::forget_routes();
 			update_option( self::HASH_OPTION, $this->fingerprint( $values ), true );
 			return true;
 		} catch ( \Throwable $e ) {
@@ -105,16 +143,27 @@ class Endpoint_Sync {
 	 *
 	 * @return bool
 	 */
-	private function exists() {
+	private function exists( $name ) {
 		if ( ! Extension::has( 'woosync_endpoints' ) ) {
 			return false;
 		}
 		foreach ( (array) woosync_endpoints() as $endpoint ) {
-			if ( is_array( $endpoint ) && ( $endpoint['name'] ?? '' ) === self::NAME ) {
+			if ( is_array( $endpoint ) && ( $endpoint['name'] ?? '' ) === $name ) {
 				return true;
 			}
 		}
 		return false;
+	}
+
+	/**
+	 * Multisite, upgrading from 0.1 (every site saved the one endpoint `wordpress`, so the last
+	 * site saved steered every site's events): `wordpress` is deleted from this site's outbox,
+	 * each site pushes its own `wordpress@<blog_id>` instead.
+	 */
+	private function retire_shared_name() {
+		if ( is_multisite() && Extension::has( 'woosync_endpoint_delete' ) && $this->exists( self::NAME ) ) {
+			woosync_endpoint_delete( self::NAME );
+		}
 	}
 
 	/**
@@ -124,6 +173,6 @@ class Endpoint_Sync {
 	 * @return string
 	 */
 	private function fingerprint( array $values ) {
-		return md5( Outbox_Location::current() . '|' . wp_json_encode( self::config( $values ) ) );
+		return md5( self::name() . '|' . Outbox_Location::current() . '|' . (string) ( $values['secret_id'] ?? '' ) . '|' . wp_json_encode( self::config( $values ) ) );
 	}
 }

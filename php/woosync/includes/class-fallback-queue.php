@@ -180,6 +180,9 @@ class Fallback_Queue {
 					if ( '' !== $row['event_key'] ) {
 						$options['key'] = $row['event_key'];
 					}
+					if ( null !== Site_Scope::dispatch_endpoints() ) {
+						$options['endpoints'] = Site_Scope::dispatch_endpoints();
+					}
 					woosync_dispatch( $row['topic'], is_array( $payload ) ? $payload : array(), $options );
 				} catch ( \Throwable $e ) {
 					$result['error'] = $e->getMessage();

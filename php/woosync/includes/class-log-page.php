@@ -223,7 +223,7 @@ class Log_Page {
 	}
 
 	/**
-	 * Endpoint rows of a status, by name.
+	 * Endpoint rows of a status, by name (on multisite, not other sites' endpoints).
 	 *
 	 * @param array $status woosync_status().
 	 * @return array<string,array>
@@ -231,7 +231,7 @@ class Log_Page {
 	public static function endpoints_by_name( array $status ) {
 		$out = array();
 		foreach ( (array) ( $status['endpoints'] ?? array() ) as $endpoint ) {
-			if ( is_array( $endpoint ) && isset( $endpoint['name'] ) ) {
+			if ( is_array( $endpoint ) && isset( $endpoint['name'] ) && Site_Scope::owns_endpoint( (string) $endpoint['name'] ) ) {
 				$out[ (string) $endpoint['name'] ] = $endpoint;
 			}
 		}
@@ -607,7 +607,7 @@ class Log_Page {
 	private static function wait_for_event( $id, $seconds, $attempts_before = 0 ) {
 		$deadline = microtime( true ) + $seconds;
 		do {
-			$event = woosync_event( $id );
+			$event = Site_Scope::event( $id );
 			if ( ! is_array( $event ) ) {
 				return null;
 			}
@@ -664,9 +664,9 @@ class Log_Page {
 			self::redirect_back();
 		}
 		try {
-			$before = woosync_event( $id );
-			$before = is_array( $before ) ? count( (array) ( $before['attempts'] ?? array() ) ) : 0;
-			if ( ! woosync_retry( $id ) ) {
+			$before = Site_Scope::event( $id );
+			$before = is_array( $before ) ? count( (array) ( $before['attempts'] ?? array() ) ) : -1;
+			if ( $before < 0 || ! Site_Scope::retry( $id ) ) {
 				/* translators: %s: event id */
 				self::add_notice( 'warning', sprintf( __( 'Event %s was not requeued: it is unknown or has nothing to retry.', 'woosync' ), $id ) );
 				self::redirect_back();
@@ -695,9 +695,10 @@ class Log_Page {
 			self::add_notice( 'error', __( 'The woosync PHP extension is not loaded.', 'woosync' ) );
 			self::redirect_back();
 		}
-		$endpoint = isset( $_POST['endpoint'] ) ? sanitize_key( wp_unslash( $_POST['endpoint'] ) ) : '';
+		// Endpoint names may hold `@` (`wordpress@2` on multisite), which sanitize_key() drops.
+		$endpoint = isset( $_POST['endpoint'] ) ? (string) preg_replace( '/[^a-z0-9_@-]/', '', strtolower( (string) wp_unslash( $_POST['endpoint'] ) ) ) : ''; // phpcs:ignore WordPress.Security.ValidatedSanitizedInput.InputNotSanitized -- reduced to the endpoint-name alphabet.
 		try {
-			$n = (int) woosync_retry_dead( '' === $endpoint ? null : $endpoint );
+			$n = Site_Scope::retry_dead( '' === $endpoint ? null : $endpoint );
 			self::add_notice(
 				$n > 0 ? 'success' : 'info',
 				/* translators: %s: number of deliveries */
@@ -708,6 +709,21 @@ class Log_Page {
 			self::add_notice( 'error', sprintf( __( 'Retry failed: %s', 'woosync' ), $e->getMessage() ) );
 		}
 		self::redirect_back();
+	}
+
+	/**
+	 * Dispatch options of the log's test event: a key of this site, and on a network whose sites
+	 * share the outbox only this site's endpoints.
+	 *
+	 * @return array
+	 */
+	private static function test_options() {
+		$options   = array( 'key' => '' !== Site_Scope::prefix() ? Site_Scope::key( 'test', 'log' ) : 'test:' . get_current_blog_id() );
+		$endpoints = Site_Scope::dispatch_endpoints();
+		if ( null !== $endpoints ) {
+			$options['endpoints'] = $endpoints;
+		}
+		return $options;
 	}
 
 	/**
@@ -733,7 +749,7 @@ class Log_Page {
 					'sent_by' => $user ? (string) $user->user_login : '',
 					'sent_at' => gmdate( 'Y-m-d\TH:i:s\Z' ),
 				),
-				array( 'key' => 'test:' . get_current_blog_id() )
+				self::test_options()
 			);
 			$event = self::wait_for_event( $id, 5.0 );
 			$any   = false;
@@ -781,7 +797,7 @@ class Log_Page {
 			wp_send_json_error( array( 'message' => __( 'Unknown event.', 'woosync' ) ), 404 );
 		}
 		try {
-			$event = woosync_event( $id );
+			$event = Site_Scope::event( $id );
 			if ( ! is_array( $event ) ) {
 				wp_send_json_error( array( 'message' => __( 'Unknown event.', 'woosync' ) ), 404 );
 			}
@@ -868,7 +884,7 @@ class Log_Page {
 		$event_id = isset( $_GET['event'] ) ? sanitize_text_field( wp_unslash( $_GET['event'] ) ) : '';
 		if ( '' !== $event_id ) {
 			echo '<p><a href="' . esc_url( self::url() ) . '">&larr; ' . esc_html__( 'Back to the log', 'woosync' ) . '</a></p>';
-			$event = self::is_event_id( $event_id ) ? woosync_event( $event_id ) : null;
+			$event = self::is_event_id( $event_id ) ? Site_Scope::event( $event_id ) : null;
 			if ( ! is_array( $event ) ) {
 				echo '<div class="notice notice-warning"><p>' . esc_html__( 'Unknown event.', 'woosync' ) . '</p></div>';
 			} else {

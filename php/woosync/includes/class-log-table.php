@@ -164,7 +164,7 @@ class Log_Table extends \WP_List_Table {
 
 		try {
 			if ( '' !== $f['s'] && Log_Page::is_event_id( $f['s'] ) ) {
-				$event = woosync_event( $f['s'] );
+				$event = Site_Scope::event( $f['s'] );
 				if ( is_array( $event ) ) {
 					$this->events[ $event['id'] ] = $event;
 					foreach ( (array) ( $event['deliveries'] ?? array() ) as $delivery ) {
@@ -193,7 +193,10 @@ class Log_Table extends \WP_List_Table {
 				if ( '' !== $f['s'] && '' === $f['key'] ) {
 					$filter['key'] = $f['s'];
 				}
-				$rows           = (array) woosync_events( $filter );
+				if ( isset( $filter['key'] ) ) {
+					$filter['key'] = Site_Scope::user_key( $filter['key'] );
+				}
+				$rows           = (array) woosync_events( Site_Scope::events_filter( $filter ) );
 				$this->has_next = count( $rows ) > $per_page;
 				$this->items    = array_slice( $rows, 0, $per_page );
 			}
@@ -217,7 +220,7 @@ class Log_Table extends \WP_List_Table {
 	private function event( $id ) {
 		if ( ! array_key_exists( $id, $this->events ) ) {
 			try {
-				$this->events[ $id ] = woosync_event( $id );
+				$this->events[ $id ] = Site_Scope::event( $id );
 			} catch ( \Throwable $e ) {
 				$this->events[ $id ] = null;
 			}

@@ -202,7 +202,7 @@ class Order_Hooks {
 				return;
 			}
 			$snapshot = Snapshots::order( $order );
-			$key      = 'order:' . $noted['id'];
+			$key      = Site_Scope::key( 'order', $noted['id'] );
 			if ( $noted['created'] ) {
 				$this->dispatcher->dispatch( 'order.created', $snapshot, $key, false, $order, false );
 			}

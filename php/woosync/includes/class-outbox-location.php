@@ -14,7 +14,10 @@ defined( 'ABSPATH' ) || exit;
  * on every request and CLI run, so the web and `wp woosync` always use the same file.
  *
  * Order of preference:
- * 1. php.ini / the php-fpm pool (`woosync.database` not empty): left alone.
+ * 1. php.ini / the php-fpm pool (`woosync.database` not empty): left alone, except that a
+ *    `{blog_id}` in it is replaced by the current site's id (one outbox per site of a network).
+ * 1b. "Store the outbox in the WordPress database" (Wpdb_Outbox): a mysql:// URL built from
+ *    wp-config.php, never stored in an option.
  * 2. The `WOOSYNC_DATABASE` constant from wp-config.php (`{blog_id}` is replaced on multisite).
  * 3. A private directory next to (outside) the WordPress root, when it can be created and written.
  * 4. `uploads/woosync-<unguessable>/`, with deny rules for Apache and IIS and an index file.
@@ -37,6 +40,39 @@ class Outbox_Location {
 	private static $path = '';
 
 	/**
+	 * `woosync.database` as php.ini (or the pool, or `php -d`) set it, before the plugin changed
+	 * it; null until configure() first ran.
+	 *
+	 * @var string|null
+	 */
+	private static $ini_value = null;
+
+	/**
+	 * Whether each site of a network has its own outbox: the plugin's default (a file per site),
+	 * or `{blog_id}` in php.ini's `woosync.database` or in the `WOOSYNC_DATABASE` constant. False
+	 * when php.ini (or the constant) names one outbox for the whole network, or the outbox is in
+	 * the WordPress database (the network's tables). Always true on a single site.
+	 *
+	 * @return bool
+	 */
+	public static function per_site() {
+		if ( ! is_multisite() ) {
+			return true;
+		}
+		$ini = null === self::$ini_value ? ( Extension::loaded() ? (string) ini_get( 'woosync.database' ) : '' ) : self::$ini_value;
+		if ( '' !== $ini ) {
+			return false !== strpos( $ini, '{blog_id}' );
+		}
+		if ( Wpdb_Outbox::enabled() ) {
+			return false; // The WordPress database outbox: one set of tables per network.
+		}
+		if ( defined( 'WOOSYNC_DATABASE' ) && '' !== (string) WOOSYNC_DATABASE ) {
+			return false !== strpos( (string) WOOSYNC_DATABASE, '{blog_id}' );
+		}
+		return true;
+	}
+
+	/**
 	 * Sets woosync.database (when php.ini leaves it empty) and woosync.key for this process.
 	 *
 	 * @return string The outbox path in effect ('' when the extension is not loaded).
@@ -46,6 +82,23 @@ class Outbox_Location {
 			return '';
 		}
 		self::configure_key();
+
+		if ( null === self::$ini_value ) {
+			// What php.ini, the pool or `php -d` set, read before this plugin ever changes it.
+			self::$ini_value = (string) ini_get( 'woosync.database' );
+		}
+		if ( false !== strpos( self::$ini_value, '{blog_id}' ) ) {
+			// One outbox per site: the server administrator's template, filled in per site.
+			$path = str_replace( '{blog_id}', (string) get_current_blog_id(), self::$ini_value );
+			if ( ! preg_match( '#^(mysql|mariadb)://#i', $path ) ) {
+				self::prepare_dir( dirname( $path ), false );
+			}
+			if ( (string) ini_get( 'woosync.database' ) !== $path ) {
+				ini_set( 'woosync.database', $path ); // phpcs:ignore WordPress.PHP.IniSet.Risky
+			}
+			self::$path = $path;
+			return $path;
+		}
 
 		$ini = (string) ini_get( 'woosync.database' );
 		if ( '' !== $ini && $ini !== self::$path ) {
@@ -59,12 +112,25 @@ class Outbox_Location {
 		}
 		ini_set( 'woosync.database', $path ); // phpcs:ignore WordPress.PHP.IniSet.Risky
 		self::$path = $path;
-		self::create_private_file( $path );
+		if ( ! self::is_url( $path ) ) {
+			self::create_private_file( $path );
+		}
 		return $path;
 	}
 
 	/**
-	 * Whether the plugin (not php.ini) chose the outbox path in this process.
+	 * Whether php.ini's `woosync.database` is a `{blog_id}` template the plugin fills in.
+	 *
+	 * @return bool
+	 */
+	public static function from_template() {
+		return null !== self::$ini_value && false !== strpos( self::$ini_value, '{blog_id}' );
+	}
+
+	/**
+	 * Whether the plugin (not php.ini) chose the outbox path in this process (a `{blog_id}`
+	 * template from php.ini filled in by the plugin counts as chosen by the plugin: it changes
+	 * with switch_to_blog()).
 	 *
 	 * @return bool
 	 */
@@ -73,11 +139,30 @@ class Outbox_Location {
 	}
 
 	/**
-	 * The outbox path in effect for this process.
+	 * Whether an outbox is a mysql:// or mariadb:// URL (else a SQLite path).
+	 *
+	 * @param string $outbox Path or URL.
+	 * @return bool
+	 */
+	public static function is_url( $outbox ) {
+		return (bool) preg_match( '#^\s*(mysql|mariadb)://#i', (string) $outbox );
+	}
+
+	/**
+	 * The outbox in effect for this process, for display: a URL's password is masked.
 	 *
 	 * @return string
 	 */
 	public static function current() {
+		return Wpdb_Outbox::mask( self::current_raw() );
+	}
+
+	/**
+	 * The outbox in effect for this process (a URL with its password: never show it).
+	 *
+	 * @return string
+	 */
+	public static function current_raw() {
 		$ini = Extension::loaded() ? (string) ini_get( 'woosync.database' ) : '';
 		if ( '' !== $ini ) {
 			return $ini;
@@ -104,11 +189,27 @@ class Outbox_Location {
 	}
 
 	/**
-	 * The outbox path for the current site, choosing (and remembering) one on first use.
+	 * The outbox for the current site: the WordPress database's URL when "Store the outbox in the
+	 * WordPress database" is on (and the extension can use it), else the SQLite file.
 	 *
 	 * @return string
 	 */
 	public static function resolve() {
+		if ( Wpdb_Outbox::enabled() ) {
+			$url = Wpdb_Outbox::url();
+			if ( '' !== $url ) {
+				return $url;
+			}
+		}
+		return self::resolve_file();
+	}
+
+	/**
+	 * The outbox file for the current site, choosing (and remembering) one on first use.
+	 *
+	 * @return string
+	 */
+	public static function resolve_file() {
 		if ( defined( 'WOOSYNC_DATABASE' ) && '' !== (string) WOOSYNC_DATABASE ) {
 			$path = str_replace( '{blog_id}', (string) get_current_blog_id(), (string) WOOSYNC_DATABASE );
 			self::prepare_dir( dirname( $path ), false );

@@ -171,6 +171,9 @@ class Plugin {
 		( new Privacy( $this->fallback ) )->register();
 		$this->settings->register();
 		$this->notices->register();
+		Wpdb_Outbox::register();
+		Metrics_Endpoint::register();
+		Site_Health::register();
 		if ( class_exists( __NAMESPACE__ . '\Log_Page' ) ) {
 			Log_Page::register(); // WooCommerce → WooSync log (admin only hooks).
 		}
@@ -178,6 +181,8 @@ class Plugin {
 		if ( defined( 'WP_CLI' ) && WP_CLI && class_exists( '\WP_CLI' ) ) {
 			require_once __DIR__ . '/class-cli-command.php';
 			\WP_CLI::add_command( 'woosync', CLI_Command::class );
+			require_once __DIR__ . '/class-outbox-commands.php';
+			Outbox_Commands::register();
 		}
 	}
 
@@ -189,6 +194,7 @@ class Plugin {
 		try {
 			Fallback_Queue::maybe_install();
 			Outbox_Location::configure();
+			$this->settings->migrate_secret();
 			$this->endpoint_sync->maybe_push();
 			if ( Extension::loaded() && $this->fallback->count() > 0 ) {
 				Fallback_Queue::schedule_soon();

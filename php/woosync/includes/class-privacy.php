@@ -82,7 +82,7 @@ class Privacy {
 		$keys = array();
 		$user = get_user_by( 'email', $email );
 		if ( $user ) {
-			$keys[] = 'customer:' . $user->ID;
+			$keys[] = Site_Scope::key( 'customer', $user->ID );
 		}
 		if ( function_exists( 'wc_get_orders' ) ) {
 			$ids = wc_get_orders(
@@ -93,7 +93,13 @@ class Privacy {
 				)
 			);
 			foreach ( (array) $ids as $id ) {
-				$keys[] = 'order:' . (int) $id;
+				$keys[] = Site_Scope::key( 'order', (int) $id );
+			}
+		}
+		if ( '' !== Site_Scope::prefix() && Outbox_Location::per_site() ) {
+			// This site's own outbox may still hold events of 0.1, keyed without the site.
+			foreach ( $keys as $key ) {
+				$keys[] = substr( $key, strlen( Site_Scope::prefix() ) );
 			}
 		}
 		return $keys;

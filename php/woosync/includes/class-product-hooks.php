@@ -58,7 +58,7 @@ class Product_Hooks {
 			if ( ! is_object( $product ) || $this->dispatcher->suppressed() ) {
 				return;
 			}
-			$this->dispatcher->dispatch( self::TOPIC, Snapshots::product( $product ), 'product:' . $product->get_id(), true, $product, false );
+			$this->dispatcher->dispatch( self::TOPIC, Snapshots::product( $product ), Site_Scope::key( 'product', $product->get_id() ), true, $product, false );
 		} catch ( \Throwable $e ) {
 			$this->dispatcher->report( $e );
 		}

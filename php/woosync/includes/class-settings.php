@@ -103,17 +103,35 @@ class Settings {
 	}
 
 	/**
+	 * Capability needed to change where events go (CRM URL, proxy, allowed networks): only
+	 * administrators, never a shop manager, who could otherwise point deliveries (and the test
+	 * button's answer) at internal services.
+	 */
+	const DESTINATION_CAP = 'manage_options';
+
+	/**
+	 * Whether the current user may change where events go.
+	 *
+	 * @return bool
+	 */
+	public static function can_change_destination() {
+		return current_user_can( self::DESTINATION_CAP );
+	}
+
+	/**
 	 * Defaults.
 	 *
 	 * @return array
 	 */
 	public static function defaults() {
 		return array(
-			'url'      => '',
-			'secret'   => '',
-			'topics'   => self::TOPICS,
-			'crm_user' => 0,
-			'enabled'  => true,
+			'url'            => '',
+			'secret_id'      => '',
+			'proxy'          => '',
+			'allow_networks' => '',
+			'topics'         => self::TOPICS,
+			'crm_user'       => 0,
+			'enabled'        => true,
 		);
 	}
 
@@ -154,6 +172,8 @@ class Settings {
 		);
 		add_settings_section( 'woosync_crm', __( 'CRM endpoint', 'woosync' ), array( $this, 'render_section' ), self::PAGE );
 		add_settings_field( 'woosync_url', __( 'CRM URL', 'woosync' ), array( $this, 'render_url' ), self::PAGE, 'woosync_crm', array( 'label_for' => 'woosync_url' ) );
+		add_settings_field( 'woosync_proxy', __( 'Proxy', 'woosync' ), array( $this, 'render_proxy' ), self::PAGE, 'woosync_crm', array( 'label_for' => 'woosync_proxy' ) );
+		add_settings_field( 'woosync_allow_networks', __( 'Allowed private networks', 'woosync' ), array( $this, 'render_allow_networks' ), self::PAGE, 'woosync_crm', array( 'label_for' => 'woosync_allow_networks' ) );
 		add_settings_field( 'woosync_secret', __( 'Signing secret', 'woosync' ), array( $this, 'render_secret' ), self::PAGE, 'woosync_crm', array( 'label_for' => 'woosync_secret' ) );
 		add_settings_field( 'woosync_topics', __( 'Topics to send', 'woosync' ), array( $this, 'render_topics' ), self::PAGE, 'woosync_crm' );
 		add_settings_field( 'woosync_crm_user', __( 'CRM user', 'woosync' ), array( $this, 'render_crm_user' ), self::PAGE, 'woosync_crm', array( 'label_for' => 'woosync_crm_user' ) );
@@ -175,31 +195,45 @@ class Settings {
 	 */
 	public function sanitize( $input ) {
 		$old   = $this->all();
+		$moved = Secret_Store::migrate( $old );
+		if ( null !== $moved ) {
+			$old = $moved; // A plaintext secret of an older version: sealed before anything else.
+		}
 		$input = is_array( $input ) ? wp_unslash( $input ) : array();
 		$out   = $old;
 
-		$url = trim( (string) ( $input['url'] ?? '' ) );
-		if ( '' === $url ) {
-			$out['url'] = '';
-		} elseif ( wp_http_validate_url( $url ) && in_array( wp_parse_url( $url, PHP_URL_SCHEME ), array( 'http', 'https' ), true ) ) {
-			$out['url'] = esc_url_raw( $url, array( 'http', 'https' ) );
-		} elseif ( preg_match( '#^https?://[^\s/]+(:\d+)?(/\S*)?$#i', $url ) ) {
-			// wp_http_validate_url() refuses local addresses; a CRM on the LAN is fine.
-			$out['url'] = esc_url_raw( $url, array( 'http', 'https' ) );
-		} else {
-			add_settings_error( self::OPTION, 'woosync_url', __( 'The CRM URL must start with http:// or https://.', 'woosync' ) );
+		$destination = array(
+			'url'            => self::sanitize_url( $input, 'url', $old ),
+			'proxy'          => self::sanitize_url( $input, 'proxy', $old ),
+			'allow_networks' => self::sanitize_networks( $input, $old ),
+		);
+		$refused     = false;
+		foreach ( $destination as $field => $value ) {
+			if ( null === $value || (string) $value === (string) $old[ $field ] ) {
+				continue;
+			}
+			if ( self::can_change_destination() ) {
+				$out[ $field ] = $value;
+			} else {
+				$refused = true;
+			}
+		}
+		if ( $refused ) {
+			add_settings_error( self::OPTION, 'woosync_destination', __( 'Only administrators (manage_options) can change where events go: the CRM URL, proxy and allowed networks were kept. Your other changes were saved.', 'woosync' ) );
 		}
 
 		if ( ! empty( $input['generate_secret'] ) ) {
-			$out['secret'] = 'whsec_' . base64_encode( random_bytes( 32 ) ); // phpcs:ignore WordPress.PHP.DiscouragedPHPFunctions.obfuscation_base64_encode
-			set_transient( self::NEW_SECRET . get_current_user_id(), $out['secret'], 10 * MINUTE_IN_SECONDS );
+			$secret           = 'whsec_' . base64_encode( random_bytes( 32 ) ); // phpcs:ignore WordPress.PHP.DiscouragedPHPFunctions.obfuscation_base64_encode
+			$out['secret_id'] = Secret_Store::set( $secret );
+			// Shown once on the next page; sealed, not autoloaded (it expires) and short-lived.
+			set_transient( self::NEW_SECRET . get_current_user_id(), Secret_Store::seal( $secret ), 2 * MINUTE_IN_SECONDS );
 		} elseif ( ! empty( $input['clear_secret'] ) ) {
-			$out['secret'] = '';
+			$out['secret_id'] = Secret_Store::set( '' );
 		} else {
 			$secret = trim( (string) ( $input['secret'] ?? '' ) );
 			if ( '' !== $secret ) {
 				if ( self::valid_secret( $secret ) ) {
-					$out['secret'] = $secret;
+					$out['secret_id'] = Secret_Store::set( $secret );
 				} else {
 					add_settings_error( self::OPTION, 'woosync_secret', __( 'The secret must look like whsec_ followed by base64 (24 to 64 bytes). The previous secret was kept.', 'woosync' ) );
 				}
@@ -226,6 +260,81 @@ class Settings {
 	}
 
 	/**
+	 * A submitted URL field (`url` or `proxy`): the new value, or null when it was not submitted
+	 * or is not valid (an error is added; the old value stays).
+	 *
+	 * @param array  $input Submitted values.
+	 * @param string $field Field name.
+	 * @param array  $old   Current values.
+	 * @return string|null
+	 */
+	private static function sanitize_url( array $input, $field, array $old ) {
+		if ( ! array_key_exists( $field, $input ) ) {
+			return null;
+		}
+		$url = trim( (string) $input[ $field ] );
+		if ( '' === $url ) {
+			return '';
+		}
+		if ( Endpoint_Sync::masked_url( $url, (string) $old[ $field ] ) ) {
+			return (string) $old[ $field ]; // Saved back as shown (password masked): keep the stored one.
+		}
+		if ( preg_match( '#^https?://[^\s/?\#]+(/\S*)?$#i', $url ) && in_array( strtolower( (string) wp_parse_url( $url, PHP_URL_SCHEME ) ), array( 'http', 'https' ), true ) ) {
+			// wp_http_validate_url() refuses local addresses, but a CRM on the LAN is fine when an
+			// administrator allows its network (the extension's destination policy decides).
+			return esc_url_raw( $url, array( 'http', 'https' ) );
+		}
+		add_settings_error(
+			self::OPTION,
+			'woosync_' . $field,
+			'url' === $field ? __( 'The CRM URL must start with http:// or https://.', 'woosync' ) : __( 'The proxy must be an http:// or https:// URL.', 'woosync' )
+		);
+		return null;
+	}
+
+	/**
+	 * The submitted allowed networks (comma or space separated CIDRs) normalized to `a/n,b/m`, or
+	 * null when not submitted or not valid (an error is added; the old value stays).
+	 *
+	 * @param array $input Submitted values.
+	 * @param array $old   Current values.
+	 * @return string|null
+	 */
+	private static function sanitize_networks( array $input, array $old ) {
+		unset( $old );
+		if ( ! array_key_exists( 'allow_networks', $input ) ) {
+			return null;
+		}
+		$list = array();
+		foreach ( preg_split( '/[\s,]+/', trim( (string) $input['allow_networks'] ), -1, PREG_SPLIT_NO_EMPTY ) as $cidr ) {
+			if ( ! self::valid_cidr( $cidr ) ) {
+				/* translators: %s: the entry that is not a network */
+				add_settings_error( self::OPTION, 'woosync_allow_networks', sprintf( __( 'Allowed private networks: "%s" is not a network such as 192.168.1.0/24 or 10.0.0.5/32; nothing was changed there.', 'woosync' ), mb_substr( $cidr, 0, 100 ) ) );
+				return null;
+			}
+			$list[] = $cidr;
+		}
+		return implode( ',', array_unique( $list ) );
+	}
+
+	/**
+	 * Whether a string is an IPv4 or IPv6 network in CIDR notation.
+	 *
+	 * @param string $cidr Text.
+	 * @return bool
+	 */
+	public static function valid_cidr( $cidr ) {
+		if ( ! preg_match( '#^([0-9a-fA-F:.]+)/(\d{1,3})$#', $cidr, $m ) ) {
+			return false;
+		}
+		$packed = @inet_pton( $m[1] ); // phpcs:ignore WordPress.PHP.NoSilencedErrors.Discouraged
+		if ( false === $packed ) {
+			return false;
+		}
+		return (int) $m[2] <= strlen( $packed ) * 8;
+	}
+
+	/**
 	 * Whether a string is a `whsec_` secret with 24..64 bytes of key.
 	 *
 	 * @param string $secret Secret.
@@ -247,7 +356,11 @@ class Settings {
 	 */
 	public function on_added( $option, $value ) {
 		unset( $option );
-		$this->after_save( is_array( $value ) ? $value : array() );
+		$value = is_array( $value ) ? $value : array();
+		if ( $this->seal_plaintext( $value ) ) {
+			return;
+		}
+		$this->after_save( $value );
 	}
 
 	/**
@@ -258,7 +371,39 @@ class Settings {
 	 */
 	public function on_updated( $old_value, $value ) {
 		unset( $old_value );
-		$this->after_save( is_array( $value ) ? $value : array() );
+		$value = is_array( $value ) ? $value : array();
+		if ( $this->seal_plaintext( $value ) ) {
+			return;
+		}
+		$this->after_save( $value );
+	}
+
+	/**
+	 * Code that writes the option directly may still give a plaintext `secret` (as versions up to
+	 * 0.1 stored it): it is sealed into the secret store and the option written again without it
+	 * (which pushes the endpoint).
+	 *
+	 * @param array $value Saved values.
+	 * @return bool Whether the option was rewritten (the push happened then).
+	 */
+	private function seal_plaintext( array $value ) {
+		$moved = Secret_Store::migrate( $value );
+		if ( null === $moved ) {
+			return false;
+		}
+		update_option( self::OPTION, $moved );
+		return true;
+	}
+
+	/**
+	 * First request after an upgrade from a version that kept the secret in plaintext in this
+	 * (autoloaded) option: seal it and drop it from the option, keeping the secret in use.
+	 */
+	public function migrate_secret() {
+		$values = get_option( self::OPTION );
+		if ( is_array( $values ) && array_key_exists( 'secret', $values ) ) {
+			$this->seal_plaintext( $values );
+		}
 	}
 
 	/**
@@ -302,17 +447,55 @@ class Settings {
 	 */
 	public function render_url() {
 		printf(
-			'<input type="url" class="regular-text code" id="woosync_url" name="%1$s[url]" value="%2$s" placeholder="https://crm.example.com/webhooks/woocommerce" />',
+			'<input type="url" class="regular-text code" id="woosync_url" name="%1$s[url]" value="%2$s" placeholder="https://crm.example.com/webhooks/woocommerce" %3$s/>',
 			esc_attr( self::OPTION ),
-			esc_attr( (string) $this->get( 'url' ) )
+			esc_attr( Endpoint_Sync::mask_url( (string) $this->get( 'url' ) ) ),
+			self::can_change_destination() ? '' : 'disabled="disabled" '
 		);
+		echo '<p class="description woosync-destination-note">';
+		if ( self::can_change_destination() ) {
+			esc_html_e( 'Only administrators can change where events go (CRM URL, proxy, allowed networks); shop managers see these fields read-only.', 'woosync' );
+		} else {
+			esc_html_e( 'Only administrators (manage_options) can change where events go: the CRM URL, proxy and allowed networks are read-only for you.', 'woosync' );
+		}
+		echo '</p>';
+	}
+
+	/**
+	 * Proxy field (administrators only).
+	 */
+	public function render_proxy() {
+		printf(
+			'<input type="url" class="regular-text code" id="woosync_proxy" name="%1$s[proxy]" value="%2$s" placeholder="http://proxy.example.com:3128" %3$s/>',
+			esc_attr( self::OPTION ),
+			esc_attr( Endpoint_Sync::mask_url( (string) $this->get( 'proxy' ) ) ),
+			self::can_change_destination() ? '' : 'disabled="disabled" '
+		);
+		echo '<p class="description">' . esc_html__( 'Optional HTTP(S) proxy for deliveries. With a proxy, the destination policy applies to the proxy\'s address.', 'woosync' ) . '</p>';
+	}
+
+	/**
+	 * Allowed networks field (administrators only).
+	 */
+	public function render_allow_networks() {
+		printf(
+			'<input type="text" class="regular-text code" id="woosync_allow_networks" name="%1$s[allow_networks]" value="%2$s" placeholder="192.168.1.0/24" %3$s/>',
+			esc_attr( self::OPTION ),
+			esc_attr( (string) $this->get( 'allow_networks' ) ),
+			self::can_change_destination() ? '' : 'disabled="disabled" '
+		);
+		echo '<p class="description">' . esc_html__( 'Deliveries to loopback, private, link-local and other internal addresses are refused. List the networks your CRM may be on (comma-separated CIDRs, e.g. 192.168.1.0/24) to allow them for this endpoint.', 'woosync' ) . '</p>';
 	}
 
 	/**
 	 * Secret field: never prints the stored secret, only a masked form.
 	 */
 	public function render_secret() {
-		$secret = (string) $this->get( 'secret' );
+		$stored = Secret_Store::state();
+		$secret = $stored['secret'];
+		if ( 'unreadable' === $stored['state'] ) {
+			echo '<p class="notice notice-error inline" id="woosync-secret-unreadable">' . esc_html( Secret_Store::unreadable_message() ) . '</p>';
+		}
 		printf(
 			'<input type="password" class="regular-text code" id="woosync_secret" name="%1$s[secret]" value="" autocomplete="new-password" placeholder="%2$s" /> ',
 			esc_attr( self::OPTION ),
@@ -392,11 +575,12 @@ class Settings {
 		}
 		$user_id    = get_current_user_id();
 		$new_secret = get_transient( self::NEW_SECRET . $user_id );
+		$new_secret = is_string( $new_secret ) ? (string) Secret_Store::open( $new_secret ) : '';
 		$result     = get_transient( self::TEST_RESULT . $user_id );
 		echo '<div class="wrap"><h1>' . esc_html__( 'WooSync', 'woosync' ) . '</h1>';
 		settings_errors( self::OPTION );
 
-		if ( is_string( $new_secret ) && '' !== $new_secret ) {
+		if ( '' !== $new_secret ) {
 			delete_transient( self::NEW_SECRET . $user_id );
 			echo '<div class="notice notice-info"><p>' . esc_html__( 'New signing secret (shown once; copy it into your CRM now):', 'woosync' ) . ' <code id="woosync-new-secret">' . esc_html( $new_secret ) . '</code></p></div>';
 		}
@@ -420,6 +604,10 @@ class Settings {
 		echo '</form>';
 
 		$this->render_status();
+		/**
+		 * Settings → WooSync: more sections, each with its own form (e.g. the outbox storage).
+		 */
+		do_action( 'woosync_settings_page_end' );
 		echo '</div>';
 	}
 
@@ -434,7 +622,7 @@ class Settings {
 		} else {
 			echo '<table class="widefat striped" style="max-width:50em"><tbody>';
 			$rows = array(
-				__( 'Outbox', 'woosync' )             => (string) ( $status['database'] ?? Outbox_Location::current() ),
+				__( 'Outbox', 'woosync' )             => Wpdb_Outbox::mask( (string) ( $status['database'] ?? Outbox_Location::current() ) ),
 				__( 'Pending', 'woosync' )            => (string) ( $status['pending'] ?? 0 ),
 				__( 'Delivered', 'woosync' )          => (string) ( $status['delivered'] ?? 0 ),
 				__( 'Dead', 'woosync' )               => (string) ( $status['dead'] ?? 0 ),
@@ -461,7 +649,7 @@ class Settings {
 			wp_die( esc_html__( 'Sorry, you are not allowed to do that.', 'woosync' ), '', array( 'response' => 403 ) );
 		}
 		check_admin_referer( self::TEST_ACTION );
-		$result = self::send_test( Endpoint_Sync::NAME, 10.0 );
+		$result = self::send_test( Endpoint_Sync::name(), 10.0 );
 		set_transient( self::TEST_RESULT . get_current_user_id(), $result, 5 * MINUTE_IN_SECONDS );
 		wp_safe_redirect( admin_url( 'options-general.php?page=' . self::PAGE ) );
 		exit;
@@ -488,7 +676,17 @@ class Settings {
 		try {
 			$options = array();
 			if ( null !== $endpoint && '' !== $endpoint ) {
+				if ( ! Site_Scope::owns_endpoint( $endpoint ) ) {
+					/* translators: %s: endpoint name */
+					$out['message'] = sprintf( __( 'Endpoint "%s" belongs to another site of the network.', 'woosync' ), $endpoint );
+					return $out;
+				}
 				$options['endpoints'] = array( $endpoint );
+			} elseif ( null !== Site_Scope::dispatch_endpoints() ) {
+				$options['endpoints'] = Site_Scope::dispatch_endpoints();
+			}
+			if ( '' !== Site_Scope::prefix() ) {
+				$options['key'] = Site_Scope::key( 'test', 'send' );
 			}
 			$payload = array(
 				'message' => 'Test event from WooSync',
