@@ -140,10 +140,7 @@ pub fn make_agent(
         .accept("*/*")
         .accept_encoding("identity")
         .build();
-    let resolver = crate::destination::PolicyResolver {
-        policy,
-        inner: Default::default(),
-    };
+    let resolver = crate::destination::PolicyResolver::new(policy);
     Ok(ureq::Agent::with_parts(
         config,
         ureq::unversioned::transport::DefaultConnector::new(),
@@ -152,9 +149,16 @@ pub fn make_agent(
 }
 
 fn random_hex(bytes: usize) -> String {
-    let mut b = vec![0u8; bytes];
-    let _ = getrandom::fill(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut b = [0u8; 32];
+    let b = &mut b[..bytes.min(32)];
+    let _ = getrandom::fill(b);
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b.iter() {
+        s.push(HEX[(x >> 4) as usize] as char);
+        s.push(HEX[(x & 15) as usize] as char);
+    }
+    s
 }
 
 /// Sets `name: value`, replacing a header of the same name (case-insensitive).
@@ -382,6 +386,14 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delivery_ids_are_random_lowercase_hex() {
+        let a = random_hex(16);
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()), "{a}");
+        assert_ne!(a, random_hex(16));
+    }
 
     #[test]
     fn status_classes() {

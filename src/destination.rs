@@ -197,11 +197,42 @@ impl Policy {
     }
 }
 
+/// How long a resolved name is reused. ureq resolves before it looks in its connection pool, so
+/// without this every request on a kept-alive connection paid a DNS lookup on a thread spawned for
+/// it (ureq's timeout). The addresses reused are the ones checked: the policy is applied on every
+/// call, so a name still cannot rebind around it; a changed DNS answer is seen within this time.
+pub const RESOLVE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// ureq's resolver with the policy applied to what it resolved (the addresses then connected to).
-#[derive(Debug)]
+/// An address literal (`http://10.1.2.3:8080/`) is taken as is, without a lookup.
+#[derive(Debug, Default)]
 pub struct PolicyResolver {
     pub policy: Policy,
     pub inner: ureq::unversioned::resolver::DefaultResolver,
+    /// The last name resolved: (scheme and authority, when, addresses).
+    pub cache: std::sync::Mutex<Option<(String, std::time::Instant, Vec<SocketAddr>)>>,
+}
+
+impl PolicyResolver {
+    pub fn new(policy: Policy) -> PolicyResolver {
+        PolicyResolver {
+            policy,
+            ..Default::default()
+        }
+    }
+
+    /// The address of a URI whose host is an IP literal (`[…]` for IPv6) with its port.
+    fn literal(uri: &ureq::http::Uri) -> Option<SocketAddr> {
+        let host = uri.host()?;
+        let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+        let ip: IpAddr = host.parse().ok()?;
+        let port = uri.port_u16().or_else(|| match uri.scheme_str() {
+            Some("https") => Some(443),
+            Some("http") => Some(80),
+            _ => None,
+        })?;
+        Some(SocketAddr::new(ip, port))
+    }
 }
 
 impl ureq::unversioned::resolver::Resolver for PolicyResolver {
@@ -211,7 +242,32 @@ impl ureq::unversioned::resolver::Resolver for PolicyResolver {
         config: &ureq::config::Config,
         timeout: ureq::unversioned::transport::NextTimeout,
     ) -> std::result::Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
-        let all = self.inner.resolve(uri, config, timeout)?;
+        let all: Vec<SocketAddr> = match Self::literal(uri) {
+            Some(a) => config.ip_family().keep_wanted(std::iter::once(a)).collect(),
+            None => {
+                let name = format!("{}://{}", uri.scheme_str().unwrap_or(""), uri.authority().map_or("", |a| a.as_str()));
+                let cached = match self.cache.lock() {
+                    Ok(c) => c
+                        .as_ref()
+                        .filter(|(n, at, _)| *n == name && at.elapsed() < RESOLVE_TTL)
+                        .map(|(_, _, a)| a.clone()),
+                    Err(_) => None,
+                };
+                match cached {
+                    Some(a) => a,
+                    None => {
+                        let a: Vec<SocketAddr> = self.inner.resolve(uri, config, timeout)?.iter().copied().collect();
+                        if let Ok(mut c) = self.cache.lock() {
+                            *c = Some((name, std::time::Instant::now(), a.clone()));
+                        }
+                        a
+                    }
+                }
+            }
+        };
+        if all.is_empty() {
+            return Err(ureq::Error::HostNotFound);
+        }
         let kept = self.policy.filter(&all).map_err(|r| {
             ureq::Error::Io(std::io::Error::new(std::io::ErrorKind::PermissionDenied, r))
         })?;
@@ -248,6 +304,34 @@ mod tests {
         ] {
             assert!(!refused(a), "{a} must be allowed");
         }
+    }
+
+    #[test]
+    fn address_literals_need_no_lookup() {
+        let lit = |u: &str| PolicyResolver::literal(&u.parse().unwrap());
+        assert_eq!(lit("http://127.0.0.1:8080/x"), Some("127.0.0.1:8080".parse().unwrap()));
+        assert_eq!(lit("https://10.1.2.3/"), Some("10.1.2.3:443".parse().unwrap()));
+        assert_eq!(lit("http://[::1]/"), Some("[::1]:80".parse().unwrap()));
+        // Names and the odd literal forms getaddrinfo accepts go through the lookup (and the policy).
+        assert_eq!(lit("http://localhost:8080/"), None);
+        assert_eq!(lit("http://2130706433/"), None);
+        assert_eq!(lit("http://0x7f.1/"), None);
+    }
+
+    #[test]
+    fn literals_and_names_are_checked_by_the_policy() {
+        use ureq::unversioned::resolver::Resolver;
+        let r = PolicyResolver::new(Policy::default());
+        let cfg = ureq::config::Config::default();
+        let t = ureq::unversioned::transport::NextTimeout::default();
+        for u in ["http://127.0.0.1:9/", "http://localhost:9/", "http://localhost:9/"] {
+            let e = r.resolve(&u.parse().unwrap(), &cfg, t).unwrap_err().to_string();
+            assert!(e.contains("woosync.allow_networks"), "{u}: {e}");
+        }
+        let ok = PolicyResolver::new(Policy::new(&parse_list("127.0.0.0/8, ::1/128").unwrap(), &[]));
+        let a = ok.resolve(&"http://127.0.0.1:9/".parse().unwrap(), &cfg, t).unwrap();
+        assert_eq!(&a[..], &["127.0.0.1:9".parse::<SocketAddr>().unwrap()][..]);
+        assert!(!ok.resolve(&"http://localhost:9/".parse().unwrap(), &cfg, t).unwrap().is_empty());
     }
 
     #[test]
