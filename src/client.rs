@@ -9,7 +9,9 @@
 use crate::config::EndpointConfig;
 use crate::config::{self, DefaultEndpoint, IniValues};
 use crate::error::{quote, Error, Result};
-use crate::outbox::{EventDetail, EventFilter, EventSummary, Location, NewEvent, Outbox, Role, Status};
+use crate::outbox::{
+    EventDetail, EventFilter, EventSummary, Location, NewEvent, Outbox, Role, Status,
+};
 use crate::secrets::StoreKey;
 use crate::worker::{Sender, SenderOptions, Waker, WorkerState};
 use std::collections::HashMap;
@@ -54,18 +56,15 @@ fn with_state<T>(f: impl FnOnce(&mut ProcessState) -> T) -> T {
 }
 
 fn entry<'a>(state: &'a mut ProcessState, path: &Location) -> &'a mut Entry {
-    state
-        .entries
-        .entry(path.clone())
-        .or_insert_with(|| Entry {
-            outbox: None,
-            sender: None,
-            sender_started: None,
-            waker: None,
-            recorded: None,
-            key_text: None,
-            key: None,
-        })
+    state.entries.entry(path.clone()).or_insert_with(|| Entry {
+        outbox: None,
+        sender: None,
+        sender_started: None,
+        waker: None,
+        recorded: None,
+        key_text: None,
+        key: None,
+    })
 }
 
 impl Entry {
@@ -607,7 +606,9 @@ pub fn migrate(ini: &IniValues, to: &str, limit: usize) -> Result<MigrateReport>
     let from = config::database(ini)?;
     let target = config::database_location(to)?;
     if target == from {
-        return Err(Error::input("woosync_migrate: the target is the outbox itself"));
+        return Err(Error::input(
+            "woosync_migrate: the target is the outbox itself",
+        ));
     }
     let default = DefaultEndpoint::from_ini(ini)?;
     let from_text = match &from {
@@ -631,7 +632,8 @@ pub fn migrate(ini: &IniValues, to: &str, limit: usize) -> Result<MigrateReport>
         let (Some(mut src), Some(mut dst)) = (src, dst) else {
             return Err(Error::storage("outbox not open"));
         };
-        let r = crate::outbox::migrate::step(&mut src, &mut dst, &from_text, to.trim(), limit.max(1));
+        let r =
+            crate::outbox::migrate::step(&mut src, &mut dst, &from_text, to.trim(), limit.max(1));
         entry(st, &from).outbox = Some(src);
         let t = entry(st, &target);
         t.outbox = Some(dst);

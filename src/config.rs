@@ -237,7 +237,9 @@ impl EndpointConfig {
         validate_text("user_agent", &self.user_agent, 512)?;
         validate_headers("headers", &self.headers)?;
         if self.wc_webhook_id.is_some_and(|id| id <= 0) {
-            return Err(Error::config("wc_webhook_id must be a positive WooCommerce webhook id"));
+            return Err(Error::config(
+                "wc_webhook_id must be a positive WooCommerce webhook id",
+            ));
         }
         for t in &self.topics {
             validate_topic_pattern(t)?;
@@ -285,8 +287,17 @@ pub fn validate_text(name: &str, value: &str, max: usize) -> Result<()> {
 
 /// Headers woosync never lets a setting or an event set: HTTP framing and routing.
 const FORBIDDEN_HEADERS: &[&str] = &[
-    "host", "content-length", "transfer-encoding", "connection", "te", "upgrade", "expect",
-    "trailer", "keep-alive", "proxy-connection", "proxy-authorization",
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "te",
+    "upgrade",
+    "expect",
+    "trailer",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
 ];
 /// Most headers an endpoint or an event may add, and their total size.
 pub const MAX_HEADERS: usize = 50;
@@ -305,7 +316,9 @@ pub fn validate_headers(what: &str, headers: &[(String, String)]) -> Result<()> 
     for (name, value) in headers {
         let token = !name.is_empty()
             && name.len() <= 128
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
         if !token {
             return Err(Error::input(format!(
                 "{what}: {} is not a header name (letters, digits and -_ only)",
@@ -392,12 +405,10 @@ impl HashAlgorithm {
             "sha384" => HashAlgorithm::Sha384,
             "sha512" => HashAlgorithm::Sha512,
             "md5" => HashAlgorithm::Md5,
-            other => {
-                return Err(Error::config(format!(
-                    "unsupported hash_algorithm {}: use sha256, sha1, sha224, sha384, sha512 or md5",
-                    quote(other)
-                )))
-            }
+            other => return Err(Error::config(format!(
+                "unsupported hash_algorithm {}: use sha256, sha1, sha224, sha384, sha512 or md5",
+                quote(other)
+            ))),
         })
     }
     pub fn as_str(self) -> &'static str {
@@ -438,7 +449,10 @@ impl SuccessCodes {
         let mut out = Vec::new();
         for part in t.split(',').map(str::trim) {
             let (a, b) = part.split_once('-').unwrap_or((part, part));
-            let (a, b): (u16, u16) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+            let (a, b): (u16, u16) = (
+                a.trim().parse().map_err(|_| bad())?,
+                b.trim().parse().map_err(|_| bad())?,
+            );
             if !(200..=399).contains(&a) || !(200..=399).contains(&b) || a > b {
                 return Err(bad());
             }
@@ -452,7 +466,13 @@ impl SuccessCodes {
     pub fn to_text(&self) -> String {
         self.0
             .iter()
-            .map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
+            .map(|&(a, b)| {
+                if a == b {
+                    a.to_string()
+                } else {
+                    format!("{a}-{b}")
+                }
+            })
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -534,7 +554,10 @@ fn validate_port(url: &str) -> std::result::Result<(), String> {
     match host_and_port(url) {
         Some((_, Some(p))) => match p.parse::<u32>() {
             Ok(n) if (1..=65535).contains(&n) => Ok(()),
-            _ => Err(format!("the port {} is not a number from 1 to 65535", quote(p))),
+            _ => Err(format!(
+                "the port {} is not a number from 1 to 65535",
+                quote(p)
+            )),
         },
         _ => Ok(()),
     }
@@ -735,9 +758,18 @@ mod tests {
     #[test]
     fn database_paths() {
         let d = database_path("").unwrap();
-        assert!(d.ends_with(format!("woosync-{}/outbox.sqlite", crate::files::euid())), "{d:?}");
-        assert_eq!(database_path("/x/y.sqlite").unwrap(), PathBuf::from("/x/y.sqlite"));
-        assert_eq!(database_path(" /x/y.sqlite ").unwrap(), PathBuf::from("/x/y.sqlite"));
+        assert!(
+            d.ends_with(format!("woosync-{}/outbox.sqlite", crate::files::euid())),
+            "{d:?}"
+        );
+        assert_eq!(
+            database_path("/x/y.sqlite").unwrap(),
+            PathBuf::from("/x/y.sqlite")
+        );
+        assert_eq!(
+            database_path(" /x/y.sqlite ").unwrap(),
+            PathBuf::from("/x/y.sqlite")
+        );
         for bad in ["  ", "x/y.sqlite", "./y.sqlite", "/x/{blog_id}.sqlite"] {
             assert!(database_path(bad).is_err(), "{bad}");
         }

@@ -74,7 +74,13 @@ pub struct Target {
 
 impl Target {
     /// A target with woosync's defaults for everything but the essentials (tests, simple uses).
-    pub fn simple(endpoint_id: i64, url: &str, secrets: Vec<Secret>, retry: RetrySchedule, agent: ureq::Agent) -> Target {
+    pub fn simple(
+        endpoint_id: i64,
+        url: &str,
+        secrets: Vec<Secret>,
+        retry: RetrySchedule,
+        agent: ureq::Agent,
+    ) -> Target {
         Target {
             endpoint_id,
             name: "default".into(),
@@ -230,7 +236,10 @@ pub fn headers(
 /// password from a URL.
 fn describe_error(e: &ureq::Error, timeout: f64) -> (&'static str, String) {
     let (class, text) = match e {
-        ureq::Error::Timeout(t) => ("timeout", format!("no complete response within {timeout} s ({t})")),
+        ureq::Error::Timeout(t) => (
+            "timeout",
+            format!("no complete response within {timeout} s ({t})"),
+        ),
         ureq::Error::HostNotFound => ("dns", "host not found".to_string()),
         ureq::Error::ConnectionFailed => ("connect", "connection failed".to_string()),
         ureq::Error::Io(io) => {
@@ -391,7 +400,11 @@ mod tests {
     fn delivery_ids_are_random_lowercase_hex() {
         let a = random_hex(16);
         assert_eq!(a.len(), 32);
-        assert!(a.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()), "{a}");
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
+            "{a}"
+        );
         assert_ne!(a, random_hex(16));
     }
 
@@ -420,35 +433,91 @@ mod tests {
     fn decisions() {
         let s = RetrySchedule::parse("10,20").unwrap();
         assert_eq!(
-            decide(&outcome(Some(200), None), &s, 1, 0.5, "u", &SuccessCodes::default()),
+            decide(
+                &outcome(Some(200), None),
+                &s,
+                1,
+                0.5,
+                "u",
+                &SuccessCodes::default()
+            ),
             Decision::Delivered
         );
         assert_eq!(
-            decide(&outcome(Some(400), None), &s, 1, 0.5, "u", &SuccessCodes::default()),
+            decide(
+                &outcome(Some(400), None),
+                &s,
+                1,
+                0.5,
+                "u",
+                &SuccessCodes::default()
+            ),
             Decision::Dead
         );
         assert!(matches!(
-            decide(&outcome(Some(410), None), &s, 1, 0.5, "u", &SuccessCodes::default()),
+            decide(
+                &outcome(Some(410), None),
+                &s,
+                1,
+                0.5,
+                "u",
+                &SuccessCodes::default()
+            ),
             Decision::DeadAndDisable(_)
         ));
         assert_eq!(
-            decide(&outcome(Some(500), None), &s, 1, 0.5, "u", &SuccessCodes::default()),
+            decide(
+                &outcome(Some(500), None),
+                &s,
+                1,
+                0.5,
+                "u",
+                &SuccessCodes::default()
+            ),
             Decision::RetryIn(10.0)
         );
         assert_eq!(
-            decide(&outcome(None, None), &s, 2, 0.5, "u", &SuccessCodes::default()),
+            decide(
+                &outcome(None, None),
+                &s,
+                2,
+                0.5,
+                "u",
+                &SuccessCodes::default()
+            ),
             Decision::RetryIn(20.0)
         );
         assert_eq!(
-            decide(&outcome(Some(500), None), &s, 3, 0.5, "u", &SuccessCodes::default()),
+            decide(
+                &outcome(Some(500), None),
+                &s,
+                3,
+                0.5,
+                "u",
+                &SuccessCodes::default()
+            ),
             Decision::Dead
         );
         assert_eq!(
-            decide(&outcome(Some(429), Some(7.0)), &s, 1, 0.9, "u", &SuccessCodes::default()),
+            decide(
+                &outcome(Some(429), Some(7.0)),
+                &s,
+                1,
+                0.9,
+                "u",
+                &SuccessCodes::default()
+            ),
             Decision::RetryIn(7.0)
         );
         assert_eq!(
-            decide(&outcome(Some(429), Some(7.0)), &s, 3, 0.9, "u", &SuccessCodes::default()),
+            decide(
+                &outcome(Some(429), Some(7.0)),
+                &s,
+                3,
+                0.9,
+                "u",
+                &SuccessCodes::default()
+            ),
             Decision::Dead
         );
     }
@@ -462,26 +531,69 @@ mod tests {
         assert_eq!(classify_for(204, &narrow), StatusClass::Retry);
         assert_eq!(classify_for(410, &narrow), StatusClass::Gone);
         let s = RetrySchedule::parse("10").unwrap();
-        assert_eq!(decide(&outcome(Some(301), None), &s, 1, 0.5, "u", &wc), Decision::Delivered);
+        assert_eq!(
+            decide(&outcome(Some(301), None), &s, 1, 0.5, "u", &wc),
+            Decision::Delivered
+        );
         let t = Target {
             user_agent: "WooCommerce/11.0.1 Hookshot (WordPress/7.0.4)".into(),
-            headers: vec![("X-Api-Key".into(), "k".into()), ("X-WC-Webhook-Topic".into(), "forged".into())],
+            headers: vec![
+                ("X-Api-Key".into(), "k".into()),
+                ("X-WC-Webhook-Topic".into(), "forged".into()),
+            ],
             signature: SignatureMode::WooCommerce,
             hash_algorithm: HashAlgorithm::Sha1,
             wc_webhook_id: Some(12),
-            ..Target::simple(3, "http://x", vec![Secret { text: "s3cr&t".into(), key: vec![] }],
-                RetrySchedule::parse("1").unwrap(), make_agent(1.0, 4, "", Default::default()).unwrap())
+            ..Target::simple(
+                3,
+                "http://x",
+                vec![Secret {
+                    text: "s3cr&t".into(),
+                    key: vec![],
+                }],
+                RetrySchedule::parse("1").unwrap(),
+                make_agent(1.0, 4, "", Default::default()).unwrap(),
+            )
         };
-        let ev = vec![("Content-Type".into(), "application/json; charset=utf-8".into()), ("X-Api-Key".into(), "per-event".into())];
+        let ev = vec![
+            (
+                "Content-Type".into(),
+                "application/json; charset=utf-8".into(),
+            ),
+            ("X-Api-Key".into(), "per-event".into()),
+        ];
         let h = headers(&t, "evt_1", "order.updated", b"{}", 5, "u", &ev);
-        let get = |n: &str| h.iter().filter(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone()).collect::<Vec<_>>();
-        assert_eq!(get("User-Agent"), vec!["WooCommerce/11.0.1 Hookshot (WordPress/7.0.4)"]);
+        let get = |n: &str| {
+            h.iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case(n))
+                .map(|(_, v)| v.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            get("User-Agent"),
+            vec!["WooCommerce/11.0.1 Hookshot (WordPress/7.0.4)"]
+        );
         assert_eq!(get("Content-Type"), vec!["application/json; charset=utf-8"]);
-        assert_eq!(get("X-Api-Key"), vec!["per-event"], "the event's header wins over the endpoint's");
-        assert_eq!(get("X-WC-Webhook-Topic"), vec!["order.updated"], "woosync's own headers win");
+        assert_eq!(
+            get("X-Api-Key"),
+            vec!["per-event"],
+            "the event's header wins over the endpoint's"
+        );
+        assert_eq!(
+            get("X-WC-Webhook-Topic"),
+            vec!["order.updated"],
+            "woosync's own headers win"
+        );
         assert_eq!(get("X-WC-Webhook-ID"), vec!["12"]);
         assert_eq!(get("webhook-signature"), Vec::<String>::new());
-        assert_eq!(get("X-WC-Webhook-Signature"), vec![signer::wc_signature_with(HashAlgorithm::Sha1, b"s3cr&t", b"{}")]);
+        assert_eq!(
+            get("X-WC-Webhook-Signature"),
+            vec![signer::wc_signature_with(
+                HashAlgorithm::Sha1,
+                b"s3cr&t",
+                b"{}"
+            )]
+        );
     }
 
     #[test]
@@ -491,10 +603,23 @@ mod tests {
             endpoint_id: 3,
             source: "https://shop.example".into(),
             timeout: 1.0,
-            ..Target::simple(3, "http://x", vec![secret.clone()], RetrySchedule::parse("1").unwrap(),
-                make_agent(1.0, 4, "", Default::default()).unwrap())
+            ..Target::simple(
+                3,
+                "http://x",
+                vec![secret.clone()],
+                RetrySchedule::parse("1").unwrap(),
+                make_agent(1.0, 4, "", Default::default()).unwrap(),
+            )
         };
-        let h = headers(&t, "evt_1", "order.status_changed", b"{}", 1000, "uuid", &[]);
+        let h = headers(
+            &t,
+            "evt_1",
+            "order.status_changed",
+            b"{}",
+            1000,
+            "uuid",
+            &[],
+        );
         let get = |n: &str| {
             h.iter()
                 .find(|(k, _)| k == n)
@@ -525,11 +650,19 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         drop(listener);
-        let policy = crate::destination::Policy::new(&crate::destination::parse_list("127.0.0.1/32").unwrap(), &[]);
+        let policy = crate::destination::Policy::new(
+            &crate::destination::parse_list("127.0.0.1/32").unwrap(),
+            &[],
+        );
         let t = Target {
             timeout: 2.0,
-            ..Target::simple(1, &format!("http://127.0.0.1:{port}/"), vec![], RetrySchedule::parse("1").unwrap(),
-                make_agent(2.0, 4, "", policy).unwrap())
+            ..Target::simple(
+                1,
+                &format!("http://127.0.0.1:{port}/"),
+                vec![],
+                RetrySchedule::parse("1").unwrap(),
+                make_agent(2.0, 4, "", policy).unwrap(),
+            )
         };
         let o = attempt(&t, "evt_1", "a.b", b"{}", 0, false, &[]);
         assert_eq!(o.http_status, None);

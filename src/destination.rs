@@ -58,7 +58,9 @@ impl Network {
                 u128::from(n) & mask == u128::from(a) & mask
             }
             // An allowed IPv4 network also allows its IPv4-mapped/compatible IPv6 forms.
-            (IpAddr::V4(_), IpAddr::V6(a)) => embedded_v4(a).is_some_and(|v4| self.contains(IpAddr::V4(v4))),
+            (IpAddr::V4(_), IpAddr::V6(a)) => {
+                embedded_v4(a).is_some_and(|v4| self.contains(IpAddr::V4(v4)))
+            }
             (IpAddr::V6(_), IpAddr::V4(_)) => false,
         }
     }
@@ -83,9 +85,17 @@ pub fn parse_list(text: &str) -> Result<Vec<Network>> {
 const REFUSED_V4: &[(Ipv4Addr, u8, &str)] = &[
     (Ipv4Addr::new(0, 0, 0, 0), 8, "\"this network\""),
     (Ipv4Addr::new(10, 0, 0, 0), 8, "private"),
-    (Ipv4Addr::new(100, 64, 0, 0), 10, "shared address space (carrier-grade NAT, cloud metadata)"),
+    (
+        Ipv4Addr::new(100, 64, 0, 0),
+        10,
+        "shared address space (carrier-grade NAT, cloud metadata)",
+    ),
     (Ipv4Addr::new(127, 0, 0, 0), 8, "loopback"),
-    (Ipv4Addr::new(169, 254, 0, 0), 16, "link-local (cloud metadata)"),
+    (
+        Ipv4Addr::new(169, 254, 0, 0),
+        16,
+        "link-local (cloud metadata)",
+    ),
     (Ipv4Addr::new(172, 16, 0, 0), 12, "private"),
     (Ipv4Addr::new(192, 0, 0, 0), 24, "IETF protocol assignments"),
     (Ipv4Addr::new(192, 168, 0, 0), 16, "private"),
@@ -96,7 +106,11 @@ const REFUSED_V4: &[(Ipv4Addr, u8, &str)] = &[
 const REFUSED_V6: &[(Ipv6Addr, u8, &str)] = &[
     (Ipv6Addr::UNSPECIFIED, 128, "unspecified"),
     (Ipv6Addr::LOCALHOST, 128, "loopback"),
-    (Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0), 7, "unique local (private)"),
+    (
+        Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0),
+        7,
+        "unique local (private)",
+    ),
     (Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10, "link-local"),
     (Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0), 8, "multicast"),
 ];
@@ -109,7 +123,12 @@ fn embedded_v4(a: Ipv6Addr) -> Option<Ipv4Addr> {
     }
     let s = a.segments();
     if s[..6] == [0; 6] && a != Ipv6Addr::UNSPECIFIED && a != Ipv6Addr::LOCALHOST {
-        return Some(Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8));
+        return Some(Ipv4Addr::new(
+            (s[6] >> 8) as u8,
+            s[6] as u8,
+            (s[7] >> 8) as u8,
+            s[7] as u8,
+        ));
     }
     None
 }
@@ -122,11 +141,17 @@ pub fn refused_network(ip: IpAddr) -> Option<(Network, &'static str)> {
     };
     match ip {
         IpAddr::V4(_) => REFUSED_V4.iter().find_map(|&(n, p, what)| {
-            let net = Network { addr: IpAddr::V4(n), prefix: p };
+            let net = Network {
+                addr: IpAddr::V4(n),
+                prefix: p,
+            };
             net.contains(ip).then_some((net, what))
         }),
         IpAddr::V6(_) => REFUSED_V6.iter().find_map(|&(n, p, what)| {
-            let net = Network { addr: IpAddr::V6(n), prefix: p };
+            let net = Network {
+                addr: IpAddr::V6(n),
+                prefix: p,
+            };
             net.contains(ip).then_some((net, what))
         }),
     }
@@ -224,7 +249,10 @@ impl PolicyResolver {
     /// The address of a URI whose host is an IP literal (`[…]` for IPv6) with its port.
     fn literal(uri: &ureq::http::Uri) -> Option<SocketAddr> {
         let host = uri.host()?;
-        let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
         let ip: IpAddr = host.parse().ok()?;
         let port = uri.port_u16().or_else(|| match uri.scheme_str() {
             Some("https") => Some(443),
@@ -245,7 +273,11 @@ impl ureq::unversioned::resolver::Resolver for PolicyResolver {
         let all: Vec<SocketAddr> = match Self::literal(uri) {
             Some(a) => config.ip_family().keep_wanted(std::iter::once(a)).collect(),
             None => {
-                let name = format!("{}://{}", uri.scheme_str().unwrap_or(""), uri.authority().map_or("", |a| a.as_str()));
+                let name = format!(
+                    "{}://{}",
+                    uri.scheme_str().unwrap_or(""),
+                    uri.authority().map_or("", |a| a.as_str())
+                );
                 let cached = match self.cache.lock() {
                     Ok(c) => c
                         .as_ref()
@@ -256,7 +288,12 @@ impl ureq::unversioned::resolver::Resolver for PolicyResolver {
                 match cached {
                     Some(a) => a,
                     None => {
-                        let a: Vec<SocketAddr> = self.inner.resolve(uri, config, timeout)?.iter().copied().collect();
+                        let a: Vec<SocketAddr> = self
+                            .inner
+                            .resolve(uri, config, timeout)?
+                            .iter()
+                            .copied()
+                            .collect();
                         if let Ok(mut c) = self.cache.lock() {
                             *c = Some((name, std::time::Instant::now(), a.clone()));
                         }
@@ -290,17 +327,49 @@ mod tests {
     #[test]
     fn refuses_internal_ranges_in_every_form() {
         for a in [
-            "0.0.0.0", "10.1.2.3", "100.64.0.1", "100.100.100.200", "127.0.0.1", "127.255.255.254",
-            "169.254.169.254", "172.16.0.1", "172.31.255.255", "192.0.0.8", "192.168.1.1", "198.18.0.1",
-            "198.19.255.255", "224.0.0.1", "239.1.1.1", "240.0.0.1", "255.255.255.255", "::", "::1",
-            "fc00::1", "fd12:3456::1", "fe80::1", "ff02::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254",
-            "::127.0.0.1", "::ffff:10.0.0.1", "::a9fe:a9fe",
+            "0.0.0.0",
+            "10.1.2.3",
+            "100.64.0.1",
+            "100.100.100.200",
+            "127.0.0.1",
+            "127.255.255.254",
+            "169.254.169.254",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.0.0.8",
+            "192.168.1.1",
+            "198.18.0.1",
+            "198.19.255.255",
+            "224.0.0.1",
+            "239.1.1.1",
+            "240.0.0.1",
+            "255.255.255.255",
+            "::",
+            "::1",
+            "fc00::1",
+            "fd12:3456::1",
+            "fe80::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "::127.0.0.1",
+            "::ffff:10.0.0.1",
+            "::a9fe:a9fe",
         ] {
             assert!(refused(a), "{a} must be refused");
         }
         for a in [
-            "1.1.1.1", "8.8.8.8", "100.63.255.255", "100.128.0.0", "172.32.0.1", "192.0.1.1", "198.20.0.1",
-            "223.255.255.255", "2001:4860:4860::8888", "::ffff:8.8.8.8", "2606:4700::1111",
+            "1.1.1.1",
+            "8.8.8.8",
+            "100.63.255.255",
+            "100.128.0.0",
+            "172.32.0.1",
+            "192.0.1.1",
+            "198.20.0.1",
+            "223.255.255.255",
+            "2001:4860:4860::8888",
+            "::ffff:8.8.8.8",
+            "2606:4700::1111",
         ] {
             assert!(!refused(a), "{a} must be allowed");
         }
@@ -309,8 +378,14 @@ mod tests {
     #[test]
     fn address_literals_need_no_lookup() {
         let lit = |u: &str| PolicyResolver::literal(&u.parse().unwrap());
-        assert_eq!(lit("http://127.0.0.1:8080/x"), Some("127.0.0.1:8080".parse().unwrap()));
-        assert_eq!(lit("https://10.1.2.3/"), Some("10.1.2.3:443".parse().unwrap()));
+        assert_eq!(
+            lit("http://127.0.0.1:8080/x"),
+            Some("127.0.0.1:8080".parse().unwrap())
+        );
+        assert_eq!(
+            lit("https://10.1.2.3/"),
+            Some("10.1.2.3:443".parse().unwrap())
+        );
         assert_eq!(lit("http://[::1]/"), Some("[::1]:80".parse().unwrap()));
         // Names and the odd literal forms getaddrinfo accepts go through the lookup (and the policy).
         assert_eq!(lit("http://localhost:8080/"), None);
@@ -324,27 +399,56 @@ mod tests {
         let r = PolicyResolver::new(Policy::default());
         let cfg = ureq::config::Config::default();
         let t = ureq::unversioned::transport::NextTimeout::default();
-        for u in ["http://127.0.0.1:9/", "http://localhost:9/", "http://localhost:9/"] {
-            let e = r.resolve(&u.parse().unwrap(), &cfg, t).unwrap_err().to_string();
+        for u in [
+            "http://127.0.0.1:9/",
+            "http://localhost:9/",
+            "http://localhost:9/",
+        ] {
+            let e = r
+                .resolve(&u.parse().unwrap(), &cfg, t)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("woosync.allow_networks"), "{u}: {e}");
         }
-        let ok = PolicyResolver::new(Policy::new(&parse_list("127.0.0.0/8, ::1/128").unwrap(), &[]));
-        let a = ok.resolve(&"http://127.0.0.1:9/".parse().unwrap(), &cfg, t).unwrap();
+        let ok = PolicyResolver::new(Policy::new(
+            &parse_list("127.0.0.0/8, ::1/128").unwrap(),
+            &[],
+        ));
+        let a = ok
+            .resolve(&"http://127.0.0.1:9/".parse().unwrap(), &cfg, t)
+            .unwrap();
         assert_eq!(&a[..], &["127.0.0.1:9".parse::<SocketAddr>().unwrap()][..]);
-        assert!(!ok.resolve(&"http://localhost:9/".parse().unwrap(), &cfg, t).unwrap().is_empty());
+        assert!(!ok
+            .resolve(&"http://localhost:9/".parse().unwrap(), &cfg, t)
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
     fn allow_lists() {
-        let p = Policy::new(&parse_list("127.0.0.1/32").unwrap(), &parse_list("10.0.0.0/8, fd00::/8").unwrap());
+        let p = Policy::new(
+            &parse_list("127.0.0.1/32").unwrap(),
+            &parse_list("10.0.0.0/8, fd00::/8").unwrap(),
+        );
         assert!(p.check("127.0.0.1".parse().unwrap()).is_ok());
-        assert!(p.check("::ffff:127.0.0.1".parse().unwrap()).is_ok(), "the mapped form of an allowed v4");
+        assert!(
+            p.check("::ffff:127.0.0.1".parse().unwrap()).is_ok(),
+            "the mapped form of an allowed v4"
+        );
         assert!(p.check("127.0.0.2".parse().unwrap()).is_err());
         assert!(p.check("10.200.1.1".parse().unwrap()).is_ok());
         assert!(p.check("fd00::5".parse().unwrap()).is_ok());
         assert!(p.check("fe80::1".parse().unwrap()).is_err());
-        let e = p.check("169.254.169.254".parse().unwrap()).unwrap_err().to_string();
-        assert!(e.contains("169.254.0.0/16") && e.contains("woosync.allow_networks") && e.contains("169.254.169.254/32"), "{e}");
+        let e = p
+            .check("169.254.169.254".parse().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("169.254.0.0/16")
+                && e.contains("woosync.allow_networks")
+                && e.contains("169.254.169.254/32"),
+            "{e}"
+        );
         for bad in ["10.0.0.0/33", "x", "::1/129", "1.2.3.4/-1", "10.0.0.0/8/8"] {
             assert!(parse_list(bad).is_err(), "{bad}");
         }
@@ -355,7 +459,10 @@ mod tests {
     #[test]
     fn filter_keeps_public_addresses() {
         let p = Policy::default();
-        let addrs: Vec<SocketAddr> = vec!["127.0.0.1:80".parse().unwrap(), "93.184.216.34:80".parse().unwrap()];
+        let addrs: Vec<SocketAddr> = vec![
+            "127.0.0.1:80".parse().unwrap(),
+            "93.184.216.34:80".parse().unwrap(),
+        ];
         assert_eq!(p.filter(&addrs).unwrap(), vec![addrs[1]]);
         assert!(p.filter(&addrs[..1]).is_err());
     }

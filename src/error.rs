@@ -57,9 +57,7 @@ impl fmt::Display for Error {
             | Error::Storage(m)
             | Error::Timeout(m)
             | Error::Corrupt(m)
-            | Error::Retry(m) => {
-                f.write_str(m)
-            }
+            | Error::Retry(m) => f.write_str(m),
             Error::Moved(to) => write!(
                 f,
                 "this outbox was moved to {} (woosync_migrate); set woosync.database to it",

@@ -87,7 +87,8 @@ fn io(path: &Path, what: &str, e: std::io::Error) -> Error {
 /// The directory must not let anyone else plant or swap files: owned by us or root, writable by
 /// its owner only.
 fn check_dir(dir: &Path, db: &Path) -> Result<()> {
-    let meta = std::fs::symlink_metadata(dir).map_err(|e| io(db, "cannot read its directory", e))?;
+    let meta =
+        std::fs::symlink_metadata(dir).map_err(|e| io(db, "cannot read its directory", e))?;
     let meta = if meta.file_type().is_symlink() {
         // An administrator's symlinked data directory is fine as long as its target is private;
         // the checks below apply to the target.
@@ -233,13 +234,24 @@ pub fn prepare(path: &Path) -> Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
-        .ok_or_else(|| Error::config(format!("woosync.database {} has no directory", path.display())))?;
+        .ok_or_else(|| {
+            Error::config(format!(
+                "woosync.database {} has no directory",
+                path.display()
+            ))
+        })?;
     if std::fs::symlink_metadata(dir).is_err() {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(|e| io(path, &format!("cannot create directory {}", dir.display()), e))?;
+            .map_err(|e| {
+                io(
+                    path,
+                    &format!("cannot create directory {}", dir.display()),
+                    e,
+                )
+            })?;
     }
     if path == default_path() {
         move_legacy_default(path);
@@ -347,12 +359,24 @@ mod tests {
         let d = dir("shared");
         let db = d.join("sub").join("o.sqlite");
         prepare(&db).unwrap();
-        assert_eq!(std::fs::metadata(&db).unwrap().permissions().mode() & 0o777, 0o600);
-        assert_eq!(std::fs::metadata(db.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
-        std::fs::set_permissions(db.parent().unwrap(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert_eq!(
+            std::fs::metadata(&db).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            std::fs::metadata(db.parent().unwrap())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o700
+        );
+        std::fs::set_permissions(db.parent().unwrap(), std::fs::Permissions::from_mode(0o777))
+            .unwrap();
         let e = prepare(&db).unwrap_err().to_string();
         assert!(e.contains("writable by other users"), "{e}");
-        std::fs::set_permissions(db.parent().unwrap(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::set_permissions(db.parent().unwrap(), std::fs::Permissions::from_mode(0o700))
+            .unwrap();
         std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = prepare(&db).unwrap_err().to_string();
         assert!(e.contains("readable by other users"), "{e}");
@@ -367,7 +391,9 @@ mod tests {
         std::os::unix::fs::symlink(&victim, companion(&db, ".lock")).unwrap();
         let e = prepare(&db).unwrap_err().to_string();
         assert!(e.contains("symbolic link"), "{e}");
-        let e = open_private(&companion(&db, ".lock"), &db).unwrap_err().to_string();
+        let e = open_private(&companion(&db, ".lock"), &db)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("symbolic link"), "{e}");
         assert_eq!(std::fs::read(&victim).unwrap(), b"<?php // precious");
     }

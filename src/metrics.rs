@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 /// Upper bounds (seconds) of the attempt duration histogram.
-pub const BUCKETS: [f64; 13] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+pub const BUCKETS: [f64; 13] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
 
 /// One stored counter: (endpoint id, name, label) → value.
 pub type Key = (i64, &'static str, String);
@@ -48,8 +50,12 @@ pub fn deltas(done: &[Finished]) -> BTreeMap<Key, f64> {
     let mut out: BTreeMap<Key, f64> = BTreeMap::new();
     for f in done {
         let e = f.endpoint_id;
-        *out.entry((e, ATTEMPTS, format!("{}|{}", outcome(&f.decision), class(f))))
-            .or_default() += 1.0;
+        *out.entry((
+            e,
+            ATTEMPTS,
+            format!("{}|{}", outcome(&f.decision), class(f)),
+        ))
+        .or_default() += 1.0;
         match f.decision {
             Decision::Delivered => *out.entry((e, DELIVERED, String::new())).or_default() += 1.0,
             Decision::Dead | Decision::DeadAndDisable(_) => {
@@ -93,7 +99,9 @@ pub struct Snapshot {
 }
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn num(v: f64) -> String {
@@ -131,17 +139,38 @@ pub fn render(s: &Snapshot) -> String {
         );
     }
     for (metric, key, help) in [
-        ("woosync_delivered_total", DELIVERED, "Deliveries that reached the endpoint."),
-        ("woosync_dead_total", DEAD, "Deliveries that gave up (dead letters)."),
+        (
+            "woosync_delivered_total",
+            DELIVERED,
+            "Deliveries that reached the endpoint.",
+        ),
+        (
+            "woosync_dead_total",
+            DEAD,
+            "Deliveries that gave up (dead letters).",
+        ),
     ] {
         family(&mut out, metric, "counter", help);
         for e in &s.endpoints {
-            let v = counter(key).iter().find(|c| c.0 == e.name).map_or(0.0, |c| c.3);
-            let _ = writeln!(out, "{metric}{{endpoint=\"{}\"}} {}", escape(&e.name), num(v));
+            let v = counter(key)
+                .iter()
+                .find(|c| c.0 == e.name)
+                .map_or(0.0, |c| c.3);
+            let _ = writeln!(
+                out,
+                "{metric}{{endpoint=\"{}\"}} {}",
+                escape(&e.name),
+                num(v)
+            );
         }
     }
 
-    family(&mut out, "woosync_attempt_duration_seconds", "histogram", "Duration of delivery attempts.");
+    family(
+        &mut out,
+        "woosync_attempt_duration_seconds",
+        "histogram",
+        "Duration of delivery attempts.",
+    );
     for e in &s.endpoints {
         let per: Vec<&(String, String, String, f64)> = counter(DURATION_BUCKET)
             .into_iter()
@@ -162,32 +191,102 @@ pub fn render(s: &Snapshot) -> String {
                 num(cumulative)
             );
         }
-        let count = counter(DURATION_COUNT).iter().find(|c| c.0 == e.name).map_or(0.0, |c| c.3);
-        let sum = counter(DURATION_SUM).iter().find(|c| c.0 == e.name).map_or(0.0, |c| c.3);
-        let _ = writeln!(out, "woosync_attempt_duration_seconds_bucket{{endpoint=\"{}\",le=\"+Inf\"}} {}", escape(&e.name), num(count));
-        let _ = writeln!(out, "woosync_attempt_duration_seconds_sum{{endpoint=\"{}\"}} {}", escape(&e.name), num(sum));
-        let _ = writeln!(out, "woosync_attempt_duration_seconds_count{{endpoint=\"{}\"}} {}", escape(&e.name), num(count));
+        let count = counter(DURATION_COUNT)
+            .iter()
+            .find(|c| c.0 == e.name)
+            .map_or(0.0, |c| c.3);
+        let sum = counter(DURATION_SUM)
+            .iter()
+            .find(|c| c.0 == e.name)
+            .map_or(0.0, |c| c.3);
+        let _ = writeln!(
+            out,
+            "woosync_attempt_duration_seconds_bucket{{endpoint=\"{}\",le=\"+Inf\"}} {}",
+            escape(&e.name),
+            num(count)
+        );
+        let _ = writeln!(
+            out,
+            "woosync_attempt_duration_seconds_sum{{endpoint=\"{}\"}} {}",
+            escape(&e.name),
+            num(sum)
+        );
+        let _ = writeln!(
+            out,
+            "woosync_attempt_duration_seconds_count{{endpoint=\"{}\"}} {}",
+            escape(&e.name),
+            num(count)
+        );
     }
 
     for (metric, help, get) in [
-        ("woosync_pending", "Deliveries waiting (queued, ready or in flight).", (|e: &EndpointGauges| e.pending as f64) as fn(&EndpointGauges) -> f64),
-        ("woosync_in_flight", "Deliveries being attempted now.", |e: &EndpointGauges| e.in_flight as f64),
-        ("woosync_breaker_open", "1 while the endpoint's circuit breaker pauses it.", |e: &EndpointGauges| e.breaker_open as i64 as f64),
-        ("woosync_destination_refused", "1 while the destination policy refuses the endpoint's address.", |e: &EndpointGauges| e.refused as i64 as f64),
-        ("woosync_endpoint_disabled", "1 while the endpoint is disabled (HTTP 410).", |e: &EndpointGauges| e.disabled as i64 as f64),
+        (
+            "woosync_pending",
+            "Deliveries waiting (queued, ready or in flight).",
+            (|e: &EndpointGauges| e.pending as f64) as fn(&EndpointGauges) -> f64,
+        ),
+        (
+            "woosync_in_flight",
+            "Deliveries being attempted now.",
+            |e: &EndpointGauges| e.in_flight as f64,
+        ),
+        (
+            "woosync_breaker_open",
+            "1 while the endpoint's circuit breaker pauses it.",
+            |e: &EndpointGauges| e.breaker_open as i64 as f64,
+        ),
+        (
+            "woosync_destination_refused",
+            "1 while the destination policy refuses the endpoint's address.",
+            |e: &EndpointGauges| e.refused as i64 as f64,
+        ),
+        (
+            "woosync_endpoint_disabled",
+            "1 while the endpoint is disabled (HTTP 410).",
+            |e: &EndpointGauges| e.disabled as i64 as f64,
+        ),
     ] {
         family(&mut out, metric, "gauge", help);
         for e in &s.endpoints {
-            let _ = writeln!(out, "{metric}{{endpoint=\"{}\"}} {}", escape(&e.name), num(get(e)));
+            let _ = writeln!(
+                out,
+                "{metric}{{endpoint=\"{}\"}} {}",
+                escape(&e.name),
+                num(get(e))
+            );
         }
     }
-    family(&mut out, "woosync_unrouted", "gauge", "Events no endpoint took.");
+    family(
+        &mut out,
+        "woosync_unrouted",
+        "gauge",
+        "Events no endpoint took.",
+    );
     let _ = writeln!(out, "woosync_unrouted {}", s.unrouted);
-    family(&mut out, "woosync_oldest_pending_age_seconds", "gauge", "Age of the oldest event still waiting (0 when none).");
-    let _ = writeln!(out, "woosync_oldest_pending_age_seconds {}", num(s.oldest_pending_age.unwrap_or(0.0)));
-    family(&mut out, "woosync_sender_up", "gauge", "1 when a live sender holds this outbox.");
+    family(
+        &mut out,
+        "woosync_oldest_pending_age_seconds",
+        "gauge",
+        "Age of the oldest event still waiting (0 when none).",
+    );
+    let _ = writeln!(
+        out,
+        "woosync_oldest_pending_age_seconds {}",
+        num(s.oldest_pending_age.unwrap_or(0.0))
+    );
+    family(
+        &mut out,
+        "woosync_sender_up",
+        "gauge",
+        "1 when a live sender holds this outbox.",
+    );
     let _ = writeln!(out, "woosync_sender_up {}", s.sender_up as i64);
-    family(&mut out, "woosync_info", "gauge", "The extension's version.");
+    family(
+        &mut out,
+        "woosync_info",
+        "gauge",
+        "The extension's version.",
+    );
     let _ = writeln!(out, "woosync_info{{version=\"{}\"}} 1", escape(&s.version));
     out
 }
@@ -204,7 +303,11 @@ mod tests {
             started_at: 0.0,
             duration_ms: ms,
             http_status: status,
-            error_class: if status.is_none() { Some("timeout".into()) } else { None },
+            error_class: if status.is_none() {
+                Some("timeout".into())
+            } else {
+                None
+            },
             error: None,
             response: vec![],
             delivery_uuid: String::new(),
@@ -227,16 +330,45 @@ mod tests {
         assert_eq!(d[&(1, DEAD, String::new())], 1.0);
         assert_eq!(d[&(1, DURATION_BUCKET, "+Inf".to_string())], 1.0);
         let snap = Snapshot {
-            counters: d.iter().map(|((_, n, l), v)| ("crm".to_string(), n.to_string(), l.clone(), *v)).collect(),
-            endpoints: vec![EndpointGauges { name: "crm".into(), ..Default::default() }],
+            counters: d
+                .iter()
+                .map(|((_, n, l), v)| ("crm".to_string(), n.to_string(), l.clone(), *v))
+                .collect(),
+            endpoints: vec![EndpointGauges {
+                name: "crm".into(),
+                ..Default::default()
+            }],
             ..Default::default()
         };
         let text = render(&snap);
-        assert!(text.contains("woosync_attempt_duration_seconds_bucket{endpoint=\"crm\",le=\"0.005\"} 1\n"), "{text}");
-        assert!(text.contains("woosync_attempt_duration_seconds_bucket{endpoint=\"crm\",le=\"0.05\"} 2\n"), "{text}");
-        assert!(text.contains("woosync_attempt_duration_seconds_bucket{endpoint=\"crm\",le=\"60\"} 2\n"), "{text}");
-        assert!(text.contains("woosync_attempt_duration_seconds_bucket{endpoint=\"crm\",le=\"+Inf\"} 3\n"), "{text}");
-        assert!(text.contains("woosync_attempt_duration_seconds_count{endpoint=\"crm\"} 3\n"), "{text}");
+        assert!(
+            text.contains(
+                "woosync_attempt_duration_seconds_bucket{endpoint=\"crm\",le=\"0.005\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "woosync_attempt_duration_seconds_bucket{endpoint=\"crm\",le=\"0.05\"} 2\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "woosync_attempt_duration_seconds_bucket{endpoint=\"crm\",le=\"60\"} 2\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "woosync_attempt_duration_seconds_bucket{endpoint=\"crm\",le=\"+Inf\"} 3\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("woosync_attempt_duration_seconds_count{endpoint=\"crm\"} 3\n"),
+            "{text}"
+        );
         assert!(text.contains("woosync_dead_total{endpoint=\"crm\"} 1\n"));
     }
 }

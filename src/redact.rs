@@ -17,7 +17,11 @@ fn split(url: &str) -> Option<(&str, &str, &str)> {
     let colon = userinfo.find(':')?;
     let user_end = scheme_end + colon;
     let pass_end = scheme_end + at;
-    Some((&url[..user_end], &url[user_end + 1..pass_end], &url[pass_end..]))
+    Some((
+        &url[..user_end],
+        &url[user_end + 1..pass_end],
+        &url[pass_end..],
+    ))
 }
 
 /// The URL with its password (if any) replaced by `****`.
@@ -70,9 +74,18 @@ pub fn restore(new: &str, stored: &str) -> String {
 /// passwords, signatures) are masked.
 pub fn header(name: &str, value: &str) -> String {
     let n = name.to_ascii_lowercase();
-    let sensitive = ["auth", "cookie", "token", "key", "secret", "pass", "signature", "session"]
-        .iter()
-        .any(|w| n.contains(w));
+    let sensitive = [
+        "auth",
+        "cookie",
+        "token",
+        "key",
+        "secret",
+        "pass",
+        "signature",
+        "session",
+    ]
+    .iter()
+    .any(|w| n.contains(w));
     if !sensitive || value.is_empty() {
         return text(value);
     }
@@ -89,7 +102,10 @@ mod tests {
 
     #[test]
     fn masks_passwords_only() {
-        assert_eq!(url("https://bob:s3cr@t@crm.example/x?a=b@c"), "https://bob:****@crm.example/x?a=b@c");
+        assert_eq!(
+            url("https://bob:s3cr@t@crm.example/x?a=b@c"),
+            "https://bob:****@crm.example/x?a=b@c"
+        );
         assert_eq!(url("http://bob@crm.example/"), "http://bob@crm.example/");
         assert_eq!(url("http://crm.example/a@b"), "http://crm.example/a@b");
         assert_eq!(url("http://:pw@h/"), "http://:****@h/");
@@ -102,7 +118,10 @@ mod tests {
         let t = "connect to http://u:p4ss@proxy:3128 failed; see https://x:y@h/z, or http://h/";
         let s = text(t);
         assert!(!s.contains("p4ss") && !s.contains(":y@"), "{s}");
-        assert_eq!(s, "connect to http://u:****@proxy:3128 failed; see https://x:****@h/z, or http://h/");
+        assert_eq!(
+            s,
+            "connect to http://u:****@proxy:3128 failed; see https://x:****@h/z, or http://h/"
+        );
         assert_eq!(text("no urls here @ all"), "no urls here @ all");
     }
 
@@ -117,10 +136,22 @@ mod tests {
     fn restores_the_stored_password() {
         let stored = "https://bob:s3cret@crm.example/hook";
         assert_eq!(restore(&url(stored), stored), stored);
-        assert_eq!(restore("https://bob:****@crm.example/other", stored), "https://bob:s3cret@crm.example/other");
+        assert_eq!(
+            restore("https://bob:****@crm.example/other", stored),
+            "https://bob:s3cret@crm.example/other"
+        );
         // another user or host: the mask is taken literally (no password moves elsewhere)
-        assert_eq!(restore("https://eve:****@crm.example/hook", stored), "https://eve:****@crm.example/hook");
-        assert_eq!(restore("https://bob:****@evil.example/hook", stored), "https://bob:****@evil.example/hook");
-        assert_eq!(restore("https://bob:new@crm.example/hook", stored), "https://bob:new@crm.example/hook");
+        assert_eq!(
+            restore("https://eve:****@crm.example/hook", stored),
+            "https://eve:****@crm.example/hook"
+        );
+        assert_eq!(
+            restore("https://bob:****@evil.example/hook", stored),
+            "https://bob:****@evil.example/hook"
+        );
+        assert_eq!(
+            restore("https://bob:new@crm.example/hook", stored),
+            "https://bob:new@crm.example/hook"
+        );
     }
 }

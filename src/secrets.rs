@@ -95,7 +95,10 @@ pub fn open(key: Option<&StoreKey>, name: &str, stored: &str) -> Result<String> 
     let raw = base64::engine::general_purpose::STANDARD
         .decode(b64)
         .map_err(|_| {
-            Error::storage(format!("the stored secret of endpoint {} is damaged", quote(name)))
+            Error::storage(format!(
+                "the stored secret of endpoint {} is damaged",
+                quote(name)
+            ))
         })?;
     if raw.len() < 12 + 16 {
         return Err(Error::storage(format!(
@@ -113,8 +116,12 @@ pub fn open(key: Option<&StoreKey>, name: &str, stored: &str) -> Result<String> 
                 quote(name)
             ))
         })?;
-    String::from_utf8(pt)
-        .map_err(|_| Error::storage(format!("the stored secret of endpoint {} is damaged", quote(name))))
+    String::from_utf8(pt).map_err(|_| {
+        Error::storage(format!(
+            "the stored secret of endpoint {} is damaged",
+            quote(name)
+        ))
+    })
 }
 
 /// Opens a stored secret with the first of `keys` that fits (plain values pass through).
@@ -161,7 +168,10 @@ mod tests {
         assert!(StoreKey::parse("").unwrap().is_none());
         assert!(StoreKey::parse("short").is_err());
         assert_ne!(k.fingerprint(), other.fingerprint());
-        assert_eq!(open_any(&[other.clone(), k.clone()], "crm", &sealed).unwrap(), "whsec_abc");
+        assert_eq!(
+            open_any(&[other.clone(), k.clone()], "crm", &sealed).unwrap(),
+            "whsec_abc"
+        );
         assert!(open_any(&[other], "crm", &sealed).is_err());
         assert!(open_any(&[], "crm", &sealed).is_err());
         assert_eq!(open_any(&[], "crm", "whsec_plain").unwrap(), "whsec_plain");

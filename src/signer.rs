@@ -271,7 +271,10 @@ mod tests {
         for ts in [TS + i64::MIN, i64::MIN, i64::MIN + 1] {
             let sig = sign(&Secret::parse(SECRET).unwrap(), ID, ts, BODY);
             for tol in [0, 300, i64::MAX] {
-                assert!(!verify(BODY, &hdrs(ID, ts, &sig), SECRET, tol, TS).unwrap(), "{ts} {tol}");
+                assert!(
+                    !verify(BODY, &hdrs(ID, ts, &sig), SECRET, tol, TS).unwrap(),
+                    "{ts} {tol}"
+                );
             }
         }
         // Partial signatures.
@@ -318,7 +321,13 @@ mod tests {
         assert_eq!(bare.text, &SECRET[6..]);
         // Short keys: refused for signing, accepted for verifying.
         assert!(Secret::parse("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaS").is_err());
-        assert_eq!(Secret::parse_any_length("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaS").unwrap().key.len(), 23);
+        assert_eq!(
+            Secret::parse_any_length("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaS")
+                .unwrap()
+                .key
+                .len(),
+            23
+        );
     }
 
     #[test]

@@ -102,7 +102,11 @@ pub struct MovingEvent {
 
 /// Stores an event in a transaction of its own, statement by statement: the key's next sequence
 /// number (its counter row stays locked until commit), then the event row.
-pub fn store_in_steps(eng: &mut dyn Engine, e: &EventInsert<'_>, max_body: usize) -> Result<Stored> {
+pub fn store_in_steps(
+    eng: &mut dyn Engine,
+    e: &EventInsert<'_>,
+    max_body: usize,
+) -> Result<Stored> {
     eng.begin(true)?;
     let r = (|| {
         let moved = eng.meta(MOVED_TO)?;
@@ -168,12 +172,33 @@ pub struct FinishRow {
 /// What a batch of finished attempts does to an endpoint (applied in order).
 #[derive(Debug, Clone)]
 pub enum EndpointUpdate {
-    Success { id: i64, now: f64 },
-    Failure { id: i64, error: String, now: f64 },
+    Success {
+        id: i64,
+        now: f64,
+    },
+    Failure {
+        id: i64,
+        error: String,
+        now: f64,
+    },
     /// Feeds the breaker: failures + 1, open until `now + pause` once past the threshold.
-    Unhealthy { id: i64, now: f64, pause: f64 },
-    Disable { id: i64, reason: String, now: f64 },
-    Refused { id: i64, reason: String, until: f64, error: String, now: f64 },
+    Unhealthy {
+        id: i64,
+        now: f64,
+        pause: f64,
+    },
+    Disable {
+        id: i64,
+        reason: String,
+        now: f64,
+    },
+    Refused {
+        id: i64,
+        reason: String,
+        until: f64,
+        error: String,
+        now: f64,
+    },
 }
 
 /// An endpoint's stored secrets and settings that saving compares with.
@@ -311,7 +336,13 @@ pub trait Engine: Send {
     fn store_event(&mut self, e: &EventInsert<'_>, max_body: usize) -> Result<Stored>;
     /// The next sequence number of a key (a counter row updated in this transaction).
     fn next_seq(&mut self, key: &str) -> Result<i64>;
-    fn insert_event(&mut self, e: &EventInsert<'_>, seq: i64, body: &[u8], data_offset: usize) -> Result<i64>;
+    fn insert_event(
+        &mut self,
+        e: &EventInsert<'_>,
+        seq: i64,
+        body: &[u8],
+        data_offset: usize,
+    ) -> Result<i64>;
     fn event_exists(&mut self, event_id: &str) -> Result<bool>;
     fn has_new_events(&mut self) -> Result<bool>;
     /// Events not routed yet, oldest first.
@@ -319,7 +350,10 @@ pub trait Engine: Send {
     /// Marks events routed (`unrouted`: those no endpoint took).
     fn mark_routed(&mut self, rows: &[i64], unrouted: &[i64]) -> Result<()>;
     /// (rowid, topic, key, seq, unrouted) of an event.
-    fn find_event(&mut self, event_id: &str) -> Result<Option<(i64, String, Option<String>, i64, bool)>>;
+    fn find_event(
+        &mut self,
+        event_id: &str,
+    ) -> Result<Option<(i64, String, Option<String>, i64, bool)>>;
     fn set_routed_again(&mut self, rowid: i64) -> Result<()>;
     fn event_detail(&mut self, event_id: &str) -> Result<Option<EventDetail>>;
     fn list_events(&mut self, f: &EventFilter) -> Result<Vec<EventSummary>>;

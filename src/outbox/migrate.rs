@@ -47,7 +47,13 @@ pub struct Report {
 
 /// One step of moving `src` (named `from`) to `dst` (named `to`, as it is stored in the source's
 /// `moved_to`): at most `limit` events.
-pub fn step(src: &mut Outbox, dst: &mut Outbox, from: &str, to: &str, limit: usize) -> Result<Report> {
+pub fn step(
+    src: &mut Outbox,
+    dst: &mut Outbox,
+    from: &str,
+    to: &str,
+    limit: usize,
+) -> Result<Report> {
     let mut report = Report::default();
     let moved_to = in_tx(&mut *src.eng, false, |tx| tx.eng.meta(MOVED_TO))?;
     if !moved_to.is_empty() && moved_to != to {
@@ -76,7 +82,8 @@ pub fn step(src: &mut Outbox, dst: &mut Outbox, from: &str, to: &str, limit: usi
         }
         in_tx(&mut *dst.eng, true, |tx| {
             let now = tx.eng.now()?;
-            tx.eng.save_endpoint(&e.name, &super::endpoint_write(&e), now)?;
+            tx.eng
+                .save_endpoint(&e.name, &super::endpoint_write(&e), now)?;
             tx.eng.bump_endpoints_version()
         })?;
         report.endpoints += 1;

@@ -103,7 +103,9 @@ pub struct Outbox {
 impl Outbox {
     /// Opens (creating or migrating if needed) the SQLite outbox at `path`.
     pub fn open(path: &Path, role: Role) -> Result<Outbox> {
-        Ok(Outbox::with_engine(Box::new(sqlite::Sqlite::open(path, role)?)))
+        Ok(Outbox::with_engine(Box::new(sqlite::Sqlite::open(
+            path, role,
+        )?)))
     }
 
     /// Opens the outbox at a location (a SQLite file or a MariaDB/MySQL database).
@@ -202,7 +204,10 @@ impl Outbox {
                                     && &crate::redact::header(sn, sv) == v
                                     && sv != v
                             });
-                            (n.clone(), kept.map_or_else(|| v.clone(), |(_, sv)| sv.clone()))
+                            (
+                                n.clone(),
+                                kept.map_or_else(|| v.clone(), |(_, sv)| sv.clone()),
+                            )
                         })
                         .collect();
                     (
@@ -341,7 +346,9 @@ impl Outbox {
         let created_at = event::now();
         let template = match ev.raw_body {
             Some(_) => None,
-            None => Some(event::envelope_template(&event_id, ev.topic, created_at, ev.key, ev.data)),
+            None => Some(event::envelope_template(
+                &event_id, ev.topic, created_at, ev.key, ev.data,
+            )),
         };
         let insert = engine::EventInsert {
             event_id: &event_id,
@@ -424,8 +431,15 @@ impl Outbox {
     }
 
     /// Claims up to `limit` due deliveries per endpoint: ready → inflight with a lease.
-    pub fn claim(&mut self, wants: &[(i64, usize, f64)], me: &str, now: f64) -> Result<Vec<Claimed>> {
-        in_tx(&mut *self.eng, true, |tx| claim(tx, wants, usize::MAX, me, Some(now)))
+    pub fn claim(
+        &mut self,
+        wants: &[(i64, usize, f64)],
+        me: &str,
+        now: f64,
+    ) -> Result<Vec<Claimed>> {
+        in_tx(&mut *self.eng, true, |tx| {
+            claim(tx, wants, usize::MAX, me, Some(now))
+        })
     }
 
     /// Records finished attempts and their consequences in one transaction.
@@ -543,7 +557,10 @@ impl Outbox {
             let mut changed = 0;
             if unrouted {
                 let eps = tx.eng.load_endpoints()?;
-                for e in eps.iter().filter(|e| e.routes(&topic) && e.wc_webhook_id.is_none()) {
+                for e in eps
+                    .iter()
+                    .filter(|e| e.routes(&topic) && e.wc_webhook_id.is_none())
+                {
                     insert_delivery(tx, rowid, e.id, key.as_deref(), seq, None, now)?;
                     changed += 1;
                 }
@@ -615,9 +632,12 @@ impl Outbox {
         while total < max {
             let n = in_tx(&mut *self.eng, true, |tx| {
                 let before = tx.eng.now()? - older_than_days * 86_400.0;
-                let ids =
-                    tx.eng
-                        .finished_events(before, finished, unrouted_too, batch.min(max - total))?;
+                let ids = tx.eng.finished_events(
+                    before,
+                    finished,
+                    unrouted_too,
+                    batch.min(max - total),
+                )?;
                 delete_events(tx, &ids)?;
                 Ok(ids.len())
             })?;
@@ -648,8 +668,14 @@ impl Outbox {
                     continue;
                 }
                 if ev.rowid == newest {
-                    let env =
-                        event::build_envelope(&ev.event_id, &ev.topic, ev.created_at, None, 0, "null");
+                    let env = event::build_envelope(
+                        &ev.event_id,
+                        &ev.topic,
+                        ev.created_at,
+                        None,
+                        0,
+                        "null",
+                    );
                     tx.eng
                         .blank_event(ev.rowid, env.body.as_bytes(), env.data_offset)?;
                 } else {
@@ -778,8 +804,14 @@ fn route(
                     continue;
                 };
                 if dead {
-                    tx.eng
-                        .insert_delivery(r.rowid, e.id, r.key.as_deref(), r.seq, state::DEAD, now)?;
+                    tx.eng.insert_delivery(
+                        r.rowid,
+                        e.id,
+                        r.key.as_deref(),
+                        r.seq,
+                        state::DEAD,
+                        now,
+                    )?;
                     tx.added(e.id, state::DEAD, 1);
                 } else {
                     insert_delivery(tx, r.rowid, e.id, r.key.as_deref(), r.seq, None, now)?;
@@ -847,7 +879,9 @@ fn insert_delivery(
                     .map(|d| d.id)
                     .collect();
                 if !ids.is_empty() {
-                    let n = tx.eng.set_delivery_state(&ids, from, state::SUPERSEDED, now)?;
+                    let n = tx
+                        .eng
+                        .set_delivery_state(&ids, from, state::SUPERSEDED, now)?;
                     tx.moved(endpoint_id, from, state::SUPERSEDED, n as i64);
                     superseded += n;
                     remaining -= n;
@@ -861,9 +895,9 @@ fn insert_delivery(
             let live: Vec<_> = tx.eng.open_deliveries_of_key(endpoint_id, k)?;
             if !live.iter().any(|d| d.state == state::INFLIGHT) {
                 if let Some(head) = live.iter().find(|d| d.state == state::READY && d.seq > seq) {
-                    let n = tx
-                        .eng
-                        .set_delivery_state(&[head.id], state::READY, state::QUEUED, now)?;
+                    let n =
+                        tx.eng
+                            .set_delivery_state(&[head.id], state::READY, state::QUEUED, now)?;
                     tx.moved(endpoint_id, state::READY, state::QUEUED, n as i64);
                     blocked = live.iter().any(|d| d.seq < seq);
                 }
@@ -921,8 +955,15 @@ fn claim(
         if limit == 0 {
             continue;
         }
-        let rows = tx.eng.claim(endpoint_id, limit, now, me, now + lease_secs)?;
-        tx.moved(endpoint_id, state::READY, state::INFLIGHT, rows.len() as i64);
+        let rows = tx
+            .eng
+            .claim(endpoint_id, limit, now, me, now + lease_secs)?;
+        tx.moved(
+            endpoint_id,
+            state::READY,
+            state::INFLIGHT,
+            rows.len() as i64,
+        );
         out.extend(rows);
     }
     Ok(out)

@@ -28,8 +28,8 @@ use super::engine::{
     CounterDeltas, DefaultWrite, EndpointUpdate, EndpointWrite, Engine, EventInsert, FinishRow,
     KeyEvent, OpenDelivery, Requeue, RouteRow, StatDeltas, Stored, StoredEndpoint,
 };
-use super::types::*;
 use super::mysql_url::MysqlUrl;
+use super::types::*;
 use crate::config::{self, Format};
 use crate::error::{Error, Result};
 use mysql::prelude::Queryable;
@@ -304,7 +304,10 @@ impl Mysql {
         let t = self.t.clone();
         let lock = format!("{}.{}woosync_schema", self.url.database, self.url.prefix);
         let current: std::result::Result<Option<String>, mysql::Error> = self.raw(|c| {
-            c.exec_first(format!("SELECT v FROM {} WHERE k = 'schema_version'", t.meta), ())
+            c.exec_first(
+                format!("SELECT v FROM {} WHERE k = 'schema_version'", t.meta),
+                (),
+            )
         });
         let version = match current {
             Ok(v) => v.and_then(|v| v.parse::<i32>().ok()).unwrap_or(0),
@@ -372,7 +375,9 @@ impl Mysql {
                 // The reason, without the URL (the caller's message names the outbox).
                 Err(e) => {
                     let text = e.to_string();
-                    let why = text.split_once(": cannot connect: ").map_or(text.as_str(), |(_, w)| w);
+                    let why = text
+                        .split_once(": cannot connect: ")
+                        .map_or(text.as_str(), |(_, w)| w);
                     return Err(mysql::Error::IoError(std::io::Error::other(format!(
                         "cannot connect: {why}"
                     ))));
@@ -380,7 +385,10 @@ impl Mysql {
             }
         }
         g.last_used = Instant::now();
-        let conn = g.conn.as_mut().ok_or_else(mysql::Error::server_disconnected)?;
+        let conn = g
+            .conn
+            .as_mut()
+            .ok_or_else(mysql::Error::server_disconnected)?;
         let r = f(conn);
         if let Err(e) = &r {
             if e.is_connectivity_error()
@@ -499,9 +507,8 @@ impl Mysql {
 
     fn try_lease(url: &MysqlUrl, identity: &str, host: &str) -> mysql::Result<LeaseCheck> {
         let t = Tables::new(&url.prefix);
-        let mut conn = new_conn(url).map_err(|e| {
-            mysql::Error::IoError(std::io::Error::other(e.to_string()))
-        })?;
+        let mut conn = new_conn(url)
+            .map_err(|e| mysql::Error::IoError(std::io::Error::other(e.to_string())))?;
         let r = (|| -> mysql::Result<LeaseCheck> {
             conn.exec_drop(
                 format!(
@@ -581,15 +588,21 @@ impl Mysql {
 /// without the driver's type names (`MySqlError { … }`).
 pub(super) fn clean(e: &mysql::Error) -> String {
     let text = match e {
-        mysql::Error::MySqlError(me) => return format!("{} (server error {})", me.message, me.code),
+        mysql::Error::MySqlError(me) => {
+            return format!("{} (server error {})", me.message, me.code)
+        }
         mysql::Error::IoError(io) => io.to_string(),
         mysql::Error::DriverError(d) => d.to_string(),
         mysql::Error::UrlError(u) => u.to_string(),
         other => {
             // `CodecError { IO error: `…' }`, `TlsError { … }`: the part inside.
             let s = other.to_string();
-            let inner = s.split_once(" { ").map_or(s.as_str(), |(_, rest)| rest.strip_suffix(" }").unwrap_or(rest));
-            let inner = inner.strip_prefix("IO error: `").map_or(inner, |x| x.strip_suffix('\'').unwrap_or(x));
+            let inner = s.split_once(" { ").map_or(s.as_str(), |(_, rest)| {
+                rest.strip_suffix(" }").unwrap_or(rest)
+            });
+            let inner = inner
+                .strip_prefix("IO error: `")
+                .map_or(inner, |x| x.strip_suffix('\'').unwrap_or(x));
             inner.to_string()
         }
     };
@@ -650,11 +663,16 @@ fn setup(mut conn: Conn) -> std::result::Result<Conn, (Conn, String)> {
         "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED; SET SESSION innodb_lock_wait_timeout = {LOCK_WAIT_SECONDS}; SET NAMES utf8mb4; SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'"
     );
     if mariadb {
-        setup.push_str(&format!("; SET SESSION idle_transaction_timeout = {IDLE_TRANSACTION_SECONDS}"));
+        setup.push_str(&format!(
+            "; SET SESSION idle_transaction_timeout = {IDLE_TRANSACTION_SECONDS}"
+        ));
     } else {
         // MySQL has no idle_transaction_timeout: a session idle this long is closed (and its
         // transaction rolled back); woosync reconnects on the next call.
-        setup.push_str(&format!("; SET SESSION wait_timeout = {}", IDLE_TRANSACTION_SECONDS * 2));
+        setup.push_str(&format!(
+            "; SET SESSION wait_timeout = {}",
+            IDLE_TRANSACTION_SECONDS * 2
+        ));
     }
     match conn.query_drop(setup) {
         Ok(()) => Ok(conn),
@@ -752,7 +770,9 @@ impl Engine for Mysql {
             return Ok(n);
         }
         let n: f64 = self
-            .row("read the clock", "SELECT UNIX_TIMESTAMP(NOW(6))", (), |r| col(&r, 0))?
+            .row("read the clock", "SELECT UNIX_TIMESTAMP(NOW(6))", (), |r| {
+                col(&r, 0)
+            })?
             .unwrap_or_else(crate::event::now);
         self.now = Some(n);
         Ok(n)
@@ -825,7 +845,10 @@ impl Engine for Mysql {
         Ok(self
             .row(
                 "read endpoints version",
-                &format!("SELECT CAST(v AS SIGNED) FROM {} WHERE k = 'endpoints_version'", self.t.meta),
+                &format!(
+                    "SELECT CAST(v AS SIGNED) FROM {} WHERE k = 'endpoints_version'",
+                    self.t.meta
+                ),
                 (),
                 |r| col(&r, 0),
             )?
@@ -835,7 +858,10 @@ impl Engine for Mysql {
     fn bump_endpoints_version(&mut self) -> Result<()> {
         self.exec(
             "change endpoints",
-            &format!("UPDATE {} SET v = CAST(v AS SIGNED) + 1 WHERE k = 'endpoints_version'", self.t.meta),
+            &format!(
+                "UPDATE {} SET v = CAST(v AS SIGNED) + 1 WHERE k = 'endpoints_version'",
+                self.t.meta
+            ),
             (),
         )
         .map(|_| ())
@@ -865,7 +891,10 @@ impl Engine for Mysql {
     fn load_endpoints(&mut self) -> Result<Vec<EndpointRow>> {
         self.rows(
             "read endpoints",
-            &format!("SELECT {ENDPOINT_COLUMNS} FROM {} ORDER BY id", self.t.endpoints),
+            &format!(
+                "SELECT {ENDPOINT_COLUMNS} FROM {} ORDER BY id",
+                self.t.endpoints
+            ),
             (),
             Mysql::endpoint_row,
         )
@@ -995,7 +1024,10 @@ impl Engine for Mysql {
     fn note_endpoint_error(&mut self, id: i64, error: &str, now: f64) -> Result<()> {
         self.exec(
             "record endpoint error",
-            &format!("UPDATE {} SET last_error = ?, last_error_at = ? WHERE id = ?", self.t.endpoints),
+            &format!(
+                "UPDATE {} SET last_error = ?, last_error_at = ? WHERE id = ?",
+                self.t.endpoints
+            ),
             (error, now, id),
         )
         .map(|_| ())
@@ -1004,7 +1036,10 @@ impl Engine for Mysql {
     fn endpoint_health(&mut self) -> Result<Vec<(i64, i64, f64, f64)>> {
         self.rows(
             "read endpoint health",
-            &format!("SELECT id, consecutive_failures, breaker_until, refused_until FROM {}", self.t.endpoints),
+            &format!(
+                "SELECT id, consecutive_failures, breaker_until, refused_until FROM {}",
+                self.t.endpoints
+            ),
             (),
             |r| Ok((col(&r, 0)?, col(&r, 1)?, col(&r, 2)?, col(&r, 3)?)),
         )
@@ -1097,10 +1132,21 @@ impl Engine for Mysql {
                 match e.tail {
                     Some(tail) => (
                         "@woosync_seq".to_string(),
-                        format!("CONCAT({}, @woosync_seq, {})", bytes_lit(e.head), bytes_lit(tail)),
-                        format!("{} + LENGTH(@woosync_seq)", e.head.len() + e.tail_data_offset),
+                        format!(
+                            "CONCAT({}, @woosync_seq, {})",
+                            bytes_lit(e.head),
+                            bytes_lit(tail)
+                        ),
+                        format!(
+                            "{} + LENGTH(@woosync_seq)",
+                            e.head.len() + e.tail_data_offset
+                        ),
                     ),
-                    None => ("@woosync_seq".to_string(), bytes_lit(e.head), "0".to_string()),
+                    None => (
+                        "@woosync_seq".to_string(),
+                        bytes_lit(e.head),
+                        "0".to_string(),
+                    ),
                 }
             }
             (None, _) => {
@@ -1134,7 +1180,10 @@ impl Engine for Mysql {
                 while let Some(set) = result.iter() {
                     for row in set {
                         let row = row?;
-                        moved = row.get_opt::<Option<String>, usize>(0).and_then(|v| v.ok()).flatten();
+                        moved = row
+                            .get_opt::<Option<String>, usize>(0)
+                            .and_then(|v| v.ok())
+                            .flatten();
                     }
                 }
                 Ok(moved)
@@ -1154,7 +1203,13 @@ impl Engine for Mysql {
         }
     }
 
-    fn insert_event(&mut self, e: &EventInsert<'_>, seq: i64, body: &[u8], data_offset: usize) -> Result<i64> {
+    fn insert_event(
+        &mut self,
+        e: &EventInsert<'_>,
+        seq: i64,
+        body: &[u8],
+        data_offset: usize,
+    ) -> Result<i64> {
         let t = self.t.events.clone();
         let p: Vec<Value> = vec![
             e.event_id.into(),
@@ -1197,7 +1252,10 @@ impl Engine for Mysql {
     fn set_meta(&mut self, k: &str, v: &str) -> Result<()> {
         self.exec(
             "write meta",
-            &format!("INSERT INTO {} (k, v) VALUES (?, ?) ON DUPLICATE KEY UPDATE v = VALUES(v)", self.t.meta),
+            &format!(
+                "INSERT INTO {} (k, v) VALUES (?, ?) ON DUPLICATE KEY UPDATE v = VALUES(v)",
+                self.t.meta
+            ),
             (k, v),
         )
         .map(|_| ())
@@ -1206,7 +1264,11 @@ impl Engine for Mysql {
     fn key_counters(&mut self, after: &str, limit: usize) -> Result<Vec<(String, i64)>> {
         self.rows(
             "read counters",
-            &format!("SELECT `key`, seq FROM {} WHERE `key` > ? ORDER BY `key` LIMIT {}", self.t.key_seq, limit.max(1)),
+            &format!(
+                "SELECT `key`, seq FROM {} WHERE `key` > ? ORDER BY `key` LIMIT {}",
+                self.t.key_seq,
+                limit.max(1)
+            ),
             (after,),
             |r| Ok((col(&r, 0)?, col(&r, 1)?)),
         )
@@ -1374,20 +1436,42 @@ impl Engine for Mysql {
     fn mark_routed(&mut self, rows: &[i64], unrouted: &[i64]) -> Result<()> {
         let mut stmts = Vec::new();
         if !rows.is_empty() {
-            stmts.push(format!("UPDATE {} SET routed = 1 WHERE id IN ({})", self.t.events, ids_list(rows)));
+            stmts.push(format!(
+                "UPDATE {} SET routed = 1 WHERE id IN ({})",
+                self.t.events,
+                ids_list(rows)
+            ));
         }
         if !unrouted.is_empty() {
-            stmts.push(format!("UPDATE {} SET unrouted = 1 WHERE id IN ({})", self.t.events, ids_list(unrouted)));
+            stmts.push(format!(
+                "UPDATE {} SET unrouted = 1 WHERE id IN ({})",
+                self.t.events,
+                ids_list(unrouted)
+            ));
         }
         self.batch("mark routed", &stmts).map(|_| ())
     }
 
-    fn find_event(&mut self, event_id: &str) -> Result<Option<(i64, String, Option<String>, i64, bool)>> {
+    fn find_event(
+        &mut self,
+        event_id: &str,
+    ) -> Result<Option<(i64, String, Option<String>, i64, bool)>> {
         self.row(
             "find event",
-            &format!("SELECT id, topic, `key`, seq, unrouted FROM {} WHERE event_id = ?", self.t.events),
+            &format!(
+                "SELECT id, topic, `key`, seq, unrouted FROM {} WHERE event_id = ?",
+                self.t.events
+            ),
             (event_id,),
-            |r| Ok((col(&r, 0)?, col(&r, 1)?, col(&r, 2)?, col(&r, 3)?, col::<i64>(&r, 4)? != 0)),
+            |r| {
+                Ok((
+                    col(&r, 0)?,
+                    col(&r, 1)?,
+                    col(&r, 2)?,
+                    col(&r, 3)?,
+                    col::<i64>(&r, 4)? != 0,
+                ))
+            },
         )
     }
 
@@ -1476,7 +1560,12 @@ impl Engine for Mysql {
     }
 
     fn list_events(&mut self, f: &EventFilter) -> Result<Vec<EventSummary>> {
-        let (e, d, p, a) = (&self.t.events, &self.t.deliveries, &self.t.endpoints, &self.t.attempts);
+        let (e, d, p, a) = (
+            &self.t.events,
+            &self.t.deliveries,
+            &self.t.endpoints,
+            &self.t.attempts,
+        );
         let mut sql = format!(
             "SELECT e.event_id, e.topic, e.`key`, e.seq, e.created_at,
                     CASE WHEN d.id IS NOT NULL THEN d.state WHEN e.unrouted = 1 THEN 6 ELSE 1 END, p.name,
@@ -1701,7 +1790,10 @@ impl Engine for Mysql {
     fn requeue(&mut self, what: Requeue<'_>, now: f64) -> Result<Vec<(i64, Option<String>, i64)>> {
         let (d, p) = (&self.t.deliveries, &self.t.endpoints);
         let (cond, args): (String, Vec<Value>) = match what {
-            Requeue::Event(rowid) => ("event_rowid = ? AND state IN (3, 4)".into(), vec![rowid.into()]),
+            Requeue::Event(rowid) => (
+                "event_rowid = ? AND state IN (3, 4)".into(),
+                vec![rowid.into()],
+            ),
             Requeue::Dead(Some(name)) => (
                 format!("state = 4 AND endpoint_id = (SELECT id FROM {p} WHERE name = ?)"),
                 vec![name.into()],
@@ -1787,7 +1879,13 @@ impl Engine for Mysql {
         let text = format!("{why} ({holder}); outcome unknown, attempting again");
         let values: Vec<String> = rows
             .iter()
-            .map(|(id, _, at)| format!("({id}, {}, 0, 'abandoned', {})", self.lit(*at), self.lit(text.as_str())))
+            .map(|(id, _, at)| {
+                format!(
+                    "({id}, {}, 0, 'abandoned', {})",
+                    self.lit(*at),
+                    self.lit(text.as_str())
+                )
+            })
             .collect();
         self.batch(
             "take over leases",
@@ -1866,7 +1964,10 @@ impl Engine for Mysql {
         Ok(self
             .row(
                 "count new events",
-                &format!("SELECT count(*), MIN(created_at) FROM {} WHERE routed = 0", self.t.events),
+                &format!(
+                    "SELECT count(*), MIN(created_at) FROM {} WHERE routed = 0",
+                    self.t.events
+                ),
                 (),
                 |r| Ok((col(&r, 0)?, col(&r, 1)?)),
             )?
@@ -1894,7 +1995,12 @@ impl Engine for Mysql {
         let values: Vec<String> = deltas
             .iter()
             .map(|((e, name, label), v)| {
-                format!("({e}, {}, {}, {})", self.lit(*name), self.lit(label.as_str()), self.lit(*v))
+                format!(
+                    "({e}, {}, {}, {})",
+                    self.lit(*name),
+                    self.lit(label.as_str()),
+                    self.lit(*v)
+                )
             })
             .collect();
         self.batch(
@@ -1911,7 +2017,10 @@ impl Engine for Mysql {
     fn counters(&mut self) -> Result<Vec<(i64, String, String, f64)>> {
         self.rows(
             "read counters",
-            &format!("SELECT endpoint_id, name, label, value FROM {} ORDER BY endpoint_id, name, label", self.t.counters),
+            &format!(
+                "SELECT endpoint_id, name, label, value FROM {} ORDER BY endpoint_id, name, label",
+                self.t.counters
+            ),
             (),
             |r| Ok((col(&r, 0)?, col(&r, 1)?, col(&r, 2)?, col(&r, 3)?)),
         )
@@ -2009,7 +2118,11 @@ impl Engine for Mysql {
     }
 
     fn blank_event(&mut self, rowid: i64, body: &[u8], data_offset: usize) -> Result<()> {
-        let (e, d, a) = (self.t.events.clone(), self.t.deliveries.clone(), self.t.attempts.clone());
+        let (e, d, a) = (
+            self.t.events.clone(),
+            self.t.deliveries.clone(),
+            self.t.attempts.clone(),
+        );
         self.batch(
             "erase event",
             &[

@@ -80,7 +80,9 @@ impl MysqlUrl {
         let (user, password) = auth.split_once(':').unwrap_or((auth, ""));
         let (hostport, db) = hostpath.split_once('/').ok_or_else(|| bad("no /DBNAME"))?;
         let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-            let (h, after) = v6.split_once(']').ok_or_else(|| bad("an unclosed [ in the host"))?;
+            let (h, after) = v6
+                .split_once(']')
+                .ok_or_else(|| bad("an unclosed [ in the host"))?;
             (h.to_string(), after.strip_prefix(':'))
         } else {
             match hostport.rsplit_once(':') {
@@ -115,13 +117,16 @@ impl MysqlUrl {
                 "socket" => url.socket = Some(v),
                 "ssl-ca" | "ssl_ca" => url.ssl_ca = Some(v),
                 "ssl-mode" | "ssl_mode" => {
-                    mode = Some(match v.to_ascii_uppercase().as_str() {
-                        "DISABLED" => SslMode::Disabled,
-                        "PREFERRED" | "REQUIRED" => SslMode::Required,
-                        "VERIFY_CA" => SslMode::VerifyCa,
-                        "VERIFY_IDENTITY" => SslMode::VerifyIdentity,
-                        _ => return Err(bad("ssl-mode must be DISABLED, REQUIRED, VERIFY_CA or VERIFY_IDENTITY")),
-                    })
+                    mode =
+                        Some(match v.to_ascii_uppercase().as_str() {
+                            "DISABLED" => SslMode::Disabled,
+                            "PREFERRED" | "REQUIRED" => SslMode::Required,
+                            "VERIFY_CA" => SslMode::VerifyCa,
+                            "VERIFY_IDENTITY" => SslMode::VerifyIdentity,
+                            _ => return Err(bad(
+                                "ssl-mode must be DISABLED, REQUIRED, VERIFY_CA or VERIFY_IDENTITY",
+                            )),
+                        })
                 }
                 other => return Err(bad(&format!("unknown parameter {}", quote(other)))),
             }
@@ -140,7 +145,12 @@ impl MysqlUrl {
         if url.host.is_empty() && url.socket.is_none() {
             return Err(bad("no host (or ?socket=/path)"));
         }
-        if url.prefix.len() > 32 || !url.prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        if url.prefix.len() > 32
+            || !url
+                .prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
             return Err(bad("the prefix must be letters, digits and _ (at most 32)"));
         }
         Ok(Some(url))
@@ -172,7 +182,10 @@ impl MysqlUrl {
             Some(s) if self.host.is_empty() => format!("localhost/{}?socket={s}", self.database),
             _ => format!("{}:{}/{}", self.host, self.port, self.database),
         };
-        format!("mysql://{}:****@{where_} (tables {}woosync_*)", self.user, self.prefix)
+        format!(
+            "mysql://{}:****@{where_} (tables {}woosync_*)",
+            self.user, self.prefix
+        )
     }
 
     pub(super) fn opts(&self) -> OptsBuilder {
@@ -186,8 +199,20 @@ impl MysqlUrl {
             .prefer_socket(false)
             .stmt_cache_size(Some(64));
         match &self.socket {
-            Some(s) => b = b.socket(Some(s.clone())).ip_or_hostname(Some(if self.host.is_empty() { "localhost".to_string() } else { self.host.clone() })),
-            None => b = b.ip_or_hostname(Some(self.host.clone())).tcp_port(self.port),
+            Some(s) => {
+                b = b
+                    .socket(Some(s.clone()))
+                    .ip_or_hostname(Some(if self.host.is_empty() {
+                        "localhost".to_string()
+                    } else {
+                        self.host.clone()
+                    }))
+            }
+            None => {
+                b = b
+                    .ip_or_hostname(Some(self.host.clone()))
+                    .tcp_port(self.port)
+            }
         }
         if self.ssl_mode != SslMode::Disabled {
             let mut ssl = mysql::SslOpts::default();
@@ -215,23 +240,50 @@ mod tests {
 
     #[test]
     fn urls() {
-        let u = MysqlUrl::parse("mysql://wp%40shop:p%3Ass%2Fw@db.example:3307/shop%5Fdb?prefix=wp2_")
+        let u =
+            MysqlUrl::parse("mysql://wp%40shop:p%3Ass%2Fw@db.example:3307/shop%5Fdb?prefix=wp2_")
+                .unwrap()
+                .unwrap();
+        assert_eq!(
+            (u.user.as_str(), u.password.as_str()),
+            ("wp@shop", "p:ss/w")
+        );
+        assert_eq!(
+            (
+                u.host.as_str(),
+                u.port,
+                u.database.as_str(),
+                u.prefix.as_str()
+            ),
+            ("db.example", 3307, "shop_db", "wp2_")
+        );
+        assert!(!u.masked().contains("p:ss"));
+        let s = MysqlUrl::parse("mariadb://wp:pw@localhost/shop?socket=/run/mysqld/mysqld.sock")
             .unwrap()
             .unwrap();
-        assert_eq!((u.user.as_str(), u.password.as_str()), ("wp@shop", "p:ss/w"));
-        assert_eq!((u.host.as_str(), u.port, u.database.as_str(), u.prefix.as_str()), ("db.example", 3307, "shop_db", "wp2_"));
-        assert!(!u.masked().contains("p:ss"));
-        let s = MysqlUrl::parse("mariadb://wp:pw@localhost/shop?socket=/run/mysqld/mysqld.sock").unwrap().unwrap();
         assert_eq!(s.socket.as_deref(), Some("/run/mysqld/mysqld.sock"));
         assert_eq!(s.prefix, "wp_");
-        let v6 = MysqlUrl::parse("mysql://wp:pw@[::1]:3306/shop?ssl-mode=VERIFY_CA&ssl-ca=/etc/ca.pem").unwrap().unwrap();
+        let v6 =
+            MysqlUrl::parse("mysql://wp:pw@[::1]:3306/shop?ssl-mode=VERIFY_CA&ssl-ca=/etc/ca.pem")
+                .unwrap()
+                .unwrap();
         assert_eq!((v6.host.as_str(), v6.ssl_mode), ("::1", SslMode::VerifyCa));
-        assert!(MysqlUrl::parse("/var/lib/woosync/shop.sqlite").unwrap().is_none());
-        for bad in ["mysql://host/db", "mysql://u:p@host", "mysql://u:p@host:99999/db", "mysql://u:p@h/db?prefix=a-b", "mysql://u:p@h/db?x=1"] {
+        assert!(MysqlUrl::parse("/var/lib/woosync/shop.sqlite")
+            .unwrap()
+            .is_none());
+        for bad in [
+            "mysql://host/db",
+            "mysql://u:p@host",
+            "mysql://u:p@host:99999/db",
+            "mysql://u:p@h/db?prefix=a-b",
+            "mysql://u:p@h/db?x=1",
+        ] {
             let e = MysqlUrl::parse(bad).unwrap_err().to_string();
             assert!(!e.contains(":p@"), "{e}");
         }
-        let e = MysqlUrl::parse("mysql://u:hunter2@h/db?x=1").unwrap_err().to_string();
+        let e = MysqlUrl::parse("mysql://u:hunter2@h/db?x=1")
+            .unwrap_err()
+            .to_string();
         assert!(!e.contains("hunter2"), "{e}");
     }
 }

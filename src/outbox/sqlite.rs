@@ -129,9 +129,9 @@ INSERT INTO meta(k, v) VALUES ('endpoints_version', 0), ('routed_upto', 0);
 ";
 
 /// Creation time of the oldest open delivery: one index step, never a sort over open rows.
-pub(super) const OLDEST_OPEN_SQL: &str = "SELECT e.created_at FROM deliveries d INDEXED BY deliveries_open
+pub(super) const OLDEST_OPEN_SQL: &str =
+    "SELECT e.created_at FROM deliveries d INDEXED BY deliveries_open
      JOIN events e ON e.id = d.event_rowid WHERE d.state < 3 ORDER BY d.id LIMIT 1";
-
 
 /// Version 2: the destination policy, WooCommerce-mirrored endpoints, raw bodies and event
 /// headers, metrics counters; the state counts move from triggers to the code (one write per
@@ -221,7 +221,9 @@ trait StorageCause: std::fmt::Display {
 impl StorageCause for rusqlite::Error {
     fn detail(&self) -> String {
         match self {
-            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::SystemIoFailure => {
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.code == rusqlite::ErrorCode::SystemIoFailure =>
+            {
                 format!(" (SQLite extended code {})", f.extended_code)
             }
             _ => String::new(),
@@ -516,7 +518,12 @@ impl Engine for Sqlite {
 
     fn endpoints_version(&mut self) -> Result<i64> {
         Ok(self
-            .row("read endpoints version", "SELECT v FROM meta WHERE k = 'endpoints_version'", [], |r| r.get(0))?
+            .row(
+                "read endpoints version",
+                "SELECT v FROM meta WHERE k = 'endpoints_version'",
+                [],
+                |r| r.get(0),
+            )?
             .unwrap_or(0))
     }
 
@@ -902,7 +909,12 @@ impl Engine for Sqlite {
 
     fn events_to_route(&mut self, limit: usize) -> Result<Vec<RouteRow>> {
         let upto: i64 = self
-            .row("read routing mark", "SELECT v FROM meta WHERE k = 'routed_upto'", [], |r| r.get(0))?
+            .row(
+                "read routing mark",
+                "SELECT v FROM meta WHERE k = 'routed_upto'",
+                [],
+                |r| r.get(0),
+            )?
             .unwrap_or(0);
         // No `LIMIT ?`: a bound LIMIT makes SQLite re-prepare the statement on every use; the rows
         // stream, so take() is as cheap.
@@ -929,7 +941,11 @@ impl Engine for Sqlite {
 
     fn mark_routed(&mut self, rows: &[i64], unrouted: &[i64]) -> Result<()> {
         for id in unrouted {
-            self.exec("mark unrouted", "UPDATE events SET unrouted = 1 WHERE id = ?1", [id])?;
+            self.exec(
+                "mark unrouted",
+                "UPDATE events SET unrouted = 1 WHERE id = ?1",
+                [id],
+            )?;
         }
         if let Some(last) = rows.iter().max() {
             self.exec(
@@ -941,7 +957,10 @@ impl Engine for Sqlite {
         Ok(())
     }
 
-    fn find_event(&mut self, event_id: &str) -> Result<Option<(i64, String, Option<String>, i64, bool)>> {
+    fn find_event(
+        &mut self,
+        event_id: &str,
+    ) -> Result<Option<(i64, String, Option<String>, i64, bool)>> {
         self.row(
             "find event",
             "SELECT id, topic, key, seq, unrouted FROM events WHERE event_id = ?1",
@@ -959,8 +978,12 @@ impl Engine for Sqlite {
     }
 
     fn set_routed_again(&mut self, rowid: i64) -> Result<()> {
-        self.exec("route event", "UPDATE events SET unrouted = 0 WHERE id = ?1", [rowid])
-            .map(|_| ())
+        self.exec(
+            "route event",
+            "UPDATE events SET unrouted = 0 WHERE id = ?1",
+            [rowid],
+        )
+        .map(|_| ())
     }
 
     fn event_detail(&mut self, event_id: &str) -> Result<Option<EventDetail>> {
@@ -1441,19 +1464,29 @@ impl Engine for Sqlite {
                 *counts.entry((ep, st)).or_default() += n;
             }
             unrouted += self
-                .row("purge events", "SELECT unrouted FROM events WHERE id = ?1", [id], |r| {
-                    r.get::<_, i64>(0)
-                })?
+                .row(
+                    "purge events",
+                    "SELECT unrouted FROM events WHERE id = ?1",
+                    [id],
+                    |r| r.get::<_, i64>(0),
+                )?
                 .unwrap_or(0);
             self.exec(
                 "purge attempts",
                 "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE event_rowid = ?1)",
                 [id],
             )?;
-            self.exec("purge deliveries", "DELETE FROM deliveries WHERE event_rowid = ?1", [id])?;
+            self.exec(
+                "purge deliveries",
+                "DELETE FROM deliveries WHERE event_rowid = ?1",
+                [id],
+            )?;
             self.exec("purge events", "DELETE FROM events WHERE id = ?1", [id])?;
         }
-        Ok((counts.into_iter().map(|((e, s), n)| (e, s, n)).collect(), unrouted))
+        Ok((
+            counts.into_iter().map(|((e, s), n)| (e, s, n)).collect(),
+            unrouted,
+        ))
     }
 
     fn events_of_key(&mut self, key: &str) -> Result<Vec<KeyEvent>> {
@@ -1478,7 +1511,12 @@ impl Engine for Sqlite {
 
     fn newest_event(&mut self) -> Result<i64> {
         Ok(self
-            .row("find newest event", "SELECT coalesce(max(id), 0) FROM events", [], |r| r.get(0))?
+            .row(
+                "find newest event",
+                "SELECT coalesce(max(id), 0) FROM events",
+                [],
+                |r| r.get(0),
+            )?
             .unwrap_or(0))
     }
 

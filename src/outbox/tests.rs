@@ -1,5 +1,5 @@
-use super::*;
 use super::sqlite::{APPLICATION_ID, OLDEST_OPEN_SQL, SCHEMA};
+use super::*;
 use rusqlite::params;
 use rusqlite::Connection;
 use std::path::PathBuf;
@@ -51,22 +51,25 @@ mod unit {
     }
 
     fn finish(ob: &mut Outbox, c: &Claimed, d: Decision) {
-        ob.record(&[Finished {
-            delivery_id: c.delivery_id,
-            endpoint_id: c.endpoint_id,
-            key: c.key.clone(),
-            started_at: event::now(),
-            duration_ms: 1.0,
-            http_status: Some(200),
-            error_class: None,
-            error: None,
-            response: b"ok".to_vec(),
-            delivery_uuid: "u".into(),
-            endpoint_failure: !matches!(d, Decision::Delivered),
-            breaker_pause: 5.0,
-            after_outage: false,
-            decision: d,
-        }], "me")
+        ob.record(
+            &[Finished {
+                delivery_id: c.delivery_id,
+                endpoint_id: c.endpoint_id,
+                key: c.key.clone(),
+                started_at: event::now(),
+                duration_ms: 1.0,
+                http_status: Some(200),
+                error_class: None,
+                error: None,
+                response: b"ok".to_vec(),
+                delivery_uuid: "u".into(),
+                endpoint_failure: !matches!(d, Decision::Delivered),
+                breaker_pause: 5.0,
+                after_outage: false,
+                decision: d,
+            }],
+            "me",
+        )
         .unwrap();
     }
 
@@ -145,7 +148,10 @@ mod unit {
         let p = tmp("mirrored");
         let mut ob = Outbox::open(&p, Role::Request).unwrap();
         ob.record_default_endpoint_plain(&default_ep("")).unwrap();
-        let plain = EndpointConfig { url: "http://127.0.0.1:9/crm".into(), ..Default::default() };
+        let plain = EndpointConfig {
+            url: "http://127.0.0.1:9/crm".into(),
+            ..Default::default()
+        };
         ob.save_endpoint("crm", &plain, None).unwrap();
         let mirror = EndpointConfig {
             url: "http://127.0.0.1:9/wc".into(),
@@ -159,10 +165,19 @@ mod unit {
         let mut named = ev("order.created", Some("order:1"), false);
         named.endpoints = Some(vec!["wc-webhook-7".into()]);
         put(&mut ob, &named);
-        let rows = ob.events(&EventFilter { limit: 100, ..Default::default() }).unwrap();
+        let rows = ob
+            .events(&EventFilter {
+                limit: 100,
+                ..Default::default()
+            })
+            .unwrap();
         let mut got: Vec<String> = rows.iter().filter_map(|r| r.endpoint.clone()).collect();
         got.sort();
-        assert_eq!(got, vec!["crm".to_string(), "wc-webhook-7".to_string()], "{rows:?}");
+        assert_eq!(
+            got,
+            vec!["crm".to_string(), "wc-webhook-7".to_string()],
+            "{rows:?}"
+        );
     }
 
     #[test]
@@ -271,7 +286,8 @@ mod unit {
             "alive and leased"
         );
         assert_eq!(
-            ob.take_over_leases("me", Some(now + 101.0), &|_| true).unwrap(),
+            ob.take_over_leases("me", Some(now + 101.0), &|_| true)
+                .unwrap(),
             2,
             "expired"
         );
@@ -357,9 +373,9 @@ mod unit {
             endpoints: None,
             data,
             max_body_bytes: 1 << 20,
-        raw_body: None,
-        headers: None,
-    };
+            raw_body: None,
+            headers: None,
+        };
         let first = put(&mut ob, &ev("customer:1"));
         let other = put(&mut ob, &ev("customer:2"));
         let now = event::now() + 1.0;
@@ -485,9 +501,9 @@ mod perf {
                     endpoints: None,
                     data,
                     max_body_bytes: 1 << 20,
-                raw_body: None,
-                headers: None,
-            })
+                    raw_body: None,
+                    headers: None,
+                })
                 .unwrap();
                 t.push(s.elapsed().as_secs_f64() * 1e6);
                 if i % 100 == 99 {
@@ -548,9 +564,9 @@ mod reprepare {
                     endpoints: None,
                     data: "{}",
                     max_body_bytes: 1 << 20,
-                raw_body: None,
-                headers: None,
-            })
+                    raw_body: None,
+                    headers: None,
+                })
                 .unwrap();
             }
             let (claimed, _, _) = ob.cycle(&[], 100, &[(ep, 4, 20.0)], 4, "me").unwrap();

@@ -290,4 +290,3 @@ pub struct EventSummary {
     /// Duration of the delivery's last attempt.
     pub last_duration_ms: Option<f64>,
 }
-

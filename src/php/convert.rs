@@ -38,7 +38,9 @@ pub fn flag(z: &Zval, what: &str) -> Result<bool> {
     match z.long() {
         Some(0) => Ok(false),
         Some(1) => Ok(true),
-        Some(n) => Err(Error::input(format!("{what} must be true or false (or 0/1), not {n}"))),
+        Some(n) => Err(Error::input(format!(
+            "{what} must be true or false (or 0/1), not {n}"
+        ))),
         None => Err(Error::input(format!(
             "{what} must be true or false (or 0/1), not {}",
             describe(z)
@@ -55,7 +57,9 @@ pub fn string_map(z: &Zval, what: &str) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for (k, v) in entries(ht) {
         let Some(name) = k else {
-            return Err(Error::input(format!("{what} must have header names as keys")));
+            return Err(Error::input(format!(
+                "{what} must have header names as keys"
+            )));
         };
         let value = match v.dereference().long() {
             Some(n) => n.to_string(),

@@ -5,10 +5,10 @@ use super::convert::{
     self, zbool, zbytes, zfloat, zint, znull, zopt_f, zopt_i, zopt_str, zstr, Arr,
 };
 use super::exception::{guard, input, to_php};
-use crate::error::quote;
 use super::ini;
 use crate::client::{self, DispatchOptions};
 use crate::config::EndpointConfig;
+use crate::error::quote;
 use crate::event::rfc3339;
 use crate::outbox::{state, EventDetail, EventFilter};
 use crate::signer;
@@ -253,11 +253,23 @@ pub fn woosync_status() -> PhpResult<ZBox<ZendHashTable>> {
             .set("sender_host", zopt_str(r.sender_host.as_deref()))
             .set(
                 "moved_to",
-                zopt_str(r.status.moved_to.as_deref().map(crate::outbox::MysqlUrl::mask_text).as_deref()),
+                zopt_str(
+                    r.status
+                        .moved_to
+                        .as_deref()
+                        .map(crate::outbox::MysqlUrl::mask_text)
+                        .as_deref(),
+                ),
             )
             .set(
                 "importing_from",
-                zopt_str(r.status.importing_from.as_deref().map(crate::outbox::MysqlUrl::mask_text).as_deref()),
+                zopt_str(
+                    r.status
+                        .importing_from
+                        .as_deref()
+                        .map(crate::outbox::MysqlUrl::mask_text)
+                        .as_deref(),
+                ),
             )
             .set("secrets_encrypted", zbool(r.key_configured))
             .set("notices", {
@@ -701,7 +713,10 @@ pub fn woosync_erase(key: Binary<u8>) -> PhpResult<ZBox<ZendHashTable>> {
 /// @param array|null $options `limit`: events per call (default 1000).
 /// @return array `from`, `to` (passwords masked), `endpoints`, `keys`, `moved`, `remaining`, `done`.
 #[php_function]
-pub fn woosync_migrate(to: Binary<u8>, options: Option<&ZendHashTable>) -> PhpResult<ZBox<ZendHashTable>> {
+pub fn woosync_migrate(
+    to: Binary<u8>,
+    options: Option<&ZendHashTable>,
+) -> PhpResult<ZBox<ZendHashTable>> {
     guard(|| {
         let to = text(&to, "to")?;
         let mut limit = 1000usize;
@@ -710,9 +725,12 @@ pub fn woosync_migrate(to: Binary<u8>, options: Option<&ZendHashTable>) -> PhpRe
                 let v = v.dereference();
                 match k.as_deref() {
                     Some("limit") => {
-                        let n = v.long().filter(|n| (1..=100_000).contains(n)).ok_or_else(|| {
-                            input("option \"limit\" must be an integer from 1 to 100000")
-                        })?;
+                        let n =
+                            v.long()
+                                .filter(|n| (1..=100_000).contains(n))
+                                .ok_or_else(|| {
+                                    input("option \"limit\" must be an integer from 1 to 100000")
+                                })?;
                         limit = n as usize;
                     }
                     Some(other) => {
@@ -721,7 +739,11 @@ pub fn woosync_migrate(to: Binary<u8>, options: Option<&ZendHashTable>) -> PhpRe
                             crate::error::quote(other)
                         )))
                     }
-                    None => return Err(input("woosync_migrate options must be an array with string keys")),
+                    None => {
+                        return Err(input(
+                            "woosync_migrate options must be an array with string keys",
+                        ))
+                    }
                 }
             }
         }

@@ -5,10 +5,10 @@
 use crate::config::IniValues;
 use crate::secrets::StoreKey;
 use ext_php_rs::ffi::zend_hash_str_find;
-use ext_php_rs::types::ZendStr;
-use ext_php_rs::zend::ExecutorGlobals;
 use ext_php_rs::ffi::{zend_ini_entry, zend_string};
 use ext_php_rs::flags::IniEntryPermission;
+use ext_php_rs::types::ZendStr;
+use ext_php_rs::zend::ExecutorGlobals;
 use ext_php_rs::zend::{IniEntryDef, IniEntryDefs};
 use std::ffi::{c_char, c_int, c_void, CStr};
 

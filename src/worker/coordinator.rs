@@ -262,16 +262,18 @@ impl Coordinator {
             let key = (row.timeout.to_bits(), row.proxy.clone(), policy.clone());
             let agent = match self.agents.get(&key) {
                 Some(a) => a.clone(),
-                None => match delivery::make_agent(row.timeout, self.concurrency, &row.proxy, policy) {
-                    Ok(a) => {
-                        self.agents.insert(key, a.clone());
-                        a
+                None => {
+                    match delivery::make_agent(row.timeout, self.concurrency, &row.proxy, policy) {
+                        Ok(a) => {
+                            self.agents.insert(key, a.clone());
+                            a
+                        }
+                        Err(e) => {
+                            problems.push(format!("endpoint {}: {e}", row.name));
+                            continue;
+                        }
                     }
-                    Err(e) => {
-                        problems.push(format!("endpoint {}: {e}", row.name));
-                        continue;
-                    }
-                },
+                }
             };
             targets.insert(
                 row.id,
@@ -341,7 +343,14 @@ impl Coordinator {
                                 started_at: event::now(),
                                 ..Default::default()
                             };
-                            if tx.send(Done { job, outcome, skipped: true }).is_err() {
+                            if tx
+                                .send(Done {
+                                    job,
+                                    outcome,
+                                    skipped: true,
+                                })
+                                .is_err()
+                            {
                                 return;
                             }
                             continue;
@@ -364,7 +373,14 @@ impl Coordinator {
                                 error: Some("delivery thread panicked".into()),
                                 ..Default::default()
                             });
-                        if tx.send(Done { job, outcome, skipped: false }).is_err() {
+                        if tx
+                            .send(Done {
+                                job,
+                                outcome,
+                                skipped: false,
+                            })
+                            .is_err()
+                        {
                             return;
                         }
                     }
@@ -452,37 +468,41 @@ impl Coordinator {
             let failures = unrecorded
                 .iter()
                 .any(|f| f.endpoint_failure || matches!(f.decision, Decision::Refused(_)))
-                || self.health.values().any(|h| h.failures > 0 || h.refused_until > 0.0);
+                || self
+                    .health
+                    .values()
+                    .any(|h| h.failures > 0 || h.refused_until > 0.0);
             let had_results = !unrecorded.is_empty();
-            let (claimed, version, routed) =
-                match db(|| outbox.cycle(&unrecorded, ROUTE_BATCH, &wants, free, &self.me)) {
-                    Ok(r) => {
-                        let done = unrecorded
-                            .iter()
-                            .filter(|f| {
-                                matches!(
-                                    f.decision,
-                                    Decision::Delivered | Decision::Dead | Decision::DeadAndDisable(_)
-                                )
-                            })
-                            .count();
-                        self.shared.finished.fetch_add(done as u64, SeqCst);
-                        unrecorded.clear();
-                        self.shared.clear_error();
-                        super::election::allow_until(&self.shared, outbox.engine().renewed_at());
-                        r
+            let (claimed, version, routed) = match db(|| {
+                outbox.cycle(&unrecorded, ROUTE_BATCH, &wants, free, &self.me)
+            }) {
+                Ok(r) => {
+                    let done = unrecorded
+                        .iter()
+                        .filter(|f| {
+                            matches!(
+                                f.decision,
+                                Decision::Delivered | Decision::Dead | Decision::DeadAndDisable(_)
+                            )
+                        })
+                        .count();
+                    self.shared.finished.fetch_add(done as u64, SeqCst);
+                    unrecorded.clear();
+                    self.shared.clear_error();
+                    super::election::allow_until(&self.shared, outbox.engine().renewed_at());
+                    r
+                }
+                Err(e) => {
+                    self.shared.note_error(e);
+                    if outbox.engine().lost_lease() {
+                        // Another process leads now: write nothing more (what finished
+                        // meanwhile stays in flight; the new sender takes it over).
+                        stop = Stop::Lost;
+                        break;
                     }
-                    Err(e) => {
-                        self.shared.note_error(e);
-                        if outbox.engine().lost_lease() {
-                            // Another process leads now: write nothing more (what finished
-                            // meanwhile stays in flight; the new sender takes it over).
-                            stop = Stop::Lost;
-                            break;
-                        }
-                        (Vec::new(), self.endpoints_version, 0)
-                    }
-                };
+                    (Vec::new(), self.endpoints_version, 0)
+                }
+            };
             if had_results || routed > 0 || !claimed.is_empty() {
                 dirty = true;
             }
@@ -624,7 +644,11 @@ impl Coordinator {
             let until = Instant::now() + wait;
             loop {
                 let left = until.saturating_duration_since(Instant::now());
-                let slice = if self.poll { left.min(POLL_EVERY) } else { left };
+                let slice = if self.poll {
+                    left.min(POLL_EVERY)
+                } else {
+                    left
+                };
                 let mut woken = true;
                 select! {
                     recv(res_rx) -> msg => {
@@ -717,12 +741,12 @@ impl Coordinator {
             Decision::NotAttempted
         } else {
             delivery::decide(
-            &outcome,
-            &job.target.retry,
-            job.attempt.max(1) as u32,
-            retry::jitter_unit(),
-            &job.target.url,
-            &job.target.success_codes,
+                &outcome,
+                &job.target.retry,
+                job.attempt.max(1) as u32,
+                retry::jitter_unit(),
+                &job.target.url,
+                &job.target.success_codes,
             )
         };
         Finished {

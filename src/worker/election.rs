@@ -46,8 +46,14 @@ pub enum Turn {
 }
 
 pub enum Election {
-    Lock { fd: i32 },
-    Lease { url: MysqlUrl, me: String, host: String },
+    Lock {
+        fd: i32,
+    },
+    Lease {
+        url: MysqlUrl,
+        me: String,
+        host: String,
+    },
 }
 
 impl Election {

@@ -416,8 +416,15 @@ fn lead(
         .database
         .sqlite_path()
         .and_then(|p| wake::WakeListener::bind(p, wake_tx));
-    let stop = Coordinator::new(shared.clone(), claimer, wake.is_some(), opts, yielded, offset)
-        .run(&mut outbox, wake_rx);
+    let stop = Coordinator::new(
+        shared.clone(),
+        claimer,
+        wake.is_some(),
+        opts,
+        yielded,
+        offset,
+    )
+    .run(&mut outbox, wake_rx);
     drop(wake);
     // No new attempt from here on; a lease still held is let go at once (a standby takes over
     // within its next look instead of waiting for the lease to expire).
