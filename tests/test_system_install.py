@@ -243,7 +243,12 @@ def test_make_install_and_uninstall_round_trip_reloads_running_fpm(php_system, s
     os.chmod(www / "dispatch.php", 0o644)
     query = f"db={outdir / 'outbox.sqlite'}&url={receiver.url}"
     make = ["make", "-C", ROOT, f"SO={so}"]
+    # The test receiver is on 127.0.0.1, which the destination policy refuses unless allowed (a
+    # system-level setting): a conf.d file of the test's own for the system php-fpm, read at the
+    # reload `make install` does, removed before `make uninstall` reloads again.
+    allow = php.etc / "fpm" / "conf.d" / "99-test-allow-loopback-receiver.ini"
     try:
+        allow.write_text("woosync.allow_networks = 127.0.0.1/32\n")
         fpm_probe(sock, www / "dispatch.php", loaded=False)
 
         p = run(make + ["install"], timeout=300)
@@ -265,12 +270,14 @@ def test_make_install_and_uninstall_round_trip_reloads_running_fpm(php_system, s
         assert Path(f"{ini}.dist").read_bytes() == (PACKAGING / "woosync.ini").read_bytes()
         assert run(["php", "-r", 'echo ini_get("woosync.timeout");']).stdout == "9"
 
+        allow.unlink()
         p = run(make + ["uninstall"], timeout=300)
         assert f"reloaded {php.fpm_service}" in p.stdout, p.stdout
         assert_nothing_left(php)
         fpm_probe(sock, www / "dispatch.php", loaded=False)
         assert fpm_running(php), "php-fpm is still running after the reloads"
     finally:
+        allow.unlink(missing_ok=True)
         if footprint(php):
             run([PACKAGING / "install.sh", "uninstall"], check=False, timeout=300)
         if started:
