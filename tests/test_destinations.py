@@ -105,7 +105,14 @@ def connect_proxy():
             with c:
                 c.settimeout(5)
                 try:
-                    seen.append(c.recv(4096).decode(errors="replace").split("\r\n")[0])
+                    # TCP is a stream: the client may write the CONNECT line in pieces; read to its end.
+                    head = b""
+                    while b"\r\n" not in head and len(head) < 8192:
+                        chunk = c.recv(4096)
+                        if not chunk:
+                            break
+                        head += chunk
+                    seen.append(head.decode(errors="replace").split("\r\n")[0])
                     c.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
                 except OSError:
                     pass
