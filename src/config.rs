@@ -405,10 +405,12 @@ impl HashAlgorithm {
             "sha384" => HashAlgorithm::Sha384,
             "sha512" => HashAlgorithm::Sha512,
             "md5" => HashAlgorithm::Md5,
-            other => return Err(Error::config(format!(
+            other => {
+                return Err(Error::config(format!(
                 "unsupported hash_algorithm {}: use sha256, sha1, sha224, sha384, sha512 or md5",
                 quote(other)
-            ))),
+            )))
+            }
         })
     }
     pub fn as_str(self) -> &'static str {

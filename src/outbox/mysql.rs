@@ -283,6 +283,23 @@ impl Mysql {
         Ok(m)
     }
 
+    /// One row into the events table (a dispatch stored in steps, or an event moved in by
+    /// `woosync_migrate`): the 11 columns in table order; its rowid.
+    fn insert_event_row(&self, what: &str, p: Vec<Value>) -> Result<i64> {
+        let t = &self.t.events;
+        self.raw(|c| {
+            c.exec_drop(
+                format!(
+                    "INSERT INTO {t} (event_id, topic, `key`, seq, created_at, `coalesce`, route, data_offset, body, raw, headers)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                ),
+                p,
+            )?;
+            Ok(c.last_insert_id() as i64)
+        })
+        .map_err(|er| self.map(what, er))
+    }
+
     fn fail(&self, what: &str, e: impl std::fmt::Display) -> Error {
         Error::storage(format!("{}: {what}: {e}", self.url.masked()))
     }
@@ -1210,7 +1227,6 @@ impl Engine for Mysql {
         body: &[u8],
         data_offset: usize,
     ) -> Result<i64> {
-        let t = self.t.events.clone();
         let p: Vec<Value> = vec![
             e.event_id.into(),
             e.topic.into(),
@@ -1224,17 +1240,7 @@ impl Engine for Mysql {
             (e.raw as i64).into(),
             e.headers.into(),
         ];
-        self.raw(|c| {
-            c.exec_drop(
-                format!(
-                    "INSERT INTO {t} (event_id, topic, `key`, seq, created_at, `coalesce`, route, data_offset, body, raw, headers)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                ),
-                p,
-            )?;
-            Ok(c.last_insert_id() as i64)
-        })
-        .map_err(|er| self.map("insert event", er))
+        self.insert_event_row("insert event", p)
     }
 
     fn meta(&mut self, k: &str) -> Result<String> {
@@ -1362,7 +1368,6 @@ impl Engine for Mysql {
     }
 
     fn import_event(&mut self, e: &super::engine::MovingEvent) -> Result<i64> {
-        let t = self.t.events.clone();
         let p: Vec<Value> = vec![
             e.event_id.as_str().into(),
             e.topic.as_str().into(),
@@ -1376,17 +1381,7 @@ impl Engine for Mysql {
             (e.raw as i64).into(),
             e.headers.clone().into(),
         ];
-        self.raw(|c| {
-            c.exec_drop(
-                format!(
-                    "INSERT INTO {t} (event_id, topic, `key`, seq, created_at, `coalesce`, route, data_offset, body, raw, headers)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                ),
-                p,
-            )?;
-            Ok(c.last_insert_id() as i64)
-        })
-        .map_err(|er| self.map("import event", er))
+        self.insert_event_row("import event", p)
     }
 
     fn event_exists(&mut self, event_id: &str) -> Result<bool> {
