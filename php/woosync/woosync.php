@@ -31,6 +31,7 @@ require_once __DIR__ . '/includes/class-loop-guard.php';
 require_once __DIR__ . '/includes/class-fallback-queue.php';
 require_once __DIR__ . '/includes/class-dispatcher.php';
 require_once __DIR__ . '/includes/class-snapshots.php';
+require_once __DIR__ . '/includes/class-resource-lock.php';
 require_once __DIR__ . '/includes/class-product-hooks.php';
 require_once __DIR__ . '/includes/class-order-hooks.php';
 require_once __DIR__ . '/includes/class-customer-hooks.php';

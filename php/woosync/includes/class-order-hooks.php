@@ -197,30 +197,48 @@ class Order_Hooks {
 			if ( is_multisite() && (int) $noted['blog'] !== get_current_blog_id() ) {
 				$switched = switch_to_blog( (int) $noted['blog'] ); // Its outbox and its order tables.
 			}
-			$order = self::stored( (int) $noted['id'] );
-			if ( null === $order || in_array( $order->get_status(), self::DRAFT_STATUSES, true ) ) {
-				return;
-			}
-			$snapshot = Snapshots::order( $order );
-			$key      = Site_Scope::key( 'order', $noted['id'] );
-			if ( $noted['created'] ) {
-				$this->dispatcher->dispatch( 'order.created', $snapshot, $key, false, $order, false );
-			}
-			foreach ( $noted['changes'] as $change ) {
-				$payload         = $snapshot;
-				$payload['from'] = $change[0];
-				$payload['to']   = $change[1];
-				$this->dispatcher->dispatch( 'order.status_changed', $payload, $key, false, $order, false );
-			}
-			if ( $noted['updated'] && ! $noted['created'] ) {
-				$this->dispatcher->dispatch( 'order.updated', $snapshot, $key, true, $order, false );
-			}
+			$key = Site_Scope::key( 'order', $noted['id'] );
+			// Read and dispatch under the order's lock: a concurrent request that changes the
+			// order (a payment notification, an admin) dispatches before or after this, whole.
+			Resource_Lock::run(
+				$key,
+				function () use ( $noted, $key ) {
+					Resource_Lock::forget_cached( 'order', (int) $noted['id'] );
+					$this->dispatch_noted( $noted, $key );
+				}
+			);
 		} catch ( \Throwable $e ) {
 			$this->dispatcher->report( $e );
 		} finally {
 			if ( $switched ) {
 				restore_current_blog();
 			}
+		}
+	}
+
+	/**
+	 * Reads a noted order back and dispatches its events (under its lock).
+	 *
+	 * @param array  $noted What was noted about the order.
+	 * @param string $key   Its ordering key.
+	 */
+	private function dispatch_noted( array $noted, $key ) {
+		$order = self::stored( (int) $noted['id'] );
+		if ( null === $order || in_array( $order->get_status(), self::DRAFT_STATUSES, true ) ) {
+			return;
+		}
+		$snapshot = Snapshots::order( $order );
+		if ( $noted['created'] ) {
+			$this->dispatcher->dispatch( 'order.created', $snapshot, $key, false, $order, false );
+		}
+		foreach ( $noted['changes'] as $change ) {
+			$payload         = $snapshot;
+			$payload['from'] = $change[0];
+			$payload['to']   = $change[1];
+			$this->dispatcher->dispatch( 'order.status_changed', $payload, $key, false, $order, false );
+		}
+		if ( $noted['updated'] && ! $noted['created'] ) {
+			$this->dispatcher->dispatch( 'order.updated', $snapshot, $key, true, $order, false );
 		}
 	}
 

@@ -349,11 +349,25 @@ class Wc_Webhooks {
 		$queue       = $this->queue;
 		$this->queue = array();
 		$this->batch = true;
+		// Per resource (its ordering key), in the order first queued: read once and dispatched
+		// for every webhook that wants it while the resource's lock is held (Resource_Lock).
+		$groups = array();
+		foreach ( $queue as $entry ) {
+			$groups[ self::key( $entry[0], $entry[1] ) ][] = $entry;
+		}
 		try {
-			foreach ( $queue as list( $webhook, $arg ) ) {
-				if ( ! $this->dispatch_one( $webhook, $arg ) ) {
-					$this->hand_back( $webhook, $arg );
-				}
+			foreach ( $groups as $key => $entries ) {
+				Resource_Lock::run(
+					(string) $key,
+					function () use ( $entries ) {
+						$this->forget_cached( $entries[0][0], $entries[0][1] );
+						foreach ( $entries as list( $webhook, $arg ) ) {
+							if ( ! $this->dispatch_one( $webhook, $arg ) ) {
+								$this->hand_back( $webhook, $arg );
+							}
+						}
+					}
+				);
 			}
 		} finally {
 			$this->batch     = false;
@@ -428,6 +442,44 @@ class Wc_Webhooks {
 	 * @return string|null The event id, or null when woosync could not take it.
 	 */
 	public function dispatch_one( $webhook, $arg ) {
+		try {
+			return Resource_Lock::run(
+				self::key( $webhook, $arg ),
+				function () use ( $webhook, $arg ) {
+					if ( ! $this->batch ) {
+						$this->forget_cached( $webhook, $arg );
+					}
+					return $this->dispatch_locked( $webhook, $arg );
+				}
+			);
+		} catch ( \Throwable $e ) {
+			$this->dispatcher->report( $e );
+			return null;
+		}
+	}
+
+	/**
+	 * Drops this request's cached copy of the resource a delivery is about (Resource_Lock).
+	 *
+	 * @param \WC_Webhook $webhook Webhook.
+	 * @param mixed       $arg     First hook argument.
+	 */
+	private function forget_cached( $webhook, $arg ) {
+		$resource = (string) $webhook->get_resource();
+		$id       = is_object( $arg ) && method_exists( $arg, 'get_id' ) ? $arg->get_id() : $arg;
+		if ( in_array( $resource, array( 'order', 'product', 'coupon', 'customer' ), true ) && is_scalar( $id ) ) {
+			Resource_Lock::forget_cached( $resource, (int) $id );
+		}
+	}
+
+	/**
+	 * dispatch_one() with the resource's lock held.
+	 *
+	 * @param \WC_Webhook $webhook Webhook.
+	 * @param mixed       $arg     First hook argument.
+	 * @return string|null The event id, or null when woosync could not take it.
+	 */
+	private function dispatch_locked( $webhook, $arg ) {
 		try {
 			$id    = (int) $webhook->get_id();
 			$state = $this->sync_endpoint( $webhook, false );
