@@ -397,7 +397,7 @@ impl Sqlite {
         let pragmas = match role {
             // The request path never checkpoints; the sender does, often.
             Role::Request => "PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=-512; PRAGMA temp_store=MEMORY;",
-            Role::Sender => "PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=-1024; PRAGMA journal_size_limit=67108864; PRAGMA temp_store=MEMORY;",
+            Role::Sender => "PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=-512; PRAGMA journal_size_limit=67108864; PRAGMA temp_store=MEMORY;",
         };
         retry_busy(|| conn.execute_batch(pragmas))
             .map_err(|e| storage(path, "cannot configure", e))?;
