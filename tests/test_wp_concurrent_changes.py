@@ -21,6 +21,9 @@ import time
 from wp_helpers import ini, of_key
 
 HOLD_MU = r"""
+// B must not give up on the lock while the test holds A (the default wait is 5 s; a loaded CI
+// machine may take a while to notice B waiting and let A go).
+add_filter('woosync_resource_lock_wait', function () { return 60; });
 function t_hold_here() {
     $f = getenv('T_HOLD');
     if (!$f || file_exists("$f.reached")) { return; }
@@ -148,3 +151,33 @@ def test_woocommerce_webhook_of_a_product_is_not_overtaken_by_an_earlier_read(wp
     assert got and got[-1] == 4, got
     assert seen["b_waited_on_lock"] and not seen["b_done_while_a_held"], seen
     assert json.loads(wp.wp_ok("woosync", "wc-webhooks", "status", "--format=json", ini=cfg).stdout)["enabled"]
+
+
+def test_woocommerce_webhook_is_built_from_the_database_not_the_requests_product_cache(wp, rx, outbox, tmp_path):
+    """A sets the stock to 5 and then reads the product again (a checkout does: emails, the order's
+    line items), which puts it in WooCommerce's product instance cache (on for new shops since
+    WooCommerce 10); meanwhile B sets 4 and delivers it. A's product.updated, built at the end of
+    its request, must come from the database (4), not from A's cached object (5). The checkout
+    bench caught the CRM ending with such a cached figure."""
+    from test_wp_wc_webhooks import ALLOW_RECEIVER, cfg as wc_cfg, deliveries, make_webhook
+    wp.mu_plugin("allow-receiver", ALLOW_RECEIVER % rx.port)
+    cfg = wc_cfg(outbox)
+    caching = wp.php("out(\\Automattic\\WooCommerce\\Utilities\\FeaturesUtil::feature_is_enabled('product_instance_caching'));",
+                     ini=cfg).last_json()
+    assert caching is True, "the shop was expected to have WooCommerce's product instance cache on"
+    pid = new_product(wp, cfg, 10)
+    make_webhook(wp, outbox, "product.updated", rx.url_for("/hook"))
+    wp.wp_ok("woosync", "wc-webhooks", "enable", ini=cfg)
+    interleave(wp, tmp_path, "explicit",
+               f"wc_update_product_stock(wc_get_product({pid}), 5); wc_get_product({pid})->get_stock_quantity(); t_hold_here();",
+               f"wc_update_product_stock(wc_get_product({pid}), 4);", cfg)
+    assert stored_stock(wp, cfg, pid) == 4
+
+    def mine():
+        return [r for r in deliveries(rx.requests) if r.path == "/hook" and r.json().get("id") == pid]
+    deadline = time.monotonic() + 30
+    while len(mine()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    rx.wait_quiet(0.5)
+    got = [r.json()["stock_quantity"] for r in mine()]
+    assert got and got[-1] == 4, got

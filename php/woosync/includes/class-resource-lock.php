@@ -22,8 +22,9 @@ defined( 'ABSPATH' ) || exit;
  * server of the shop shares it), with the request's cached copy dropped first. Whoever reads
  * later dispatches later, and the last dispatch carries what the database holds.
  *
- * The lock is taken for milliseconds; a request that cannot get it within WAIT seconds (or a
- * database without GET_LOCK) dispatches anyway: an event is never dropped for the lock's sake.
+ * The lock is taken for milliseconds; a request that cannot get it within WAIT seconds (filter
+ * `woosync_resource_lock_wait`), or a database without GET_LOCK, dispatches anyway: an event is
+ * never dropped for the lock's sake.
  * Re-entrant within a request; the server releases a lock whose connection goes away.
  */
 class Resource_Lock {
@@ -32,7 +33,7 @@ class Resource_Lock {
 	const WAIT = 5;
 
 	/**
-	 * Lock names this request holds (name => depth).
+	 * Lock names this request holds (name => true).
 	 *
 	 * @var array
 	 */
@@ -85,11 +86,16 @@ class Resource_Lock {
 		}
 		wp_cache_delete( $id, 'posts' );
 		wp_cache_delete( $id, 'post_meta' );
-		if ( 'order' === $resource && function_exists( 'wc_get_container' ) && class_exists( '\Automattic\WooCommerce\Caches\OrderCache' ) ) {
+		// WooCommerce's object caches: orders (HPOS), and product objects (the product instance
+		// cache, on for shops installed with WooCommerce 10 or later), which hold whatever was read
+		// earlier in this request.
+		$cache = 'order' === $resource ? '\Automattic\WooCommerce\Caches\OrderCache'
+			: ( 'product' === $resource ? '\Automattic\WooCommerce\Internal\Caches\ProductCache' : '' );
+		if ( '' !== $cache && function_exists( 'wc_get_container' ) && class_exists( $cache ) ) {
 			try {
-				wc_get_container()->get( \Automattic\WooCommerce\Caches\OrderCache::class )->remove( $id );
+				wc_get_container()->get( ltrim( $cache, '\\' ) )->remove( $id );
 			} catch ( \Throwable $e ) {
-				unset( $e ); // No order cache in this WooCommerce: nothing cached to drop.
+				unset( $e ); // Not available in this WooCommerce: nothing cached there to drop.
 			}
 		}
 	}
@@ -117,9 +123,16 @@ class Resource_Lock {
 		if ( ! is_object( $wpdb ) || ! method_exists( $wpdb, 'get_var' ) ) {
 			return false;
 		}
+		/**
+		 * Seconds a request waits for another request's read-and-dispatch of the same resource
+		 * before it dispatches without the lock.
+		 *
+		 * @param int $seconds Default 5.
+		 */
+		$wait  = max( 0, (int) apply_filters( 'woosync_resource_lock_wait', self::WAIT ) );
 		$quiet = $wpdb->suppress_errors( true );
 		try {
-			return '1' === (string) $wpdb->get_var( $wpdb->prepare( 'SELECT GET_LOCK(%s, %d)', $name, self::WAIT ) );
+			return '1' === (string) $wpdb->get_var( $wpdb->prepare( 'SELECT GET_LOCK(%s, %d)', $name, $wait ) );
 		} finally {
 			$wpdb->suppress_errors( $quiet );
 		}
