@@ -127,27 +127,33 @@ def test_a_later_change_is_not_overtaken_by_an_earlier_read(wp, rx, outbox, tmp_
     assert seen["b_waited_on_lock"] and not seen["b_done_while_a_held"], seen
 
 
-def test_woocommerce_webhook_of_a_product_is_not_overtaken_by_an_earlier_read(wp, rx, outbox, tmp_path):
-    """The same for WooCommerce's own product.updated webhook delivered by woosync: its payload
-    is built at the end of each request (WC_Webhook::build_payload through the REST API)."""
+def through_wc_webhook(wp, rx, outbox, tmp_path, hold_at: str, code_a: str, code_b: str, stock: int = 10):
+    """interleave() with WooCommerce's own product.updated webhook delivered by woosync; returns
+    what interleave() saw, the product id and the stock figures the CRM got, in arrival order."""
     from test_wp_wc_webhooks import ALLOW_RECEIVER, cfg as wc_cfg, deliveries, make_webhook
     wp.mu_plugin("allow-receiver", ALLOW_RECEIVER % rx.port)
     cfg = wc_cfg(outbox)
-    pid = new_product(wp, cfg, 10)
+    pid = new_product(wp, cfg, stock)
     make_webhook(wp, outbox, "product.updated", rx.url_for("/hook"))
     wp.wp_ok("woosync", "wc-webhooks", "enable", ini=cfg)
-    seen = interleave(wp, tmp_path, "wc_payload",
-                      f"wc_update_product_stock(wc_get_product({pid}), 5);",
-                      f"wc_update_product_stock(wc_get_product({pid}), 4);", cfg)
-    assert stored_stock(wp, cfg, pid) == 4
+    seen = interleave(wp, tmp_path, hold_at, code_a % {"pid": pid}, code_b % {"pid": pid}, cfg)
 
     def mine():
         return [r for r in deliveries(rx.requests) if r.path == "/hook" and r.json().get("id") == pid]
     deadline = time.monotonic() + 30
-    while not (mine() and mine()[-1].json()["stock_quantity"] == 4) and time.monotonic() < deadline:
+    while len(mine()) < 2 and time.monotonic() < deadline:  # one delivery per request
         time.sleep(0.1)
     rx.wait_quiet(0.5)
-    got = [r.json()["stock_quantity"] for r in mine()]
+    return seen, pid, cfg, [r.json()["stock_quantity"] for r in mine()]
+
+
+def test_woocommerce_webhook_of_a_product_is_not_overtaken_by_an_earlier_read(wp, rx, outbox, tmp_path):
+    """The same for WooCommerce's own product.updated webhook delivered by woosync: its payload
+    is built at the end of each request (WC_Webhook::build_payload through the REST API)."""
+    seen, pid, cfg, got = through_wc_webhook(wp, rx, outbox, tmp_path, "wc_payload",
+                                             "wc_update_product_stock(wc_get_product(%(pid)d), 5);",
+                                             "wc_update_product_stock(wc_get_product(%(pid)d), 4);")
+    assert stored_stock(wp, cfg, pid) == 4
     assert got and got[-1] == 4, got
     assert seen["b_waited_on_lock"] and not seen["b_done_while_a_held"], seen
     assert json.loads(wp.wp_ok("woosync", "wc-webhooks", "status", "--format=json", ini=cfg).stdout)["enabled"]
@@ -159,25 +165,12 @@ def test_woocommerce_webhook_is_built_from_the_database_not_the_requests_product
     WooCommerce 10); meanwhile B sets 4 and delivers it. A's product.updated, built at the end of
     its request, must come from the database (4), not from A's cached object (5). The checkout
     bench caught the CRM ending with such a cached figure."""
-    from test_wp_wc_webhooks import ALLOW_RECEIVER, cfg as wc_cfg, deliveries, make_webhook
-    wp.mu_plugin("allow-receiver", ALLOW_RECEIVER % rx.port)
-    cfg = wc_cfg(outbox)
-    caching = wp.php("out(\\Automattic\\WooCommerce\\Utilities\\FeaturesUtil::feature_is_enabled('product_instance_caching'));",
-                     ini=cfg).last_json()
+    caching = wp.php("out(\\Automattic\\WooCommerce\\Utilities\\FeaturesUtil::feature_is_enabled('product_instance_caching'));"
+                     ).last_json()
     assert caching is True, "the shop was expected to have WooCommerce's product instance cache on"
-    pid = new_product(wp, cfg, 10)
-    make_webhook(wp, outbox, "product.updated", rx.url_for("/hook"))
-    wp.wp_ok("woosync", "wc-webhooks", "enable", ini=cfg)
-    interleave(wp, tmp_path, "explicit",
-               f"wc_update_product_stock(wc_get_product({pid}), 5); wc_get_product({pid})->get_stock_quantity(); t_hold_here();",
-               f"wc_update_product_stock(wc_get_product({pid}), 4);", cfg)
+    _, pid, cfg, got = through_wc_webhook(
+        wp, rx, outbox, tmp_path, "explicit",
+        "wc_update_product_stock(wc_get_product(%(pid)d), 5); wc_get_product(%(pid)d)->get_stock_quantity(); t_hold_here();",
+        "wc_update_product_stock(wc_get_product(%(pid)d), 4);")
     assert stored_stock(wp, cfg, pid) == 4
-
-    def mine():
-        return [r for r in deliveries(rx.requests) if r.path == "/hook" and r.json().get("id") == pid]
-    deadline = time.monotonic() + 30
-    while len(mine()) < 2 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    rx.wait_quiet(0.5)
-    got = [r.json()["stock_quantity"] for r in mine()]
     assert got and got[-1] == 4, got
