@@ -97,7 +97,7 @@ pub fn new_ulid() -> String {
     let value: u128 = ((ms as u128 & 0xFFFF_FFFF_FFFF) << 80) | rand;
     let mut out = String::with_capacity(26);
     for i in 0..26 {
-        let shift = 125 - 5 * i as i32;
+        let shift = 125 - 5 * i;
         let idx = if shift >= 0 {
             (value >> shift) & 0x1f
         } else {

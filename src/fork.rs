@@ -146,7 +146,7 @@ pub fn host_name() -> String {
 
 /// The pid in a lease identity `<boot id>:<pid>:<start time>`.
 pub fn identity_pid(identity: &str) -> Option<u32> {
-    identity.rsplitn(3, ':').nth(1)?.parse().ok()
+    identity.rsplit(':').nth(1)?.parse().ok()
 }
 
 /// Identity of this process for leases: `<boot id>:<pid>:<start time>`.

@@ -33,7 +33,7 @@ impl RetrySchedule {
             let v: f64 = part
                 .parse()
                 .map_err(|_| bad(text, &format!("{} is not a number", quote(part))))?;
-            if !v.is_finite() || v < 0.0 || v > MAX_DELAY {
+            if !v.is_finite() || !(0.0..=MAX_DELAY).contains(&v) {
                 return Err(bad(
                     text,
                     &format!("{part} is outside 0..{MAX_DELAY} seconds"),

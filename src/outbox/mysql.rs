@@ -435,7 +435,7 @@ impl Mysql {
                 self.url.masked()
             )),
             e if e.is_connectivity_error() => {
-                Error::Retry(format!("{}: {what}: the connection was lost ({}); run again", self.url.masked(), clean(&e)))
+                Error::Retry(format!("{}: {what}: the connection was lost ({}); run again", self.url.masked(), clean(e)))
             }
             mysql::Error::MySqlError(me) if me.code == 1927 || me.code == 4031 || me.code == 1053 => {
                 Error::Retry(format!("{}: {what}: the server ended the session ({}); run again", self.url.masked(), clean(&e)))

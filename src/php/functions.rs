@@ -84,7 +84,7 @@ pub fn woosync_dispatch(
     guard(|| {
         let topic = text(&topic, "topic")?;
         let opts = dispatch_options(options)?;
-        if opts.raw_body.is_some() && payload.len() > 0 {
+        if opts.raw_body.is_some() && !payload.is_empty() {
             return Err(input(
                 "with option \"raw_body\" the payload must be [] (the raw body is what is sent)",
             ));

@@ -739,7 +739,7 @@ impl Coordinator {
         let breakers = self.health.values().filter_map(|h| {
             let open = h.failures >= crate::outbox::BREAKER_THRESHOLD && h.breaker_until > now;
             let until = if open { h.breaker_until } else { 0.0 }.max(h.refused_until);
-            (until > now).then(|| until - now)
+            (until > now).then_some(until - now)
         });
         let buckets = self.buckets.values().map(|b| b.wait()).filter(|w| *w > 0.0);
         breakers
