@@ -125,6 +125,13 @@ pub fn render(s: &Snapshot) -> String {
             .filter(move |c| c.1 == name)
             .collect::<Vec<_>>()
     };
+    // One endpoint's value of a counter without labels (0 when it has none yet).
+    let value = |name: &str, endpoint: &str| {
+        s.counters
+            .iter()
+            .find(|c| c.1 == name && c.0 == endpoint)
+            .map_or(0.0, |c| c.3)
+    };
 
     family(&mut out, "woosync_attempts_total", "counter", "Delivery attempts by endpoint, outcome (delivered, retried, dead, refused) and class (2xx..5xx or the error class).");
     for (ep, _, label, v) in counter(ATTEMPTS) {
@@ -152,10 +159,7 @@ pub fn render(s: &Snapshot) -> String {
     ] {
         family(&mut out, metric, "counter", help);
         for e in &s.endpoints {
-            let v = counter(key)
-                .iter()
-                .find(|c| c.0 == e.name)
-                .map_or(0.0, |c| c.3);
+            let v = value(key, &e.name);
             let _ = writeln!(
                 out,
                 "{metric}{{endpoint=\"{}\"}} {}",
@@ -191,14 +195,8 @@ pub fn render(s: &Snapshot) -> String {
                 num(cumulative)
             );
         }
-        let count = counter(DURATION_COUNT)
-            .iter()
-            .find(|c| c.0 == e.name)
-            .map_or(0.0, |c| c.3);
-        let sum = counter(DURATION_SUM)
-            .iter()
-            .find(|c| c.0 == e.name)
-            .map_or(0.0, |c| c.3);
+        let count = value(DURATION_COUNT, &e.name);
+        let sum = value(DURATION_SUM, &e.name);
         let _ = writeln!(
             out,
             "woosync_attempt_duration_seconds_bucket{{endpoint=\"{}\",le=\"+Inf\"}} {}",
