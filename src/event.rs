@@ -113,6 +113,45 @@ pub fn new_event_id() -> String {
     format!("evt_{}", new_ulid())
 }
 
+/// Bits of the rowid an event id of a SQLite outbox carries (see [`with_rowid`]).
+pub const ID_ROWID_BITS: u32 = 40;
+
+/// Crockford base-32 value of one id character.
+fn crockford_value(b: u8) -> Option<u64> {
+    CROCKFORD.iter().position(|c| *c == b).map(|v| v as u64)
+}
+
+/// The event id `id` (made by [`new_event_id`]) rewritten to carry the event's rowid: the
+/// ULID's time part is kept, the first 40 of its 80 random bits become the rowid, the other 40
+/// stay random. A SQLite outbox finds such an event by its rowid (no index on ids, one page less
+/// per dispatch). Within a millisecond, ids of one outbox sort in commit order. None when the
+/// rowid does not fit (the id is then stored as it is and found through the index of such ids).
+pub fn with_rowid(id: &str, rowid: i64) -> Option<String> {
+    if !is_event_id(id) || !(1..1i64 << ID_ROWID_BITS).contains(&rowid) {
+        return None;
+    }
+    let mut out = String::with_capacity(30);
+    out.push_str(&id[..14]);
+    for i in (0..8).rev() {
+        out.push(CROCKFORD[((rowid >> (5 * i)) & 0x1f) as usize] as char);
+    }
+    out.push_str(&id[22..]);
+    Some(out)
+}
+
+/// The rowid an event id would carry if it was made by [`with_rowid`] (whether it was is known
+/// only by comparing with the row's own id).
+pub fn rowid_in(id: &str) -> Option<i64> {
+    if !is_event_id(id) {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for b in id[14..22].bytes() {
+        v = v * 32 + crockford_value(b)?;
+    }
+    Some(v as i64)
+}
+
 /// Checks the shape of an event id given by a user.
 pub fn is_event_id(id: &str) -> bool {
     id.len() == 30 && id.starts_with("evt_") && id[4..].bytes().all(|b| CROCKFORD.contains(&b))
@@ -296,6 +335,25 @@ mod tests {
         assert!(ids.iter().all(|i| is_event_id(i)));
         assert!(!is_event_id("evt_123"));
         assert!(!is_event_id("evt_0123456789ABCDEFGHJKMNPQRU")); // U is not Crockford
+    }
+
+    #[test]
+    fn ids_carry_a_rowid_and_keep_their_time_and_shape() {
+        let id = new_event_id();
+        for rowid in [1i64, 31, 32, 123_456_789, (1 << ID_ROWID_BITS) - 1] {
+            let carried = with_rowid(&id, rowid).unwrap();
+            assert!(is_event_id(&carried), "{carried}");
+            assert_eq!(&carried[..14], &id[..14], "time part kept");
+            assert_eq!(&carried[22..], &id[22..], "40 random bits kept");
+            assert_eq!(rowid_in(&carried), Some(rowid));
+        }
+        assert_eq!(with_rowid(&id, 0), None);
+        assert_eq!(with_rowid(&id, 1 << ID_ROWID_BITS), None);
+        assert_eq!(with_rowid("evt_short", 5), None);
+        assert_eq!(rowid_in("evt_short"), None);
+        // within one millisecond, a later rowid sorts later
+        let (a, b) = (with_rowid(&id, 9).unwrap(), with_rowid(&id, 10).unwrap());
+        assert!(a < b);
     }
 
     #[test]

@@ -65,10 +65,14 @@ impl EventInsert<'_> {
     }
 }
 
+/// Where an envelope's event id sits in its body (after `{"id":"`, see `event::envelope_template`).
+const ENVELOPE_ID: std::ops::Range<usize> = 7..37;
+
 /// What storing an event did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stored {
-    Yes,
+    /// Stored, with this event id (a SQLite outbox's ids carry the event's rowid).
+    Yes(String),
     /// Nothing stored: the body with its sequence number would be this many bytes, over the limit.
     TooLarge(usize),
     /// Nothing stored: the outbox was moved (`woosync_migrate`) to this one.
@@ -101,7 +105,8 @@ pub struct MovingEvent {
 }
 
 /// Stores an event in a transaction of its own, statement by statement: the key's next sequence
-/// number (its counter row stays locked until commit), then the event row.
+/// number (its counter row stays locked until commit), then the event row — under an id that
+/// carries its rowid where the engine finds events that way (SQLite).
 pub fn store_in_steps(
     eng: &mut dyn Engine,
     e: &EventInsert<'_>,
@@ -117,16 +122,30 @@ pub fn store_in_steps(
             Some(k) => eng.next_seq(k)?,
             None => 0,
         };
-        let (body, offset) = e.body(seq);
+        let (mut body, offset) = e.body(seq);
         if body.len() > max_body {
             return Ok(Stored::TooLarge(body.len()));
         }
-        eng.insert_event(e, seq, &body, offset)?;
-        Ok(Stored::Yes)
+        let carried = eng
+            .next_event_rowid()?
+            .and_then(|r| Some((r, crate::event::with_rowid(e.event_id, r)?)))
+            .filter(|_| e.tail.is_none() || body.get(ENVELOPE_ID) == Some(e.event_id.as_bytes()));
+        let (event_id, rowid) = match carried {
+            Some((rowid, id)) => {
+                if e.tail.is_some() {
+                    // The envelope names the event: the id sits right after `{"id":"`.
+                    body[ENVELOPE_ID].copy_from_slice(id.as_bytes());
+                }
+                (id, Some(rowid))
+            }
+            None => (e.event_id.to_string(), None),
+        };
+        eng.insert_event(e, &event_id, rowid, seq, &body, offset)?;
+        Ok(Stored::Yes(event_id))
     })();
     match r {
-        Ok(Stored::Yes) => match eng.commit() {
-            Ok(()) => Ok(Stored::Yes),
+        Ok(Stored::Yes(id)) => match eng.commit() {
+            Ok(()) => Ok(Stored::Yes(id)),
             Err(err) => {
                 eng.rollback();
                 Err(err)
@@ -336,9 +355,17 @@ pub trait Engine: Send {
     fn store_event(&mut self, e: &EventInsert<'_>, max_body: usize) -> Result<Stored>;
     /// The next sequence number of a key (a counter row updated in this transaction).
     fn next_seq(&mut self, key: &str) -> Result<i64>;
+    /// The rowid the next event will get, where the engine finds events by the rowid their id
+    /// carries (SQLite outboxes created since schema 3); None where ids are indexed instead.
+    fn next_event_rowid(&mut self) -> Result<Option<i64>> {
+        Ok(None)
+    }
+    /// Inserts the event row under `event_id` (with `rowid`: the rowid that id carries).
     fn insert_event(
         &mut self,
         e: &EventInsert<'_>,
+        event_id: &str,
+        rowid: Option<i64>,
         seq: i64,
         body: &[u8],
         data_offset: usize,

@@ -373,7 +373,7 @@ impl Outbox {
         loop {
             tries += 1;
             match self.eng.store_event(&insert, ev.max_body_bytes) {
-                Ok(engine::Stored::Yes) => return Ok(event_id),
+                Ok(engine::Stored::Yes(stored_as)) => return Ok(stored_as),
                 Ok(engine::Stored::TooLarge(len)) => {
                     return Err(Error::input(format!(
                         "payload too large: the encoded body is {len} bytes, woosync.max_payload_bytes is {}; send less data (e.g. ids instead of whole objects)",
@@ -383,7 +383,8 @@ impl Outbox {
                 Ok(engine::Stored::Moved(to)) => return Err(Error::Moved(to)),
                 Err(Error::Retry(why)) => {
                     // The connection was lost or the transaction chosen as a deadlock victim. A
-                    // commit whose acknowledgement was lost is not stored twice: look it up.
+                    // commit whose acknowledgement was lost is not stored twice: look it up
+                    // (MySQL only, which stores the id made here; SQLite never asks to retry).
                     match self.eng.event_exists(&event_id) {
                         Ok(true) => return Ok(event_id),
                         Ok(false) if tries < CONFLICT_RETRIES => {}

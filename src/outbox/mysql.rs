@@ -1216,19 +1216,21 @@ impl Engine for Mysql {
         }
         match r? {
             Some(to) if !to.is_empty() => Ok(Stored::Moved(to)),
-            _ => Ok(Stored::Yes),
+            _ => Ok(Stored::Yes(e.event_id.to_string())),
         }
     }
 
     fn insert_event(
         &mut self,
         e: &EventInsert<'_>,
+        event_id: &str,
+        _rowid: Option<i64>,
         seq: i64,
         body: &[u8],
         data_offset: usize,
     ) -> Result<i64> {
         let p: Vec<Value> = vec![
-            e.event_id.into(),
+            event_id.into(),
             e.topic.into(),
             e.key.into(),
             seq.into(),

@@ -56,7 +56,7 @@ CREATE TABLE endpoints(
 );
 CREATE TABLE events(
   id INTEGER PRIMARY KEY,
-  event_id TEXT NOT NULL UNIQUE,
+  event_id TEXT NOT NULL,
   topic TEXT NOT NULL,
   key TEXT,
   seq INTEGER NOT NULL,
@@ -136,7 +136,7 @@ pub(super) const OLDEST_OPEN_SQL: &str =
 /// Version 2: the destination policy, WooCommerce-mirrored endpoints, raw bodies and event
 /// headers, metrics counters; the state counts move from triggers to the code (one write per
 /// changed count and transaction instead of two per delivery change).
-const SCHEMA_V2: &str = "
+pub(super) const SCHEMA_V2: &str = "
 ALTER TABLE endpoints ADD COLUMN allow_networks TEXT NOT NULL DEFAULT '';
 ALTER TABLE endpoints ADD COLUMN refused_reason TEXT;
 ALTER TABLE endpoints ADD COLUMN refused_until REAL NOT NULL DEFAULT 0;
@@ -158,6 +158,20 @@ DROP TRIGGER events_unrouted_insert;
 DROP TRIGGER events_unrouted_update;
 DROP TRIGGER events_unrouted_delete;
 ";
+
+/// Version 3: event ids carry their rowid (`event::with_rowid`), so a new outbox has no index on
+/// them (a dispatch writes one page less); ids that do not (moved from another outbox, or a
+/// rowid past 40 bits) are marked `foreign_id` and indexed on their own. An outbox created before
+/// keeps its unique index on every id and finds events through it.
+const SCHEMA_V3: &str = "
+ALTER TABLE events ADD COLUMN foreign_id INTEGER NOT NULL DEFAULT 0;
+";
+/// The index of the ids that carry no rowid, in outboxes created with schema 3 or later.
+const FOREIGN_ID_INDEX: &str =
+    "CREATE INDEX events_foreign_id ON events(event_id) WHERE foreign_id = 1;";
+
+/// The schema version of SQLite outboxes (`PRAGMA user_version`).
+const SQLITE_SCHEMA_VERSION: i32 = 3;
 
 const ENDPOINT_COLUMNS: &str = "id, name, url, secret, prev_secret, prev_secret_until, topics, enabled, disabled_reason, disabled_at,
     rate_limit, timeout, proxy, format, retry_delays, source, consecutive_failures, breaker_until,
@@ -301,7 +315,7 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let app: i32 = tx.query_row("PRAGMA application_id", [], |r| r.get(0))?;
     let version: i32 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if app == APPLICATION_ID && version >= SCHEMA_VERSION {
+    if app == APPLICATION_ID && version >= SQLITE_SCHEMA_VERSION {
         return tx.commit(); // another process did it meanwhile
     }
     if version == 0 {
@@ -310,9 +324,15 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     if version < 2 {
         tx.execute_batch(SCHEMA_V2)?;
     }
+    if version < 3 {
+        tx.execute_batch(SCHEMA_V3)?;
+    }
+    if version == 0 {
+        tx.execute_batch(FOREIGN_ID_INDEX)?;
+    }
     // Later versions: `if version < N { ... }`, each step within this transaction.
     tx.execute_batch(&format!(
-        "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
+        "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SQLITE_SCHEMA_VERSION};"
     ))?;
     tx.commit()
 }
@@ -325,6 +345,8 @@ pub struct Sqlite {
     open: bool,
     /// The time read once per transaction.
     now: Option<f64>,
+    /// Event ids carry their rowid (schema 3 from the start): no index on ids but the foreign ones.
+    rowid_ids: bool,
 }
 
 impl Sqlite {
@@ -380,9 +402,9 @@ impl Sqlite {
                 path.display()
             )));
         }
-        if app_id == APPLICATION_ID && version > SCHEMA_VERSION {
+        if app_id == APPLICATION_ID && version > SQLITE_SCHEMA_VERSION {
             return Err(Error::storage(format!(
-                "outbox {} has schema version {version}, newer than this woosync ({SCHEMA_VERSION}, {}): upgrade the extension or use another file",
+                "outbox {} has schema version {version}, newer than this woosync ({SQLITE_SCHEMA_VERSION}, {}): upgrade the extension or use another file",
                 path.display(),
                 env!("CARGO_PKG_VERSION")
             )));
@@ -395,26 +417,60 @@ impl Sqlite {
         retry_busy(|| conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0)))
             .map_err(|e| storage(path, "cannot switch to WAL mode", e))?;
         let pragmas = match role {
-            // The request path never checkpoints; the sender does, often.
-            Role::Request => "PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=-512; PRAGMA temp_store=MEMORY;",
+            // The request path never checkpoints; the sender does, often. Both truncate the log
+            // to 64 MB when they rewind it (the next writer after a RESTART checkpoint does that,
+            // usually a dispatch).
+            Role::Request => "PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=-512; PRAGMA journal_size_limit=67108864; PRAGMA temp_store=MEMORY;",
             Role::Sender => "PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=-512; PRAGMA journal_size_limit=67108864; PRAGMA temp_store=MEMORY;",
         };
         retry_busy(|| conn.execute_batch(pragmas))
             .map_err(|e| storage(path, "cannot configure", e))?;
-        if fresh || version < SCHEMA_VERSION {
+        if fresh || version < SQLITE_SCHEMA_VERSION {
             retry_busy(|| migrate(&mut conn))
                 .map_err(|e| storage(path, "cannot create the schema", e))?;
         }
+        let rowid_ids = retry_busy(|| {
+            conn.query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'events_foreign_id'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+        })
+        .map_err(not_outbox)?
+            > 0;
         Ok(Sqlite {
             conn,
             path: path.to_path_buf(),
             open: false,
             now: None,
+            rowid_ids,
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The rowid of the event with this id: by the rowid the id carries (checked against the
+    /// row's own id), else through the index of ids that carry none — or, in an outbox created
+    /// before schema 3, the unique index of all ids.
+    fn event_rowid(&mut self, event_id: &str) -> Result<Option<i64>> {
+        if !self.rowid_ids {
+            return self.row(
+                "find event",
+                "SELECT id FROM events WHERE event_id = ?1",
+                [event_id],
+                |r| r.get(0),
+            );
+        }
+        let carried = crate::event::rowid_in(event_id).unwrap_or(0);
+        self.row(
+            "find event",
+            "SELECT id FROM events WHERE id = ?1 AND event_id = ?2
+             UNION ALL SELECT id FROM events WHERE event_id = ?2 AND foreign_id = 1 LIMIT 1",
+            params![carried, event_id],
+            |r| r.get(0),
+        )
     }
 
     fn err(&self, what: &str, e: rusqlite::Error) -> Error {
@@ -744,19 +800,35 @@ impl Engine for Sqlite {
         super::engine::store_in_steps(self, e, max_body)
     }
 
+    fn next_event_rowid(&mut self) -> Result<Option<i64>> {
+        if !self.rowid_ids {
+            return Ok(None);
+        }
+        // The newest event is never deleted, so this is the rowid SQLite would choose.
+        self.row(
+            "next event rowid",
+            "SELECT coalesce(max(id), 0) + 1 FROM events",
+            [],
+            |r| r.get(0),
+        )
+    }
+
     fn insert_event(
         &mut self,
         e: &super::engine::EventInsert<'_>,
+        event_id: &str,
+        rowid: Option<i64>,
         seq: i64,
         body: &[u8],
         data_offset: usize,
     ) -> Result<i64> {
+        let foreign = self.rowid_ids && rowid.is_none();
         self.exec(
             "insert event",
-            "INSERT INTO events(event_id, topic, key, seq, created_at, coalesce, route, data_offset, body, raw, headers)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            "INSERT INTO events(id, event_id, topic, key, seq, created_at, coalesce, route, data_offset, body, raw, headers, foreign_id)
+             VALUES (?12, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?13)",
             params![
-                e.event_id,
+                event_id,
                 e.topic,
                 e.key,
                 seq,
@@ -766,21 +838,16 @@ impl Engine for Sqlite {
                 data_offset as i64,
                 body,
                 e.raw as i64,
-                e.headers
+                e.headers,
+                rowid,
+                foreign as i64
             ],
         )?;
         Ok(self.conn.last_insert_rowid())
     }
 
     fn event_exists(&mut self, event_id: &str) -> Result<bool> {
-        Ok(self
-            .row(
-                "find event",
-                "SELECT 1 FROM events WHERE event_id = ?1",
-                [event_id],
-                |_| Ok(()),
-            )?
-            .is_some())
+        Ok(self.event_rowid(event_id)?.is_some())
     }
 
     fn meta(&mut self, k: &str) -> Result<String> {
@@ -877,8 +944,9 @@ impl Engine for Sqlite {
     fn import_event(&mut self, e: &super::engine::MovingEvent) -> Result<i64> {
         self.exec(
             "import event",
-            "INSERT INTO events(event_id, topic, key, seq, created_at, coalesce, route, data_offset, body, raw, headers)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            // A moved event keeps its id, which does not carry its rowid here.
+            "INSERT INTO events(event_id, topic, key, seq, created_at, coalesce, route, data_offset, body, raw, headers, foreign_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 1)",
             params![
                 e.event_id,
                 e.topic,
@@ -961,10 +1029,13 @@ impl Engine for Sqlite {
         &mut self,
         event_id: &str,
     ) -> Result<Option<(i64, String, Option<String>, i64, bool)>> {
+        let Some(rowid) = self.event_rowid(event_id)? else {
+            return Ok(None);
+        };
         self.row(
             "find event",
-            "SELECT id, topic, key, seq, unrouted FROM events WHERE event_id = ?1",
-            [event_id],
+            "SELECT id, topic, key, seq, unrouted FROM events WHERE id = ?1",
+            [rowid],
             |r| {
                 Ok((
                     r.get(0)?,
@@ -987,10 +1058,13 @@ impl Engine for Sqlite {
     }
 
     fn event_detail(&mut self, event_id: &str) -> Result<Option<EventDetail>> {
+        let Some(rowid) = self.event_rowid(event_id)? else {
+            return Ok(None);
+        };
         let head = self.row(
             "read event",
-            "SELECT id, event_id, topic, key, seq, created_at, unrouted, body, data_offset, raw FROM events WHERE event_id = ?1",
-            [event_id],
+            "SELECT id, event_id, topic, key, seq, created_at, unrouted, body, data_offset, raw FROM events WHERE id = ?1",
+            [rowid],
             |r| {
                 Ok((
                     r.get::<_, i64>(0)?,

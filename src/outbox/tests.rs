@@ -1,4 +1,4 @@
-use super::sqlite::{APPLICATION_ID, OLDEST_OPEN_SQL, SCHEMA};
+use super::sqlite::{APPLICATION_ID, OLDEST_OPEN_SQL, SCHEMA, SCHEMA_V2};
 use super::*;
 use rusqlite::params;
 use rusqlite::Connection;
@@ -463,6 +463,178 @@ mod unit {
             })
             .unwrap();
         assert_eq!(pending.len(), 2);
+    }
+}
+
+mod event_ids {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("woosync-test-{}-ids-{}", std::process::id(), name));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir.join("sub").join("outbox.sqlite")
+    }
+
+    fn dispatch(ob: &mut Outbox, key: Option<&str>, data: &str) -> String {
+        ob.enqueue(&NewEvent {
+            topic: "order.updated",
+            key,
+            coalesce: false,
+            endpoints: None,
+            data,
+            max_body_bytes: 1 << 20,
+            raw_body: None,
+            headers: None,
+        })
+        .unwrap()
+    }
+
+    /// A new outbox stores no index of event ids: each id carries its row's rowid, the body
+    /// names the event by that id, and lookups find it by the rowid without a scan.
+    #[test]
+    fn ids_carry_their_rowid_and_need_no_index() {
+        let p = tmp("carry");
+        let mut ob = Outbox::open(&p, Role::Request).unwrap();
+        let ids: Vec<String> = (0..5)
+            .map(|i| dispatch(&mut ob, Some("order:7"), &format!("{{\"n\":{i}}}")))
+            .collect();
+        for (i, id) in ids.iter().enumerate() {
+            assert!(event::is_event_id(id), "{id}");
+            let (rowid, stored_id, body): (i64, String, Vec<u8>) = ob
+                .conn()
+                .query_row(
+                    "SELECT id, event_id, body FROM events WHERE event_id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .unwrap();
+            assert_eq!(&stored_id, id);
+            assert_eq!(event::rowid_in(id), Some(rowid));
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["id"], id.as_str(), "the envelope names the stored id");
+            assert_eq!(v["sequence"], (i + 1) as i64);
+            assert_eq!(v["data"]["n"], i as i64);
+            let d = ob.event(id).unwrap().unwrap();
+            assert_eq!((d.event_id.as_str(), d.seq), (id.as_str(), (i + 1) as i64));
+        }
+        // the same rowid with another random part, or an id of another shape: not found
+        let other =
+            event::with_rowid(&event::new_event_id(), event::rowid_in(&ids[0]).unwrap()).unwrap();
+        assert!(ob.event(&other).unwrap().is_none());
+        assert!(ob.event("evt_nope").unwrap().is_none());
+        assert_eq!(ob.retry_event(&other).unwrap(), None);
+        // no index on the ids of dispatched events; only the foreign ones are indexed
+        let indexes: Vec<String> = ob
+            .conn()
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(indexes, vec!["events_foreign_id".to_string()]);
+        let plan: Vec<String> = ob
+            .conn()
+            .prepare(
+                "EXPLAIN QUERY PLAN SELECT id FROM events WHERE id = ?1 AND event_id = ?2
+                 UNION ALL SELECT id FROM events WHERE event_id = ?2 AND foreign_id = 1 LIMIT 1",
+            )
+            .unwrap()
+            .query_map(["x", "y"], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let text = plan.join(" | ");
+        assert!(text.contains("events_foreign_id"), "{text}");
+        assert!(!text.contains("SCAN"), "{text}");
+    }
+
+    /// Events moved in from another outbox keep their ids and are found through the index of
+    /// foreign ids.
+    #[test]
+    fn moved_events_keep_their_ids_and_are_found() {
+        let (a, b) = (tmp("from"), tmp("to"));
+        let mut src = Outbox::open(&a, Role::Request).unwrap();
+        let ids: Vec<String> = (0..3)
+            .map(|i| dispatch(&mut src, Some("k"), &format!("[{i}]")))
+            .collect();
+        let mut dst = Outbox::open(&b, Role::Request).unwrap();
+        let here = dispatch(&mut dst, Some("k"), "[9]");
+        let from = a.display().to_string();
+        let to = b.display().to_string();
+        while !super::super::migrate::step(&mut src, &mut dst, &from, &to, 100)
+            .unwrap()
+            .done
+        {}
+        for id in ids.iter().chain([&here]) {
+            let d = dst.event(id).unwrap().unwrap();
+            assert_eq!(&d.event_id, id);
+        }
+        let foreign: i64 = dst
+            .conn()
+            .query_row(
+                "SELECT count(*) FROM events WHERE foreign_id = 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(foreign, 3);
+        // dispatched after the move: a carried rowid again
+        let next = dispatch(&mut dst, Some("k"), "[10]");
+        let rowid: i64 = dst
+            .conn()
+            .query_row("SELECT max(id) FROM events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(event::rowid_in(&next), Some(rowid));
+        assert_eq!(dst.event(&next).unwrap().unwrap().event_id, next);
+    }
+
+    /// An outbox created before schema 3 keeps its unique index of ids and finds old and new
+    /// events through it.
+    #[test]
+    fn outbox_from_schema_2_keeps_finding_events_by_id() {
+        let p = tmp("v2");
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        {
+            let c = Connection::open(&p).unwrap();
+            c.execute_batch("PRAGMA auto_vacuum = INCREMENTAL; PRAGMA journal_mode = WAL;")
+                .unwrap();
+            let v1 = SCHEMA.replace("event_id TEXT NOT NULL,", "event_id TEXT NOT NULL UNIQUE,");
+            assert_ne!(v1, SCHEMA);
+            c.execute_batch(&v1).unwrap();
+            c.execute_batch(SCHEMA_V2).unwrap();
+            c.execute_batch(&format!(
+                "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = 2;"
+            ))
+            .unwrap();
+            c.execute(
+                "INSERT INTO events(event_id, topic, key, seq, created_at, data_offset, body)
+                 VALUES ('evt_01KB0000000000000000000000', 'a.b', 'k', 1, 1.0, 0, x'7b7d')",
+                [],
+            )
+            .unwrap();
+            c.execute("INSERT INTO key_seq(key, seq) VALUES ('k', 1)", [])
+                .unwrap();
+        }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let mut ob = Outbox::open(&p, Role::Request).unwrap();
+        let version: i32 = ob
+            .conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 3);
+        let new = dispatch(&mut ob, Some("k"), "{}");
+        assert_eq!(ob.event(&new).unwrap().unwrap().seq, 2);
+        let old = ob.event("evt_01KB0000000000000000000000").unwrap().unwrap();
+        assert_eq!(old.seq, 1);
+        // its ids stay unique by index
+        let dup = ob.conn().execute(
+            "INSERT INTO events(event_id, topic, seq, created_at, data_offset, body) VALUES (?1, 'a', 0, 1, 0, x'00')",
+            [&new],
+        );
+        assert!(dup.is_err());
     }
 }
 
