@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 /// How often the sender of a database shared by hosts looks for new events while idle.
 pub const POLL_EVERY: Duration = Duration::from_millis(50);
 
+/// Least time between two WAL checkpoints of the sender (when it wrote something since the last).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
 /// Events routed per transaction: small enough that the sender never holds the write lock
 /// for more than about a millisecond, so dispatches do not queue behind it.
 const ROUTE_BATCH: usize = 128;
@@ -580,7 +583,7 @@ impl Coordinator {
                     Err(e) => self.shared.note_error(e),
                 }
             }
-            if dirty && last_checkpoint.elapsed() >= Duration::from_millis(100) {
+            if dirty && last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
                 if let Err(e) = db(|| outbox.checkpoint()) {
                     self.shared.note_error(e);
                 }
@@ -618,6 +621,12 @@ impl Coordinator {
             };
             if more_to_route || (claimed_any && busy < self.concurrency) {
                 wait = Duration::ZERO;
+            } else if busy >= self.concurrency {
+                // Every thread is busy (a slow or blackholed CRM): dispatches do not wake a sender
+                // that could not start their events anyway, but what they store must still be
+                // routed and, above all, checkpointed — else a sustained stream of dispatches grows
+                // the WAL without bound (measured: 480 MB after 100,000 events, one cycle a second).
+                wait = wait.min(CHECKPOINT_EVERY);
             } else if let Some(t) = next_due {
                 let secs = (t - self.db_now()).max(0.0);
                 // A due delivery held back by a breaker, a rate limit or a probe in flight: wake
