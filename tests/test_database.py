@@ -159,3 +159,26 @@ def test_unwritable_database_names_owner(php, shared_dir, receiver, dir_mode):
     assert after.get(db.name) == before[db.name], "the database file was modified"
     changed = [n for n in before if after.get(n) != before[n]]
     assert not changed, f"files changed by the refused process: {changed}"
+
+
+def test_wal_stays_bounded_while_a_flood_is_dispatched_and_every_thread_waits(php, blackhole):
+    """A tight dispatch loop with the CRM blackholed: every delivery thread hangs in an attempt, so no
+    dispatch wakes the sender. It must still route and checkpoint what is stored, and the WAL be
+    rewound near its 64 MB limit (it reached 508 MB in these 60,000 dispatches when such a sender
+    cycled once a second)."""
+    ini = {"woosync.endpoint": blackhole.url, "woosync.timeout": "30", "woosync.retry_delays": "60",
+           "woosync.concurrency": "2", "woosync.shutdown_grace": "0"}
+    r = php.json("""
+        $wal = ini_get('woosync.database') . '-wal';
+        $data = ['sku' => 'SKU-' . str_repeat('x', 400), 'stock_quantity' => 7];
+        $max = 0;
+        for ($i = 0; $i < 60000; $i++) {
+            woosync_dispatch('product.updated', $data, ['key' => "product:$i"]);
+            if ($i % 250 == 0) { clearstatcache(); $max = max($max, (int)@filesize($wal)); }
+        }
+        clearstatcache();
+        $s = woosync_status();
+        out(['max' => max($max, (int)@filesize($wal)), 'pending' => $s['pending']]);
+    """, ini, timeout=300)
+    assert r["pending"] == 60000, r
+    assert 0 < r["max"] <= 80 * 1024 * 1024, f"WAL reached {r['max'] / 1e6:.0f} MB"
