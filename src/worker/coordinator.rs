@@ -2,6 +2,7 @@
 //! idle delivery threads (one transaction), then wait for results, a wake-up, the next due retry
 //! or — for a database shared by hosts, which no wake-up reaches — a cheap look for new events.
 
+use super::checkpointer::Checkpointer;
 use super::{db, Shared, Stop, YIELD_EVERY};
 use crate::delivery::{self, AttemptOutcome, Target};
 use crate::event;
@@ -21,6 +22,9 @@ pub const POLL_EVERY: Duration = Duration::from_millis(50);
 
 /// Least time between two WAL checkpoints of the sender (when it wrote something since the last).
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// How long the sender, when it stops, waits for a checkpoint in progress before its own last one.
+const CHECKPOINT_STOP_WAIT: Duration = Duration::from_millis(200);
 
 /// Events routed per transaction: small enough that the sender never holds the write lock
 /// for more than about a millisecond, so dispatches do not queue behind it.
@@ -76,6 +80,8 @@ pub struct Coordinator {
     socket_ok: bool,
     /// The outbox is shared by hosts (MySQL): no wake-ups from other processes reach this one.
     poll: bool,
+    /// The outbox's file, for a SQLite outbox.
+    sqlite: Option<std::path::PathBuf>,
     /// The storage clock minus this host's (leases, retries and breakers are in storage time).
     offset: f64,
     targets: HashMap<i64, Arc<Target>>,
@@ -151,6 +157,7 @@ impl Coordinator {
     ) -> Coordinator {
         Coordinator {
             poll: opts.database.is_shared(),
+            sqlite: opts.database.sqlite_path().map(|p| p.to_path_buf()),
             offset,
             concurrency: shared.concurrency,
             key_gen: shared.key_gen.load(SeqCst),
@@ -410,6 +417,11 @@ impl Coordinator {
         // First retention pass a few seconds after start, then every minute.
         let mut last_retention = Instant::now() - Duration::from_secs(55);
         self.refresh(outbox, true);
+        // SQLite: checkpoints on a thread of their own (a shared MySQL database has none).
+        let checkpointer = self
+            .sqlite
+            .as_deref()
+            .and_then(|p| Checkpointer::start(p, self.shared.clone()));
         let mut stop = Stop::Shutdown;
         let mut last_cycle: Instant;
         loop {
@@ -584,8 +596,11 @@ impl Coordinator {
                 }
             }
             if dirty && last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
-                if let Err(e) = db(|| outbox.checkpoint()) {
-                    self.shared.note_error(e);
+                let asked = checkpointer.as_ref().is_some_and(|c| c.ask());
+                if !asked {
+                    if let Err(e) = db(|| outbox.checkpoint()) {
+                        self.shared.note_error(e);
+                    }
                 }
                 last_checkpoint = Instant::now();
                 dirty = false;
@@ -691,6 +706,9 @@ impl Coordinator {
         }
         if stop == Stop::Lost {
             drop(job_tx);
+            if let Some(c) = checkpointer {
+                c.stop(Duration::ZERO);
+            }
             return stop;
         }
         // In-flight attempts are abandoned (see module docs); record what already finished.
@@ -701,6 +719,9 @@ impl Coordinator {
             if let Err(e) = db(|| outbox.record(&unrecorded, &self.me)) {
                 self.shared.note_error(e);
             }
+        }
+        if let Some(c) = checkpointer {
+            c.stop(CHECKPOINT_STOP_WAIT);
         }
         let _ = db(|| outbox.checkpoint());
         drop(job_tx);

@@ -27,6 +27,7 @@
 //! sees the holder dead and takes the rows over at once. MySQL: the lease is let go at once and
 //! the next sender takes the rows of a fenced holder over at once.
 
+mod checkpointer;
 mod coordinator;
 mod election;
 mod wake;
