@@ -42,6 +42,9 @@ class Wc_Webhooks {
 	/** woosync's topic grammar; a WooCommerce topic outside it stays with WooCommerce. */
 	const TOPIC_PATTERN = '/^[a-z0-9_]+(\.[a-z0-9_]+)+$/';
 
+	/** Resources whose webhooks carry a REST object and are ordered per object (`<resource>:<id>`). */
+	const RESOURCES = array( 'order', 'product', 'coupon', 'customer' );
+
 	/**
 	 * Entries taken out of WooCommerce's queue in this request: list of [WC_Webhook, arg].
 	 *
@@ -110,6 +113,16 @@ class Wc_Webhooks {
 	}
 
 	/**
+	 * The id a hook argument names: an object's `get_id()`, else the argument itself.
+	 *
+	 * @param mixed $arg First hook argument.
+	 * @return mixed
+	 */
+	private static function arg_id( $arg ) {
+		return is_object( $arg ) && method_exists( $arg, 'get_id' ) ? $arg->get_id() : $arg;
+	}
+
+	/**
 	 * The key within one site.
 	 *
 	 * @param \WC_Webhook $webhook Webhook.
@@ -118,8 +131,8 @@ class Wc_Webhooks {
 	 */
 	private static function site_key( $webhook, $arg ) {
 		$resource = (string) $webhook->get_resource();
-		if ( in_array( $resource, array( 'order', 'product', 'coupon', 'customer' ), true ) ) {
-			$id = is_object( $arg ) && method_exists( $arg, 'get_id' ) ? $arg->get_id() : $arg;
+		if ( in_array( $resource, self::RESOURCES, true ) ) {
+			$id = self::arg_id( $arg );
 			if ( is_scalar( $id ) && (string) absint( $id ) === (string) $id ) {
 				return $resource . ':' . absint( $id );
 			}
@@ -392,7 +405,7 @@ class Wc_Webhooks {
 		$event    = (string) $webhook->get_event();
 		$version  = (string) $webhook->get_api_version();
 		$id       = ( 'product' === $resource && 'updated' === $event && is_a( $arg, 'WC_Product' ) ) ? $arg->get_id() : $arg;
-		if ( 'deleted' === $event || ! in_array( $resource, array( 'order', 'product', 'coupon', 'customer' ), true )
+		if ( 'deleted' === $event || ! in_array( $resource, self::RESOURCES, true )
 			|| ! in_array( $version, wc_get_webhook_rest_api_versions(), true ) || ! is_scalar( $id )
 			|| ! class_exists( '\Automattic\WooCommerce\Utilities\RestApiUtil' ) ) {
 			return $webhook->build_payload( $arg );
@@ -466,8 +479,8 @@ class Wc_Webhooks {
 	 */
 	private function forget_cached( $webhook, $arg ) {
 		$resource = (string) $webhook->get_resource();
-		$id       = is_object( $arg ) && method_exists( $arg, 'get_id' ) ? $arg->get_id() : $arg;
-		if ( in_array( $resource, array( 'order', 'product', 'coupon', 'customer' ), true ) && is_scalar( $id ) ) {
+		$id       = self::arg_id( $arg );
+		if ( in_array( $resource, self::RESOURCES, true ) && is_scalar( $id ) ) {
 			Resource_Lock::forget_cached( $resource, (int) $id );
 		}
 	}
@@ -558,7 +571,7 @@ class Wc_Webhooks {
 	 * @param \WC_Webhook $webhook Webhook.
 	 */
 	private static function ensure_rest_namespace( $webhook ) {
-		if ( ! in_array( $webhook->get_resource(), array( 'order', 'product', 'coupon', 'customer' ), true ) || 'deleted' === $webhook->get_event()
+		if ( ! in_array( $webhook->get_resource(), self::RESOURCES, true ) || 'deleted' === $webhook->get_event()
 			|| empty( $GLOBALS['wp_rest_server'] ) || ! did_action( 'rest_api_init' ) || ! class_exists( '\Automattic\WooCommerce\RestApi\Server' ) ) {
 			return; // No payload from the REST API, or no server yet (rest_do_request() will load every namespace).
 		}
