@@ -5,15 +5,39 @@ use rusqlite::Connection;
 use std::path::PathBuf;
 use std::time::Instant;
 
+/// A fresh outbox path for one test (its directory removed first).
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("woosync-test-{}-{}", std::process::id(), name));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir.join("sub").join("outbox.sqlite")
+}
+
+/// SQLite's query plan of a statement, its steps joined by " | " (parameters left unbound).
+fn query_plan(c: &Connection, sql: &str) -> String {
+    let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+    let mut rows = st.raw_query();
+    let mut steps = Vec::new();
+    while let Some(r) = rows.next().unwrap() {
+        steps.push(r.get::<_, String>(3).unwrap());
+    }
+    steps.join(" | ")
+}
+
+fn ev<'a>(topic: &'a str, key: Option<&'a str>, coalesce: bool) -> NewEvent<'a> {
+    NewEvent {
+        topic,
+        key,
+        coalesce,
+        endpoints: None,
+        data: "{\"a\":1}",
+        max_body_bytes: 1 << 20,
+        raw_body: None,
+        headers: None,
+    }
+}
+
 mod unit {
     use super::*;
-
-    fn tmp(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("woosync-test-{}-{}", std::process::id(), name));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir.join("sub").join("outbox.sqlite")
-    }
 
     fn default_ep(url: &str) -> DefaultEndpoint {
         DefaultEndpoint {
@@ -22,19 +46,6 @@ mod unit {
             retry_delays: "1,2".into(),
             timeout: 5.0,
             source: String::new(),
-        }
-    }
-
-    fn ev<'a>(topic: &'a str, key: Option<&'a str>, coalesce: bool) -> NewEvent<'a> {
-        NewEvent {
-            topic,
-            key,
-            coalesce,
-            endpoints: None,
-            data: "{\"a\":1}",
-            max_body_bytes: 1 << 20,
-            raw_body: None,
-            headers: None,
         }
     }
 
@@ -469,23 +480,10 @@ mod unit {
 mod event_ids {
     use super::*;
 
-    fn tmp(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("woosync-test-{}-ids-{}", std::process::id(), name));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir.join("sub").join("outbox.sqlite")
-    }
-
     fn dispatch(ob: &mut Outbox, key: Option<&str>, data: &str) -> String {
         ob.enqueue(&NewEvent {
-            topic: "order.updated",
-            key,
-            coalesce: false,
-            endpoints: None,
             data,
-            max_body_bytes: 1 << 20,
-            raw_body: None,
-            headers: None,
+            ..ev("order.updated", key, false)
         })
         .unwrap()
     }
@@ -494,7 +492,7 @@ mod event_ids {
     /// names the event by that id, and lookups find it by the rowid without a scan.
     #[test]
     fn ids_carry_their_rowid_and_need_no_index() {
-        let p = tmp("carry");
+        let p = tmp("ids-carry");
         let mut ob = Outbox::open(&p, Role::Request).unwrap();
         let ids: Vec<String> = (0..5)
             .map(|i| dispatch(&mut ob, Some("order:7"), &format!("{{\"n\":{i}}}")))
@@ -534,18 +532,11 @@ mod event_ids {
             .collect::<rusqlite::Result<_>>()
             .unwrap();
         assert_eq!(indexes, vec!["events_foreign_id".to_string()]);
-        let plan: Vec<String> = ob
-            .conn()
-            .prepare(
-                "EXPLAIN QUERY PLAN SELECT id FROM events WHERE id = ?1 AND event_id = ?2
-                 UNION ALL SELECT id FROM events WHERE event_id = ?2 AND foreign_id = 1 LIMIT 1",
-            )
-            .unwrap()
-            .query_map(["x", "y"], |r| r.get::<_, String>(3))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
-        let text = plan.join(" | ");
+        let text = query_plan(
+            ob.conn(),
+            "SELECT id FROM events WHERE id = ?1 AND event_id = ?2
+             UNION ALL SELECT id FROM events WHERE event_id = ?2 AND foreign_id = 1 LIMIT 1",
+        );
         assert!(text.contains("events_foreign_id"), "{text}");
         assert!(!text.contains("SCAN"), "{text}");
     }
@@ -554,7 +545,7 @@ mod event_ids {
     /// foreign ids.
     #[test]
     fn moved_events_keep_their_ids_and_are_found() {
-        let (a, b) = (tmp("from"), tmp("to"));
+        let (a, b) = (tmp("ids-from"), tmp("ids-to"));
         let mut src = Outbox::open(&a, Role::Request).unwrap();
         let ids: Vec<String> = (0..3)
             .map(|i| dispatch(&mut src, Some("k"), &format!("[{i}]")))
@@ -594,7 +585,7 @@ mod event_ids {
     /// events through it.
     #[test]
     fn outbox_from_schema_2_keeps_finding_events_by_id() {
-        let p = tmp("v2");
+        let p = tmp("ids-v2");
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         {
             let c = Connection::open(&p).unwrap();
@@ -805,14 +796,7 @@ mod plans {
     fn oldest_pending_uses_the_open_index_without_sorting() {
         let c = Connection::open_in_memory().unwrap();
         c.execute_batch(SCHEMA).unwrap();
-        let plan: Vec<String> = c
-            .prepare(&format!("EXPLAIN QUERY PLAN {OLDEST_OPEN_SQL}"))
-            .unwrap()
-            .query_map([], |r| r.get::<_, String>(3))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
-        let text = plan.join(" | ");
+        let text = query_plan(&c, OLDEST_OPEN_SQL);
         assert!(text.contains("deliveries_open"), "{text}");
         assert!(!text.contains("TEMP B-TREE"), "{text}");
     }
