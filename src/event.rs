@@ -219,6 +219,11 @@ pub struct Envelope {
     pub data_offset: usize,
 }
 
+/// Where the event id sits in an envelope made by [`envelope_template`] (right after
+/// `{"id":"`; an event id is 30 characters that JSON does not escape). A SQLite outbox rewrites it
+/// there once the event's rowid is known.
+pub const ENVELOPE_ID_AT: std::ops::Range<usize> = 7..37;
+
 /// The envelope around already-encoded JSON `data`, split where the sequence number goes (it is
 /// only known in the storing transaction): `head` + sequence + `tail`.
 pub struct EnvelopeTemplate {
@@ -372,6 +377,13 @@ mod tests {
         assert_eq!(rfc3339(0.0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(1_795_452_328.123_4), "2026-11-23T16:45:28.123Z");
         assert_eq!(rfc3339(951_782_400.0), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn envelope_names_the_id_where_it_is_rewritten() {
+        let id = new_event_id();
+        let t = envelope_template(&id, "order.created", 0.0, Some("order:1"), "{}");
+        assert_eq!(&t.head.as_bytes()[ENVELOPE_ID_AT], id.as_bytes());
     }
 
     #[test]

@@ -17,6 +17,7 @@
 
 use super::types::{Claimed, EndpointRow, EventDetail, EventFilter, EventSummary, Finished};
 use crate::error::Result;
+use crate::event::ENVELOPE_ID_AT;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -64,9 +65,6 @@ impl EventInsert<'_> {
         }
     }
 }
-
-/// Where an envelope's event id sits in its body (after `{"id":"`, see `event::envelope_template`).
-const ENVELOPE_ID: std::ops::Range<usize> = 7..37;
 
 /// What storing an event did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,12 +127,14 @@ pub fn store_in_steps(
         let carried = eng
             .next_event_rowid()?
             .and_then(|r| Some((r, crate::event::with_rowid(e.event_id, r)?)))
-            .filter(|_| e.tail.is_none() || body.get(ENVELOPE_ID) == Some(e.event_id.as_bytes()));
+            .filter(|_| {
+                e.tail.is_none() || body.get(ENVELOPE_ID_AT) == Some(e.event_id.as_bytes())
+            });
         let (event_id, rowid) = match carried {
             Some((rowid, id)) => {
                 if e.tail.is_some() {
-                    // The envelope names the event: the id sits right after `{"id":"`.
-                    body[ENVELOPE_ID].copy_from_slice(id.as_bytes());
+                    // The envelope names the event (`event::envelope_template`).
+                    body[ENVELOPE_ID_AT].copy_from_slice(id.as_bytes());
                 }
                 (id, Some(rowid))
             }
