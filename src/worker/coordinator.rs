@@ -3,6 +3,7 @@
 //! or — for a database shared by hosts, which no wake-up reaches — a cheap look for new events.
 
 use super::checkpointer::Checkpointer;
+use super::jobs::{CloseOnDrop, Jobs};
 use super::{db, Shared, Stop, YIELD_EVERY};
 use crate::delivery::{self, AttemptOutcome, Target};
 use crate::event;
@@ -11,7 +12,7 @@ use crate::outbox::{Decision, Finished, Outbox};
 use crate::retry::{self, RetrySchedule};
 use crate::secrets;
 use crate::signer::Secret;
-use crossbeam_channel::{bounded, select, unbounded, Receiver};
+use crossbeam_channel::{select, unbounded, Receiver};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
@@ -342,16 +343,18 @@ impl Coordinator {
     }
 
     pub fn run(mut self, outbox: &mut Outbox, wake_rx: &Receiver<()>) -> Stop {
-        let (job_tx, job_rx) = bounded::<Job>(self.concurrency);
+        let jobs: Arc<Jobs<Job>> = Arc::default();
+        // However this returns, the delivery threads end once their queued jobs are done.
+        let _close_jobs = CloseOnDrop(jobs.clone());
         let (res_tx, res_rx) = unbounded::<Done>();
         for i in 0..self.concurrency {
-            let rx = job_rx.clone();
+            let rx = jobs.clone();
             let tx = res_tx.clone();
             let shared = self.shared.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("woosync-delivery-{}", i + 1))
                 .spawn(move || {
-                    for job in rx.iter() {
+                    while let Some(job) = rx.pop() {
                         // Fencing covers the attempt: none starts once the election may have
                         // passed to another process.
                         if !shared.may_send() {
@@ -565,7 +568,7 @@ impl Coordinator {
                         .map(crate::config::headers_from_json)
                         .unwrap_or_default(),
                 };
-                if job_tx.send(job).is_ok() {
+                if jobs.push(job).is_ok() {
                     *self.in_flight.entry(id).or_default() += 1;
                     if let Some(b) = self.buckets.get_mut(&id) {
                         b.take(1);
@@ -705,7 +708,7 @@ impl Coordinator {
             }
         }
         if stop == Stop::Lost {
-            drop(job_tx);
+            drop(_close_jobs);
             if let Some(c) = checkpointer {
                 c.stop(Duration::ZERO);
             }
@@ -724,7 +727,6 @@ impl Coordinator {
             c.stop(CHECKPOINT_STOP_WAIT);
         }
         let _ = db(|| outbox.checkpoint());
-        drop(job_tx);
         stop
     }
 

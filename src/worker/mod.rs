@@ -30,6 +30,7 @@
 mod checkpointer;
 mod coordinator;
 mod election;
+mod jobs;
 mod wake;
 
 pub use wake::Waker;
