@@ -147,9 +147,10 @@ pub fn make_agent(
         .accept_encoding("identity")
         .build();
     let resolver = crate::destination::PolicyResolver::new(policy);
+    use ureq::unversioned::transport::{Connector, DefaultConnector};
     Ok(ureq::Agent::with_parts(
         config,
-        ureq::unversioned::transport::DefaultConnector::new(),
+        DefaultConnector::new().chain(crate::one_write::OneWrite),
         resolver,
     ))
 }

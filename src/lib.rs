@@ -25,6 +25,7 @@ pub mod event;
 pub mod files;
 pub mod fork;
 pub mod metrics;
+pub mod one_write;
 pub mod outbox;
 pub mod php;
 pub mod redact;

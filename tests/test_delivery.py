@@ -1,6 +1,11 @@
 """Signed delivery, headers, envelope and JSON encoding."""
+import json
 import re
+import socket
+import struct
+import threading
 import time
+import types
 
 from standardwebhooks.webhooks import Webhook
 
@@ -262,3 +267,90 @@ def test_endpoints_option_default(php, receiver):
     assert r[1] is True
     [req] = receiver.wait_for(1)
     assert req.event_id == r[0]
+
+
+def data_segments_in(c: socket.socket) -> int:
+    """Data-carrying TCP segments this socket received (Linux `tcp_info.tcpi_data_segs_in`)."""
+    info = c.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 232)
+    return struct.unpack_from("I", info, 152)[0]
+
+
+@pytest.fixture
+def raw_receiver():
+    """A keep-alive HTTP receiver on a bare socket: the requests (head and body, by
+    Content-Length) and the connections they came on."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    srv.settimeout(0.2)
+    seen: list[bytes] = []
+    conns: list[socket.socket] = []
+    stop = threading.Event()
+
+    def conn_loop(c):
+        c.settimeout(10)
+        buf = b""
+        try:
+            while not stop.is_set():
+                while b"\r\n\r\n" not in buf:
+                    more = c.recv(1 << 20)
+                    if not more:
+                        return
+                    buf += more
+                head, _, rest = buf.partition(b"\r\n\r\n")
+                n = int(re.search(rb"(?im)^content-length:\s*(\d+)", head).group(1))
+                while len(rest) < n:
+                    more = c.recv(1 << 20)
+                    if not more:
+                        return
+                    rest += more
+                seen.append(head + b"\r\n\r\n" + rest[:n])
+                buf = rest[n:]
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        except OSError:
+            pass
+
+    def serve():
+        while not stop.is_set():
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                continue
+            conns.append(c)
+            threading.Thread(target=conn_loop, args=(c,), daemon=True).start()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    yield types.SimpleNamespace(url=f"http://127.0.0.1:{srv.getsockname()[1]}/raw", seen=seen, conns=conns)
+    stop.set()
+    t.join(2)
+    for c in conns:
+        c.close()
+    srv.close()
+
+
+@pytest.mark.engines("sqlite")
+def test_a_request_goes_out_in_one_write_and_a_large_body_arrives_whole(php, raw_receiver):
+    """Head and body of a delivery leave in one write: one data segment per request on loopback
+    (two before: ureq writes the head, then the body, with TCP_NODELAY). A body larger than the
+    sender's 16 KB output buffer goes in pieces, in order."""
+    ini = fast_ini(raw_receiver.url)
+    r = php.json("""
+        $ids = [];
+        for ($i = 0; $i < 10; $i++) $ids[] = woosync_dispatch('product.updated', ['n' => $i, 'pad' => str_repeat('x', 1500)]);
+        out(['ids' => $ids, 'flushed' => woosync_flush(10)]);
+    """, ini)
+    assert r["flushed"] is True
+    assert len(raw_receiver.seen) == 10
+    assert {json.loads(x.partition(b"\r\n\r\n")[2])["id"] for x in raw_receiver.seen} == set(r["ids"])
+    segments = sum(data_segments_in(c) for c in raw_receiver.conns)
+    assert segments == 10, f"10 requests came in {segments} data segments on {len(raw_receiver.conns)} connections"
+
+    r = php.json("""
+        $id = woosync_dispatch('product.updated', ['n' => 10, 'pad' => str_repeat('y', 100000)]);
+        out(['id' => $id, 'flushed' => woosync_flush(10)]);
+    """, ini)
+    assert r["flushed"] is True
+    assert len(raw_receiver.seen) == 11
+    body = json.loads(raw_receiver.seen[10].partition(b"\r\n\r\n")[2])
+    assert body["id"] == r["id"] and body["data"]["pad"] == "y" * 100000
