@@ -356,12 +356,13 @@ pub fn attempt(
     out
 }
 
-/// Decides what happens to a delivery after attempt number `attempts_made` (1-based).
+/// Decides what happens to a delivery after attempt number `attempts_made` (1-based). `jitter`
+/// (a number in [0, 1)) is drawn only for a retry.
 pub fn decide(
     o: &AttemptOutcome,
     schedule: &RetrySchedule,
     attempts_made: u32,
-    jitter: f64,
+    jitter: impl FnOnce() -> f64,
     url: &str,
     success: &SuccessCodes,
 ) -> Decision {
@@ -384,7 +385,7 @@ pub fn decide(
             if attempts_made >= schedule.max_attempts() {
                 return Decision::Dead;
             }
-            match (o.retry_after, schedule.next_delay(attempts_made, jitter)) {
+            match (o.retry_after, schedule.next_delay(attempts_made, jitter())) {
                 (Some(ra), Some(_)) => Decision::RetryIn(ra),
                 (None, Some(d)) => Decision::RetryIn(d),
                 (_, None) => Decision::Dead,
@@ -438,7 +439,7 @@ mod tests {
                 &outcome(Some(200), None),
                 &s,
                 1,
-                0.5,
+                || 0.5,
                 "u",
                 &SuccessCodes::default()
             ),
@@ -449,7 +450,7 @@ mod tests {
                 &outcome(Some(400), None),
                 &s,
                 1,
-                0.5,
+                || 0.5,
                 "u",
                 &SuccessCodes::default()
             ),
@@ -460,7 +461,7 @@ mod tests {
                 &outcome(Some(410), None),
                 &s,
                 1,
-                0.5,
+                || 0.5,
                 "u",
                 &SuccessCodes::default()
             ),
@@ -471,7 +472,7 @@ mod tests {
                 &outcome(Some(500), None),
                 &s,
                 1,
-                0.5,
+                || 0.5,
                 "u",
                 &SuccessCodes::default()
             ),
@@ -482,7 +483,7 @@ mod tests {
                 &outcome(None, None),
                 &s,
                 2,
-                0.5,
+                || 0.5,
                 "u",
                 &SuccessCodes::default()
             ),
@@ -493,7 +494,7 @@ mod tests {
                 &outcome(Some(500), None),
                 &s,
                 3,
-                0.5,
+                || 0.5,
                 "u",
                 &SuccessCodes::default()
             ),
@@ -504,7 +505,7 @@ mod tests {
                 &outcome(Some(429), Some(7.0)),
                 &s,
                 1,
-                0.9,
+                || 0.9,
                 "u",
                 &SuccessCodes::default()
             ),
@@ -515,7 +516,7 @@ mod tests {
                 &outcome(Some(429), Some(7.0)),
                 &s,
                 3,
-                0.9,
+                || 0.9,
                 "u",
                 &SuccessCodes::default()
             ),
@@ -533,7 +534,7 @@ mod tests {
         assert_eq!(classify_for(410, &narrow), StatusClass::Gone);
         let s = RetrySchedule::parse("10").unwrap();
         assert_eq!(
-            decide(&outcome(Some(301), None), &s, 1, 0.5, "u", &wc),
+            decide(&outcome(Some(301), None), &s, 1, || 0.5, "u", &wc),
             Decision::Delivered
         );
         let t = Target {

@@ -793,7 +793,7 @@ impl Coordinator {
                 &outcome,
                 &job.target.retry,
                 job.attempt.max(1) as u32,
-                retry::jitter_unit(),
+                retry::jitter_unit,
                 &job.target.url,
                 &job.target.success_codes,
             )
