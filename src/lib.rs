@@ -8,7 +8,7 @@
 //! - [`event`]: ids, topics, the JSON envelope
 //! - [`outbox`]: SQLite schema, claims and leases, per-key order, queries
 //! - [`signer`]: Standard Webhooks and WooCommerce signatures
-//! - [`delivery`]: one HTTP attempt and its classification
+//! - [`delivery`]: one HTTP attempt and its classification ([`one_write`]: a request in one write)
 //! - [`retry`]: retry schedule, jitter, Retry-After
 //! - [`worker`]: the sender threads (election, wake-ups, shutdown)
 //! - [`client`]: the request side of one process (registry keyed by PID)
