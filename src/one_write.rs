@@ -28,13 +28,26 @@ impl Connector<Box<dyn Transport>> for OneWrite {
     }
 }
 
-#[derive(Debug)]
 pub struct OneWriteTransport {
     inner: Box<dyn Transport>,
     /// What ureq transmitted and this transport has not written yet (at most one output buffer).
     pending: Vec<u8>,
     /// The timeout of the latest transmit: the budget the pending bytes are written within.
     timeout: Option<NextTimeout>,
+}
+
+/// Capacity kept for the next request after a larger one was written (a pooled connection does
+/// not hold on to a large body's worth of memory).
+const KEEP: usize = 4096;
+
+// By hand: the pending bytes are a request head with its signature and any credentials.
+impl std::fmt::Debug for OneWriteTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OneWriteTransport")
+            .field("inner", &self.inner)
+            .field("pending_bytes", &self.pending.len())
+            .finish()
+    }
 }
 
 impl OneWriteTransport {
@@ -50,6 +63,9 @@ impl OneWriteTransport {
         // `pending` never exceeds the output buffer (see transmit_output).
         self.inner.buffers().output()[..n].copy_from_slice(&self.pending);
         self.pending.clear();
+        if self.pending.capacity() > KEEP {
+            self.pending = Vec::new();
+        }
         self.inner.transmit_output(n, timeout)
     }
 }
@@ -74,10 +90,11 @@ impl Transport for OneWriteTransport {
         Ok(())
     }
 
-    fn maybe_await_input(&mut self, timeout: NextTimeout) -> Result<bool, Error> {
-        self.flush()?;
-        self.inner.maybe_await_input(timeout)
-    }
+    // `maybe_await_input` keeps its default (ureq calls it through a `Box<dyn Transport>`, which
+    // does not forward it): it reads only when no input is buffered, through `await_input`. Input
+    // already buffered before the request is sent cannot happen on a pooled connection (ureq drops
+    // one with unread input); with `Expect: 100-continue`, a server that answered at once has its
+    // answer read and the body left unsent, and `is_open` keeps the connection out of the pool.
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, Error> {
         self.flush()?;
@@ -125,7 +142,7 @@ mod tests {
         }
     }
 
-    fn wrapped(output: usize) -> (OneWriteTransport, Arc<Mutex<Vec<Vec<u8>>>>) {
+    fn wrapped(output: usize) -> (Box<dyn Transport>, Arc<Mutex<Vec<Vec<u8>>>>) {
         let writes = Arc::new(Mutex::new(Vec::new()));
         let inner = Recorder {
             buffers: LazyBuffers::new(64, output),
@@ -137,7 +154,8 @@ mod tests {
             pending: Vec::new(),
             timeout: None,
         };
-        (t, writes)
+        // Boxed, as ureq holds it (so the trait's default methods are the ones it calls).
+        (Box::new(t), writes)
     }
 
     fn timeout() -> NextTimeout {
@@ -149,7 +167,7 @@ mod tests {
         }
     }
 
-    fn send(t: &mut OneWriteTransport, bytes: &[u8]) {
+    fn send(t: &mut Box<dyn Transport>, bytes: &[u8]) {
         t.buffers().output()[..bytes.len()].copy_from_slice(bytes);
         t.transmit_output(bytes.len(), timeout()).unwrap();
     }
@@ -166,6 +184,11 @@ mod tests {
         assert!(
             !t.is_open(),
             "a connection with bytes pending is not reusable"
+        );
+        let shown = format!("{t:?}");
+        assert!(
+            shown.contains("pending_bytes: 43") && !shown.contains("POST"),
+            "{shown}"
         );
         t.maybe_await_input(timeout()).unwrap();
         assert_eq!(
