@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import threading
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -125,3 +128,39 @@ class LineReader:
         self.eof.wait(timeout)
         self._t.join(1)
         return self.lines
+
+
+@contextmanager
+def tcp_listener(handle, threaded: bool = False):
+    """A TCP listener on 127.0.0.1 whose accept loop runs on a thread: each connection goes to
+    `handle(conn)`, on that thread or (`threaded`) on one of its own. Yields the port and the list
+    of accepted connections; on exit the loop stops and the connections and listener are closed."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    srv.settimeout(0.2)
+    conns: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                continue
+            conns.append(c)
+            if threaded:
+                threading.Thread(target=handle, args=(c,), daemon=True).start()
+            else:
+                handle(c)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        yield srv.getsockname()[1], conns
+    finally:
+        stop.set()
+        t.join(2)
+        for c in conns:
+            c.close()
+        srv.close()

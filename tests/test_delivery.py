@@ -3,7 +3,6 @@ import json
 import re
 import socket
 import struct
-import threading
 import time
 import types
 
@@ -11,7 +10,7 @@ from standardwebhooks.webhooks import Webhook
 
 from conftest import fast_ini
 from receiver import Response, wc_signature
-from helpers import EVENT_ID_RE, Obj, delivery, loads_ordered, to_unix, ulid_ms
+from helpers import EVENT_ID_RE, Obj, delivery, loads_ordered, tcp_listener, to_unix, ulid_ms
 import pytest
 
 # Every test here runs on both storage engines: a SQLite file and a MariaDB database.
@@ -279,19 +278,13 @@ def data_segments_in(c: socket.socket) -> int:
 def raw_receiver():
     """A keep-alive HTTP receiver on a bare socket: the requests (head and body, by
     Content-Length) and the connections they came on."""
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(16)
-    srv.settimeout(0.2)
     seen: list[bytes] = []
-    conns: list[socket.socket] = []
-    stop = threading.Event()
 
-    def conn_loop(c):
+    def handle(c):
         c.settimeout(10)
         buf = b""
         try:
-            while not stop.is_set():
+            while True:
                 while b"\r\n\r\n" not in buf:
                     more = c.recv(1 << 20)
                     if not more:
@@ -310,23 +303,8 @@ def raw_receiver():
         except OSError:
             pass
 
-    def serve():
-        while not stop.is_set():
-            try:
-                c, _ = srv.accept()
-            except OSError:
-                continue
-            conns.append(c)
-            threading.Thread(target=conn_loop, args=(c,), daemon=True).start()
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    yield types.SimpleNamespace(url=f"http://127.0.0.1:{srv.getsockname()[1]}/raw", seen=seen, conns=conns)
-    stop.set()
-    t.join(2)
-    for c in conns:
-        c.close()
-    srv.close()
+    with tcp_listener(handle, threaded=True) as (port, conns):
+        yield types.SimpleNamespace(url=f"http://127.0.0.1:{port}/raw", seen=seen, conns=conns)
 
 
 @pytest.mark.engines("sqlite")

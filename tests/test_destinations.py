@@ -3,12 +3,11 @@
 internal ranges are refused unless allowed by woosync.allow_networks (php.ini / -d only) or the
 endpoint's allow_networks. A refused destination is not a dead event: the endpoint pauses with a
 reason naming the address and the setting, its events wait, and flow once it is allowed."""
-import socket
-import threading
 
 import pytest
 
 from conftest import closed_port, fast_ini
+from helpers import tcp_listener
 
 NO_ALLOWANCE = {"woosync.allow_networks": None}   # drop the tests' default 127.0.0.1/32
 
@@ -89,40 +88,26 @@ def test_malformed_allowances_raise_naming_the_setting(php):
 @pytest.fixture
 def connect_proxy():
     """A proxy on 127.0.0.1 that records the CONNECT line it gets and refuses with 502."""
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(8)
     seen = []
-    stop = threading.Event()
 
-    def serve():
-        srv.settimeout(0.2)
-        while not stop.is_set():
+    def handle(c):
+        with c:
+            c.settimeout(5)
             try:
-                c, _ = srv.accept()
+                # TCP is a stream: the client may write the CONNECT line in pieces; read to its end.
+                head = b""
+                while b"\r\n" not in head and len(head) < 8192:
+                    chunk = c.recv(4096)
+                    if not chunk:
+                        break
+                    head += chunk
+                seen.append(head.decode(errors="replace").split("\r\n")[0])
+                c.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
             except OSError:
-                continue
-            with c:
-                c.settimeout(5)
-                try:
-                    # TCP is a stream: the client may write the CONNECT line in pieces; read to its end.
-                    head = b""
-                    while b"\r\n" not in head and len(head) < 8192:
-                        chunk = c.recv(4096)
-                        if not chunk:
-                            break
-                        head += chunk
-                    seen.append(head.decode(errors="replace").split("\r\n")[0])
-                    c.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
-                except OSError:
-                    pass
+                pass
 
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    yield f"http://127.0.0.1:{srv.getsockname()[1]}", seen
-    stop.set()
-    t.join(2)
-    srv.close()
+    with tcp_listener(handle) as (port, _):
+        yield f"http://127.0.0.1:{port}", seen
 
 
 def test_with_a_proxy_the_policy_applies_to_the_proxys_address(php, connect_proxy):

@@ -3,14 +3,13 @@ WooSyncException naming the field; messages quote at most ~200 bytes of the inpu
 debug text and no doubled prefixes; every function raises the same way on a damaged outbox."""
 import json
 import os
-import socket
 import ssl
 import subprocess
-import threading
 
 import pytest
 
 from conftest import closed_port, fast_ini
+from helpers import tcp_listener
 from receiver import Blackhole
 
 ENDPOINT_CASES = [
@@ -153,31 +152,17 @@ def tls_server(tmp_path):
                     "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True, timeout=60)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(str(crt), str(key))
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(16)
-    stop = threading.Event()
 
-    def serve():
-        srv.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = srv.accept()
-            except OSError:
-                continue
-            try:
-                with ctx.wrap_socket(conn, server_side=True) as s:
-                    s.recv(65536)
-                    s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-            except (OSError, ssl.SSLError):
-                pass
+    def handle(conn):
+        try:
+            with ctx.wrap_socket(conn, server_side=True) as s:
+                s.recv(65536)
+                s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        except (OSError, ssl.SSLError):
+            pass
 
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    yield f"https://127.0.0.1:{srv.getsockname()[1]}/hook"
-    stop.set()
-    t.join(2)
-    srv.close()
+    with tcp_listener(handle) as (port, _):
+        yield f"https://127.0.0.1:{port}/hook"
 
 
 def test_tls_failures_are_classed_tls(php, tls_server):
