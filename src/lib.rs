@@ -24,6 +24,7 @@ pub mod error;
 pub mod event;
 pub mod files;
 pub mod fork;
+pub mod memory;
 pub mod metrics;
 pub mod one_write;
 pub mod outbox;

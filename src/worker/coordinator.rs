@@ -27,6 +27,9 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// How long the sender, when it stops, waits for a checkpoint in progress before its own last one.
 const CHECKPOINT_STOP_WAIT: Duration = Duration::from_millis(200);
 
+/// A sender with nothing in flight and nothing due for this long trims the heap (`memory::Trim`).
+const TRIM_WHEN_IDLE_FOR: Duration = Duration::from_millis(50);
+
 /// Events routed per transaction: small enough that the sender never holds the write lock
 /// for more than about a millisecond, so dispatches do not queue behind it.
 const ROUTE_BATCH: usize = 128;
@@ -104,6 +107,8 @@ pub struct Coordinator {
     needs_key: bool,
     /// The outbox was moved elsewhere, or a move into it is not finished: claim nothing.
     paused: bool,
+    /// When an idle sender gives the heap a burst freed back to the system.
+    trim: crate::memory::Trim,
     /// When this process became the sender.
     since: Instant,
     /// How many times this process yielded the election before.
@@ -167,6 +172,7 @@ impl Coordinator {
             boot: fork::boot_id(),
             needs_key: false,
             paused: false,
+            trim: crate::memory::Trim::default(),
             since: Instant::now(),
             yielded,
             socket_ok,
@@ -666,6 +672,10 @@ impl Coordinator {
             // Shared by hosts: wake-ups of other processes do not reach this one, so it looks for
             // new events every POLL_EVERY; the cycle (which renews the lease) runs at least once a
             // second.
+            // Idle for a while after a burst: what the burst freed goes back to the system.
+            if busy == 0 && wait >= TRIM_WHEN_IDLE_FOR {
+                self.trim.run_if_due(Instant::now());
+            }
             let until = Instant::now() + wait;
             loop {
                 let left = until.saturating_duration_since(Instant::now());
@@ -734,6 +744,7 @@ impl Coordinator {
     /// its outcome waits to be recorded.
     fn take_result(&mut self, d: Done, busy: &mut usize, unrecorded: &mut Vec<Finished>) {
         *busy = busy.saturating_sub(1);
+        self.trim.note(1);
         if let Some(n) = self.in_flight.get_mut(&d.job.endpoint_id) {
             *n = n.saturating_sub(1);
         }
