@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 pub const APPLICATION_ID: i32 = 0x776f_6f73;
 /// Longest time a statement waits for another process's write lock before failing.
 pub const BUSY_WAIT: Duration = Duration::from_secs(10);
+/// How long one connection tries to set itself up before `Sqlite::open` starts over with another.
+const OPEN_ATTEMPT: Duration = Duration::from_millis(500);
 /// WAL size (in frames, ~4 KB each) past which the sender rewinds the log: 8192 frames ≈ 32 MB.
 pub const WAL_RESTART_FRAMES: i64 = 8192;
 
@@ -277,8 +279,10 @@ fn is_open_race(e: &rusqlite::Error) -> bool {
 }
 
 /// Retries `f` while SQLite reports busy/locked (schema creation and WAL switch races).
-fn retry_busy<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
-    let deadline = Instant::now() + BUSY_WAIT;
+fn retry_busy_until<T>(
+    deadline: Instant,
+    mut f: impl FnMut() -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
     let mut pause = Duration::from_micros(50);
     loop {
         match f() {
@@ -291,13 +295,14 @@ fn retry_busy<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result
     }
 }
 
-fn install_busy_handler(conn: &mut Connection) -> rusqlite::Result<()> {
+/// Waits for a lock up to `limit` per statement.
+fn install_busy_handler(conn: &mut Connection, limit: Duration) -> rusqlite::Result<()> {
     let mut started = Instant::now();
     conn.busy_handler(Some(move |count: i32| -> bool {
         if count == 0 {
             started = Instant::now();
         }
-        if started.elapsed() >= BUSY_WAIT {
+        if started.elapsed() >= limit {
             return false;
         }
         // Sub-millisecond naps: the request path never sleeps whole milliseconds here.
@@ -351,14 +356,47 @@ pub struct Sqlite {
 
 impl Sqlite {
     /// Opens (creating or migrating if needed) the outbox at `path`.
+    ///
+    /// A connection that keeps meeting a lock while it sets itself up is dropped and a new one
+    /// opened (every `OPEN_ATTEMPT`, within `BUSY_WAIT` in all): nothing is written before the
+    /// schema step, and a connection that first saw a brand-new file while another process was
+    /// turning it into an outbox was seen to stay locked out for the whole wait while the other
+    /// processes carried on (a php-fpm pool's first requests).
     pub fn open(path: &Path, role: Role) -> Result<Sqlite> {
+        let deadline = Instant::now() + BUSY_WAIT;
+        loop {
+            let busy = std::cell::Cell::new(false);
+            let until = (Instant::now() + OPEN_ATTEMPT).min(deadline);
+            match Self::open_once(path, role, until, &busy) {
+                Err(_) if busy.get() && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One connection's attempt; `busy` says whether it failed on a lock.
+    fn open_once(
+        path: &Path,
+        role: Role,
+        until: Instant,
+        busy: &std::cell::Cell<bool>,
+    ) -> Result<Sqlite> {
+        let fail = |what: &str, e: rusqlite::Error| {
+            if is_busy(&e) || is_open_race(&e) {
+                busy.set(true);
+            }
+            storage(path, what, e)
+        };
         crate::files::prepare(path)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_NOFOLLOW;
         let mut conn = Connection::open_with_flags(path, flags)
             .map_err(|e| storage(path, "cannot open", e))?;
-        install_busy_handler(&mut conn).map_err(|e| storage(path, "cannot configure", e))?;
+        install_busy_handler(&mut conn, until.saturating_duration_since(Instant::now()))
+            .map_err(|e| fail("cannot configure", e))?;
         // Every statement of the hot paths stays prepared, and query plans never depend on bound
         // values: otherwise SQLite re-prepares a statement each time rusqlite returns it to its
         // cache (clearing bindings expires such statements).
@@ -370,6 +408,7 @@ impl Sqlite {
         .map_err(|e| storage(path, "cannot configure", e))?;
         let not_outbox = |e: rusqlite::Error| {
             if is_busy(&e) {
+                busy.set(true);
                 return Error::storage(format!(
                     "outbox {} is busy: another process held its lock for more than {} s ({e}); try again",
                     path.display(),
@@ -386,7 +425,7 @@ impl Sqlite {
         };
         // One read transaction: the three values come from one snapshot, even while another
         // process is creating the schema of a brand-new file.
-        let (app_id, version, tables) = retry_busy(|| {
+        let (app_id, version, tables) = retry_busy_until(until, || {
             let tx = conn.unchecked_transaction()?;
             let app: i32 = tx.query_row("PRAGMA application_id", [], |r| r.get(0))?;
             let ver: i32 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -411,11 +450,15 @@ impl Sqlite {
         }
         if fresh {
             // Must precede the first table; lets the retention pass return pages to the OS.
-            retry_busy(|| conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL"))
-                .map_err(|e| storage(path, "cannot configure", e))?;
+            retry_busy_until(until, || {
+                conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL")
+            })
+            .map_err(|e| fail("cannot configure", e))?;
         }
-        retry_busy(|| conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0)))
-            .map_err(|e| storage(path, "cannot switch to WAL mode", e))?;
+        retry_busy_until(until, || {
+            conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0))
+        })
+        .map_err(|e| fail("cannot switch to WAL mode", e))?;
         let pragmas = match role {
             // The request path never checkpoints; the sender does, often. Both truncate the log
             // to 64 MB when they rewind it (the next writer after a RESTART checkpoint does that,
@@ -423,13 +466,13 @@ impl Sqlite {
             Role::Request => "PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=-512; PRAGMA journal_size_limit=67108864; PRAGMA temp_store=MEMORY;",
             Role::Sender => "PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=-512; PRAGMA journal_size_limit=67108864; PRAGMA temp_store=MEMORY;",
         };
-        retry_busy(|| conn.execute_batch(pragmas))
-            .map_err(|e| storage(path, "cannot configure", e))?;
+        retry_busy_until(until, || conn.execute_batch(pragmas))
+            .map_err(|e| fail("cannot configure", e))?;
         if fresh || version < SQLITE_SCHEMA_VERSION {
-            retry_busy(|| migrate(&mut conn))
-                .map_err(|e| storage(path, "cannot create the schema", e))?;
+            retry_busy_until(until, || migrate(&mut conn))
+                .map_err(|e| fail("cannot create the schema", e))?;
         }
-        let rowid_ids = retry_busy(|| {
+        let rowid_ids = retry_busy_until(until, || {
             conn.query_row(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'events_foreign_id'",
                 [],
@@ -438,6 +481,8 @@ impl Sqlite {
         })
         .map_err(not_outbox)?
             > 0;
+        // Set up: from now on a statement waits for a lock up to the full BUSY_WAIT.
+        install_busy_handler(&mut conn, BUSY_WAIT).map_err(|e| fail("cannot configure", e))?;
         Ok(Sqlite {
             conn,
             path: path.to_path_buf(),
