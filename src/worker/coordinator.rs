@@ -669,13 +669,13 @@ impl Coordinator {
             if wait.is_zero() {
                 continue;
             }
-            // Shared by hosts: wake-ups of other processes do not reach this one, so it looks for
-            // new events every POLL_EVERY; the cycle (which renews the lease) runs at least once a
-            // second.
             // Idle for a while after a burst: what the burst freed goes back to the system.
             if busy == 0 && wait >= TRIM_WHEN_IDLE_FOR {
                 self.trim.run_if_due(Instant::now());
             }
+            // Shared by hosts: wake-ups of other processes do not reach this one, so it looks for
+            // new events every POLL_EVERY; the cycle (which renews the lease) runs at least once a
+            // second.
             let until = Instant::now() + wait;
             loop {
                 let left = until.saturating_duration_since(Instant::now());
