@@ -33,7 +33,7 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$SO" ] && [ -f "$SO" ] || die "no extension at '${SO}' (--so; build it with cargo build --release)"
 [ -n "$OUT" ] || die "--out DIR is required"
-for tool in dpkg-deb dpkg-shlibdeps dpkg-gencontrol dpkg-parsechangelog zip strip "$PHP_CONFIG"; do
+for tool in dpkg-deb dpkg-shlibdeps dpkg-gencontrol dpkg-parsechangelog zip strip readelf "$PHP_CONFIG"; do
     command -v "$tool" >/dev/null || die "$tool not found (apt-get install dpkg-dev zip php-dev)"
 done
 
@@ -134,6 +134,11 @@ chmod 0644 "$STAGE/DEBIAN/conffiles" "$STAGE/DEBIAN/md5sums"
 (
     cd "$SRC"
     dpkg-shlibdeps -Tdebian/substvars "debian/$PACKAGE$EXT_DIR/woosync.so"
+    # Packed relocations (build.rs) need glibc 2.36, a version requirement without a symbol, which
+    # dpkg-shlibdeps does not turn into a dependency.
+    if readelf -V "debian/$PACKAGE$EXT_DIR/woosync.so" | grep -q GLIBC_ABI_DT_RELR; then
+        sed -i -E 's/libc6 \(>= [0-9.]+\)/libc6 (>= 2.36)/' debian/substvars
+    fi
     dpkg-gencontrol -p"$PACKAGE" -v"$DEB_VERSION" -Tdebian/substvars -fdebian/files -P"$STAGE" \
         -V"phpapi:Depends=phpapi-$PHPAPI"
 )

@@ -162,7 +162,7 @@ def test_ini_loads_cleanly_and_uncommented_it_is_a_working_config(so, tmp_path, 
 
 # ---- the .deb ----------------------------------------------------------------------------------------
 
-def test_deb_name_fields_and_dependencies(artifacts, php_info):
+def test_deb_name_fields_and_dependencies(artifacts, php_info, so):
     arch = run(["dpkg", "--print-architecture"]).stdout.strip()
     assert artifacts.deb.name == f"{php_info.package}_{artifacts.deb_version}_{arch}.deb"
     field = lambda name: run(["dpkg-deb", "-f", artifacts.deb, name]).stdout.strip()  # noqa: E731
@@ -172,7 +172,12 @@ def test_deb_name_fields_and_dependencies(artifacts, php_info):
     depends = [d.strip() for d in field("Depends").split(",")]
     assert f"phpapi-{php_info.phpapi}" in depends, depends
     # dpkg-shlibdeps: the libraries the .so links (libc at least), with versions
-    assert any(re.fullmatch(r"libc6 \(>= [\d.]+\)", d) for d in depends), depends
+    libc = [d for d in depends if re.fullmatch(r"libc6 \(>= [\d.]+\)", d)]
+    assert libc, depends
+    # packed relocations (build.rs) need glibc 2.36: a requirement dpkg-shlibdeps does not see
+    if "GLIBC_ABI_DT_RELR" in run(["readelf", "-V", str(so)]).stdout:
+        v = tuple(int(x) for x in re.search(r"\(>= ([\d.]+)\)", libc[0]).group(1).split(".")[:2])
+        assert v >= (2, 36), libc
     assert field("Pre-Depends").startswith("php-common"), "php-maintscript-helper comes from php-common"
     # the named phpapi is what this PHP's packages provide
     prov = run(["apt-cache", "showpkg", f"phpapi-{php_info.phpapi}"]).stdout

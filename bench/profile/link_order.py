@@ -151,7 +151,10 @@ def main():
             names += new
             print(f"{phase}: {len(new)} functions")
     Path(args.out).write_text("\n".join(names) + "\n")
-    print(f"{len(names)} functions -> {args.out}")
+    # The compiler the names come from (build.rs and tests/test_linking.py compare it with theirs).
+    rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout
+    Path(args.out).with_suffix(".rustc").write_text(rustc)
+    print(f"{len(names)} functions -> {args.out} ({rustc.strip()})")
 
 
 def profile(so, work, script, urls):
