@@ -295,14 +295,18 @@ fn retry_busy_until<T>(
     }
 }
 
-/// Waits for a lock up to `limit` per statement.
-fn install_busy_handler(conn: &mut Connection, limit: Duration) -> rusqlite::Result<()> {
+/// Waits for a lock up to `limit` per statement, and never past `until` when given.
+fn install_busy_handler(
+    conn: &mut Connection,
+    limit: Duration,
+    until: Option<Instant>,
+) -> rusqlite::Result<()> {
     let mut started = Instant::now();
     conn.busy_handler(Some(move |count: i32| -> bool {
         if count == 0 {
             started = Instant::now();
         }
-        if started.elapsed() >= limit {
+        if started.elapsed() >= limit || until.is_some_and(|u| Instant::now() >= u) {
             return false;
         }
         // Sub-millisecond naps: the request path never sleeps whole milliseconds here.
@@ -358,18 +362,27 @@ impl Sqlite {
     /// Opens (creating or migrating if needed) the outbox at `path`.
     ///
     /// A connection that keeps meeting a lock while it sets itself up is dropped and a new one
-    /// opened (every `OPEN_ATTEMPT`, within `BUSY_WAIT` in all): nothing is written before the
-    /// schema step, and a connection that first saw a brand-new file while another process was
-    /// turning it into an outbox was seen to stay locked out for the whole wait while the other
-    /// processes carried on (a php-fpm pool's first requests).
+    /// opened (every `OPEN_ATTEMPT`, within `BUSY_WAIT` in all; every setup step can be repeated:
+    /// the WAL switch and the schema step check what is already there), because a connection that
+    /// first saw a brand-new file while another process was turning it into an outbox was seen to
+    /// stay locked out for the whole wait while the other processes carried on (a php-fpm pool's
+    /// first requests). After the wait the error says how many connections tried.
     pub fn open(path: &Path, role: Role) -> Result<Sqlite> {
         let deadline = Instant::now() + BUSY_WAIT;
+        let mut tries = 0u32;
         loop {
+            tries += 1;
             let busy = std::cell::Cell::new(false);
             let until = (Instant::now() + OPEN_ATTEMPT).min(deadline);
             match Self::open_once(path, role, until, &busy) {
                 Err(_) if busy.get() && Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(Error::Storage(msg)) if busy.get() => {
+                    return Err(Error::storage(format!(
+                        "{msg} (locked out for {} s, {tries} connections tried)",
+                        BUSY_WAIT.as_secs()
+                    )))
                 }
                 other => return other,
             }
@@ -395,7 +408,7 @@ impl Sqlite {
             | OpenFlags::SQLITE_OPEN_NOFOLLOW;
         let mut conn = Connection::open_with_flags(path, flags)
             .map_err(|e| storage(path, "cannot open", e))?;
-        install_busy_handler(&mut conn, until.saturating_duration_since(Instant::now()))
+        install_busy_handler(&mut conn, BUSY_WAIT, Some(until))
             .map_err(|e| fail("cannot configure", e))?;
         // Every statement of the hot paths stays prepared, and query plans never depend on bound
         // values: otherwise SQLite re-prepares a statement each time rusqlite returns it to its
@@ -407,7 +420,7 @@ impl Sqlite {
         )
         .map_err(|e| storage(path, "cannot configure", e))?;
         let not_outbox = |e: rusqlite::Error| {
-            if is_busy(&e) {
+            if is_busy(&e) || is_open_race(&e) {
                 busy.set(true);
                 return Error::storage(format!(
                     "outbox {} is busy: another process held its lock for more than {} s ({e}); try again",
@@ -482,7 +495,8 @@ impl Sqlite {
         .map_err(not_outbox)?
             > 0;
         // Set up: from now on a statement waits for a lock up to the full BUSY_WAIT.
-        install_busy_handler(&mut conn, BUSY_WAIT).map_err(|e| fail("cannot configure", e))?;
+        install_busy_handler(&mut conn, BUSY_WAIT, None)
+            .map_err(|e| fail("cannot configure", e))?;
         Ok(Sqlite {
             conn,
             path: path.to_path_buf(),

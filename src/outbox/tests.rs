@@ -818,3 +818,58 @@ mod breaker {
         assert_eq!(breaker_pause(&[], BREAKER_THRESHOLD), 5.0);
     }
 }
+
+mod opening {
+    use super::*;
+    use std::time::Duration;
+
+    /// Holds the write lock of the file at `p` (created private if missing) from another
+    /// connection for `hold`.
+    fn hold_write_lock(p: &std::path::Path, hold: Duration) -> std::thread::JoinHandle<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(p)
+            .unwrap();
+        let c = Connection::open(p).unwrap();
+        c.execute_batch("PRAGMA journal_mode=WAL; BEGIN IMMEDIATE;")
+            .unwrap();
+        std::thread::spawn(move || {
+            std::thread::sleep(hold);
+            c.execute_batch("ROLLBACK").unwrap();
+        })
+    }
+
+    #[test]
+    fn a_brand_new_file_locked_for_longer_than_one_attempt_opens_once_the_lock_goes() {
+        let p = tmp("open-locked-new");
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::set_permissions(
+            p.parent().unwrap(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
+        let holder = hold_write_lock(&p, Duration::from_millis(1500));
+        let t = Instant::now();
+        let mut ob = Outbox::open(&p, Role::Request).unwrap();
+        assert!(
+            t.elapsed() >= Duration::from_millis(1000),
+            "opened under the lock"
+        );
+        holder.join().unwrap();
+        ob.enqueue(&ev("a.b", None, false)).unwrap();
+    }
+
+    #[test]
+    fn an_opened_outbox_waits_the_full_busy_wait_not_one_attempt() {
+        let p = tmp("open-then-locked");
+        let mut ob = Outbox::open(&p, Role::Request).unwrap();
+        let holder = hold_write_lock(&p, Duration::from_millis(1500));
+        let t = Instant::now();
+        ob.enqueue(&ev("a.b", None, false)).unwrap();
+        assert!(t.elapsed() >= Duration::from_millis(1000));
+        holder.join().unwrap();
+    }
+}

@@ -28,7 +28,8 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 const CHECKPOINT_STOP_WAIT: Duration = Duration::from_millis(200);
 
 /// A sender with nothing in flight and nothing due for this long trims the heap (`memory::Trim`).
-const TRIM_WHEN_IDLE_FOR: Duration = Duration::from_millis(50);
+/// (Below the 25 ms a sender without its wake-up socket waits at most.)
+const TRIM_WHEN_IDLE_FOR: Duration = Duration::from_millis(20);
 
 /// Events routed per transaction: small enough that the sender never holds the write lock
 /// for more than about a millisecond, so dispatches do not queue behind it.
@@ -670,7 +671,7 @@ impl Coordinator {
                 continue;
             }
             // Idle for a while after a burst: what the burst freed goes back to the system.
-            if busy == 0 && wait >= TRIM_WHEN_IDLE_FOR {
+            if busy == 0 && !stopping && wait >= TRIM_WHEN_IDLE_FOR {
                 self.trim.run_if_due(Instant::now());
             }
             // Shared by hosts: wake-ups of other processes do not reach this one, so it looks for
