@@ -19,6 +19,7 @@ pub mod mysql;
 mod mysql_url;
 pub mod sqlite;
 mod types;
+mod wal_writes;
 
 pub use location::Location;
 pub use mysql_url::{MysqlUrl, SslMode};

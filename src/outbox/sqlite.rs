@@ -406,8 +406,12 @@ impl Sqlite {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_NOFOLLOW;
-        let mut conn = Connection::open_with_flags(path, flags)
-            .map_err(|e| storage(path, "cannot open", e))?;
+        // Each commit's WAL frames in one write (`wal_writes`), else the default VFS.
+        let opened = match super::wal_writes::vfs_name() {
+            Some(vfs) => Connection::open_with_flags_and_vfs(path, flags, vfs),
+            None => Connection::open_with_flags(path, flags),
+        };
+        let mut conn = opened.map_err(|e| storage(path, "cannot open", e))?;
         install_busy_handler(&mut conn, BUSY_WAIT, Some(until))
             .map_err(|e| fail("cannot configure", e))?;
         // Every statement of the hot paths stays prepared, and query plans never depend on bound
