@@ -8,7 +8,8 @@ The outbox is made once with the first build: 20,000 dispatches (1,000 keys, ~65
 while the CRM is blackholed at concurrency 1, then the one attempt left in flight is put back.
 Each run copies it, starts a process with the fast receiver as the endpoint and waits until all
 are delivered: deliveries/s and CPU µs per delivered event (user + sys of the whole process).
-`--strace` prints the system calls per delivered event instead (`strace -f -c`). `--keep DIR`
+`--strace` prints the system calls per delivered event instead (`strace -f -c`); `--perf FILE` records
+the last run with `perf record -F 2000 -g` into FILE. `--keep DIR`
 leaves the last run's outbox in DIR (for `wal_pages.py` on a copy of its WAL taken mid-run)."""
 import argparse, os, shutil, sqlite3, subprocess, sys, tempfile
 from pathlib import Path
@@ -57,6 +58,7 @@ def main():
     ap.add_argument("--url", default="http://127.0.0.1:18089/")
     ap.add_argument("--keep")
     ap.add_argument("--strace", action="store_true")
+    ap.add_argument("--perf")
     a = ap.parse_args()
     sos = a.sos.split(",")
     with tempfile.TemporaryDirectory() as work:
@@ -77,7 +79,8 @@ def main():
                                     and r[-1] != "total"), reverse=True)
                     print(f"{so}: " + ", ".join(f"{name} {n / N:.2f}" for n, name in calls[:12]), flush=True)
                 else:
-                    print(f"{so:40} " + php(so, f"{d}/o.db", a.url, FLUSH, a.concurrency).strip(), flush=True)
+                    prefix = ("perf", "record", "-q", "-F", "2000", "-g", "-o", a.perf) if a.perf else ()
+                    print(f"{so:40} " + php(so, f"{d}/o.db", a.url, FLUSH, a.concurrency, prefix).strip(), flush=True)
                 if not a.keep:
                     shutil.rmtree(d)
 
