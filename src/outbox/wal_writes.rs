@@ -34,10 +34,12 @@ use std::sync::OnceLock;
 const NAME: &CStr = c"woosync-wal";
 /// Size of a WAL frame header.
 const FRAME_HEADER: usize = 24;
-/// Past this many gathered bytes the buffer is written out even before the commit: the default
-/// VFS writes at most 128 KB per call (`seekAndWriteFd` keeps the count's low 17 bits, so a
-/// larger write would come back short and be reported as a full disk).
-const MAX_GATHER: usize = 120 << 10;
+/// Past this many gathered bytes the buffer is written out even before the commit. 32 KB holds a
+/// dispatch's frames (~3) and writes a sender commit (~16) in three pieces; the buffer stays
+/// allocated with its handle, so it is kept small (the default VFS could take up to 128 KB per
+/// call: `seekAndWriteFd` keeps the count's low 17 bits, a larger write would come back short and
+/// be reported as a full disk).
+const MAX_GATHER: usize = 32 << 10;
 
 /// The VFS's name once it is registered, `None` when SQLite refused it (then connections use
 /// the default VFS and write as before).
@@ -298,6 +300,9 @@ unsafe fn write(
             g.committed_to = 0;
         }
         if off >= g.committed_to {
+            if g.buf.capacity() == 0 {
+                g.buf.reserve_exact(MAX_GATHER);
+            }
             g.start = off;
             g.commit_header = bytes[4..8] != [0, 0, 0, 0];
             g.buf.extend_from_slice(bytes);
@@ -644,7 +649,7 @@ mod tests {
             let copy = as_after_a_crash(&p, &format!("spill-copy-{round}"));
             assert_eq!(count(&copy), 400 * (round + 1));
         }
-        // A commit far larger than one write of the default VFS (128 KB).
+        // A commit far larger than the buffer, and than one write of the default VFS (128 KB).
         c.execute_batch("PRAGMA cache_size=-8000; BEGIN").unwrap();
         for i in 0..300 {
             c.execute(
