@@ -870,7 +870,14 @@ fn insert_delivery(
 ) -> Result<()> {
     let mut blocked = false;
     let mut superseded = 0;
-    if let Some(k) = key {
+    if let (Some(k), None) = (key, coalesce_topic) {
+        // Without coalescing only the newest open sequence matters (not every open delivery).
+        let newest = tx.eng.newest_open_seq(endpoint_id, k)?;
+        blocked = newest.is_some();
+        if newest.is_some_and(|n| n > seq) {
+            blocked = take_head_from_newer(tx, endpoint_id, k, seq, now)?;
+        }
+    } else if let Some(k) = key {
         let open = tx.eng.open_deliveries_of_key(endpoint_id, k)?;
         let mut remaining = open.len();
         if let Some(topic) = coalesce_topic {
@@ -891,19 +898,8 @@ fn insert_delivery(
             }
         }
         blocked = remaining > 0;
-        // Normally the new event is the key's newest. An older one arriving after newer ones
-        // (moved from another outbox) takes the head from a newer one that has not started.
         if blocked && open.iter().any(|d| d.seq > seq) {
-            let live: Vec<_> = tx.eng.open_deliveries_of_key(endpoint_id, k)?;
-            if !live.iter().any(|d| d.state == state::INFLIGHT) {
-                if let Some(head) = live.iter().find(|d| d.state == state::READY && d.seq > seq) {
-                    let n =
-                        tx.eng
-                            .set_delivery_state(&[head.id], state::READY, state::QUEUED, now)?;
-                    tx.moved(endpoint_id, state::READY, state::QUEUED, n as i64);
-                    blocked = live.iter().any(|d| d.seq < seq);
-                }
-            }
+            blocked = take_head_from_newer(tx, endpoint_id, k, seq, now)?;
         }
     }
     let st = if blocked { state::QUEUED } else { state::READY };
@@ -918,21 +914,36 @@ fn insert_delivery(
     Ok(())
 }
 
+/// Normally a new event is its key's newest. An older one arriving after newer ones (moved from
+/// another outbox) takes the head from a newer one that has not started. Returns whether the new
+/// delivery must wait (`queued`).
+fn take_head_from_newer(
+    tx: &mut Tx<'_>,
+    endpoint_id: i64,
+    key: &str,
+    seq: i64,
+    now: f64,
+) -> Result<bool> {
+    let live: Vec<_> = tx.eng.open_deliveries_of_key(endpoint_id, key)?;
+    if !live.iter().any(|d| d.state == state::INFLIGHT) {
+        if let Some(head) = live.iter().find(|d| d.state == state::READY && d.seq > seq) {
+            let n = tx
+                .eng
+                .set_delivery_state(&[head.id], state::READY, state::QUEUED, now)?;
+            tx.moved(endpoint_id, state::READY, state::QUEUED, n as i64);
+            return Ok(live.iter().any(|d| d.seq < seq));
+        }
+    }
+    Ok(true)
+}
+
 /// Makes the lowest-sequence queued delivery of (endpoint, key) ready when nothing of that key
 /// is ready or in flight.
 fn promote(tx: &mut Tx<'_>, endpoint_id: i64, key: &str, now: f64) -> Result<()> {
-    let open = tx.eng.open_deliveries_of_key(endpoint_id, key)?;
-    if open
-        .iter()
-        .any(|d| d.state == state::READY || d.state == state::INFLIGHT)
-    {
-        return Ok(());
-    }
-    // The engine returns them in (seq, id) order.
-    if let Some(head) = open.first().filter(|d| d.state == state::QUEUED) {
+    if let Some(head) = tx.eng.promotable(endpoint_id, key)? {
         let n = tx
             .eng
-            .set_delivery_state(&[head.id], state::QUEUED, state::READY, now)?;
+            .set_delivery_state(&[head], state::QUEUED, state::READY, now)?;
         tx.moved(endpoint_id, state::QUEUED, state::READY, n as i64);
     }
     Ok(())

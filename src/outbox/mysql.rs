@@ -1619,6 +1619,53 @@ impl Engine for Mysql {
         )
     }
 
+    fn promotable(&mut self, endpoint_id: i64, key: &str) -> Result<Option<i64>> {
+        // `by_key (endpoint_id, key, state, seq)`: index lookups, not every open delivery.
+        let busy = self.row(
+            "read open deliveries",
+            &format!(
+                "SELECT 1 FROM {} WHERE endpoint_id = ? AND `key` = ? AND state IN (1, 2) LIMIT 1",
+                self.t.deliveries
+            ),
+            (endpoint_id, key),
+            |r| col::<i64>(&r, 0),
+        )?;
+        if busy.is_some() {
+            return Ok(None);
+        }
+        self.row(
+            "read open deliveries",
+            &format!(
+                "SELECT id FROM {} WHERE endpoint_id = ? AND `key` = ? AND state = 0 ORDER BY seq, id LIMIT 1",
+                self.t.deliveries
+            ),
+            (endpoint_id, key),
+            |r| col(&r, 0),
+        )
+    }
+
+    fn newest_open_seq(&mut self, endpoint_id: i64, key: &str) -> Result<Option<i64>> {
+        let one = |state: i64| {
+            format!(
+                "COALESCE((SELECT MAX(seq) FROM {} WHERE endpoint_id = ? AND `key` = ? AND state = {state}), -1)",
+                self.t.deliveries
+            )
+        };
+        Ok(self
+            .row(
+                "read open deliveries",
+                &format!(
+                    "SELECT NULLIF(GREATEST({}, {}, {}), -1)",
+                    one(0),
+                    one(1),
+                    one(2)
+                ),
+                (endpoint_id, key, endpoint_id, key, endpoint_id, key),
+                |r| col::<Option<i64>>(&r, 0),
+            )?
+            .flatten())
+    }
+
     fn insert_delivery(
         &mut self,
         event_rowid: i64,

@@ -165,15 +165,37 @@ DROP TRIGGER events_unrouted_delete;
 /// them (a dispatch writes one page less); ids that do not (moved from another outbox, or a
 /// rowid past 40 bits) are marked `foreign_id` and indexed on their own. An outbox created before
 /// keeps its unique index on every id and finds events through it.
-const SCHEMA_V3: &str = "
+pub(super) const SCHEMA_V3: &str = "
 ALTER TABLE events ADD COLUMN foreign_id INTEGER NOT NULL DEFAULT 0;
 ";
+/// Version 4: the open deliveries of a key indexed by state too, so a promotion (is anything of
+/// the key ready or in flight? which queued one is first?) and the routing of a new event read a
+/// few index entries instead of every open delivery of the key and its event.
+pub(super) const SCHEMA_V4: &str = "
+CREATE INDEX deliveries_key_state ON deliveries(endpoint_id, key, state, seq) WHERE state < 3;
+DROP INDEX deliveries_key;
+";
+/// Whether anything of (endpoint, key) is ready or in flight: index entries only.
+pub(super) const KEY_BUSY_SQL: &str = "SELECT 1 FROM deliveries INDEXED BY deliveries_key_state
+     WHERE endpoint_id = ?1 AND key = ?2 AND state < 3 AND state IN (1, 2) LIMIT 1";
+/// The lowest (seq, id) queued delivery of (endpoint, key): the first entry of its range.
+pub(super) const KEY_HEAD_SQL: &str = "SELECT id FROM deliveries INDEXED BY deliveries_key_state
+     WHERE endpoint_id = ?1 AND key = ?2 AND state < 3 AND state = 0 ORDER BY seq, id LIMIT 1";
+/// The newest open sequence number of (endpoint, key): the last index entry of each open state
+/// (one `max(seq)` over all three would read every entry of the key).
+pub(super) const KEY_NEWEST_SQL: &str = "SELECT nullif(max(
+       coalesce((SELECT max(seq) FROM deliveries INDEXED BY deliveries_key_state
+                 WHERE endpoint_id = ?1 AND key = ?2 AND state < 3 AND state = 0), -1),
+       coalesce((SELECT max(seq) FROM deliveries INDEXED BY deliveries_key_state
+                 WHERE endpoint_id = ?1 AND key = ?2 AND state < 3 AND state = 1), -1),
+       coalesce((SELECT max(seq) FROM deliveries INDEXED BY deliveries_key_state
+                 WHERE endpoint_id = ?1 AND key = ?2 AND state < 3 AND state = 2), -1)), -1)";
 /// The index of the ids that carry no rowid, in outboxes created with schema 3 or later.
 const FOREIGN_ID_INDEX: &str =
     "CREATE INDEX events_foreign_id ON events(event_id) WHERE foreign_id = 1;";
 
 /// The schema version of SQLite outboxes (`PRAGMA user_version`).
-const SQLITE_SCHEMA_VERSION: i32 = 3;
+const SQLITE_SCHEMA_VERSION: i32 = 4;
 
 const ENDPOINT_COLUMNS: &str = "id, name, url, secret, prev_secret, prev_secret_until, topics, enabled, disabled_reason, disabled_at,
     rate_limit, timeout, proxy, format, retry_delays, source, consecutive_failures, breaker_until,
@@ -338,6 +360,9 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     }
     if version == 0 {
         tx.execute_batch(FOREIGN_ID_INDEX)?;
+    }
+    if version < 4 {
+        tx.execute_batch(SCHEMA_V4)?;
     }
     // Later versions: `if version < N { ... }`, each step within this transaction.
     tx.execute_batch(&format!(
@@ -1252,6 +1277,35 @@ impl Engine for Sqlite {
                 })
             },
         )
+    }
+
+    fn promotable(&mut self, endpoint_id: i64, key: &str) -> Result<Option<i64>> {
+        let busy: Option<i64> = self.row(
+            "read open deliveries",
+            KEY_BUSY_SQL,
+            params![endpoint_id, key],
+            |r| r.get(0),
+        )?;
+        if busy.is_some() {
+            return Ok(None);
+        }
+        self.row(
+            "read open deliveries",
+            KEY_HEAD_SQL,
+            params![endpoint_id, key],
+            |r| r.get(0),
+        )
+    }
+
+    fn newest_open_seq(&mut self, endpoint_id: i64, key: &str) -> Result<Option<i64>> {
+        Ok(self
+            .row(
+                "read open deliveries",
+                KEY_NEWEST_SQL,
+                params![endpoint_id, key],
+                |r| r.get::<_, Option<i64>>(0),
+            )?
+            .flatten())
     }
 
     fn insert_delivery(

@@ -1,4 +1,7 @@
-use super::sqlite::{APPLICATION_ID, OLDEST_OPEN_SQL, SCHEMA, SCHEMA_V2};
+use super::sqlite::{
+    APPLICATION_ID, KEY_BUSY_SQL, KEY_HEAD_SQL, KEY_NEWEST_SQL, OLDEST_OPEN_SQL, SCHEMA, SCHEMA_V2,
+    SCHEMA_V3, SCHEMA_V4,
+};
 use super::*;
 use rusqlite::params;
 use rusqlite::Connection;
@@ -254,6 +257,32 @@ mod unit {
         assert!(String::from_utf8_lossy(&next[0].body).contains("\"sequence\":2"));
         let st = ob.status().unwrap();
         assert_eq!((st.dead, st.in_flight, st.queued), (1, 3, 1));
+    }
+
+    /// An older event of a key put back while a newer one is in flight waits for it, and goes
+    /// next.
+    #[test]
+    fn retried_old_event_waits_for_the_key_in_flight() {
+        let p = tmp("retry-behind");
+        let mut ob = Outbox::open(&p, Role::Sender).unwrap();
+        ob.record_default_endpoint_plain(&default_ep("http://127.0.0.1:9/x"))
+            .unwrap();
+        let ep = ob.endpoints().unwrap()[0].id;
+        let first = put(&mut ob, &ev("a.b", Some("k"), false));
+        let second = put(&mut ob, &ev("a.b", Some("k"), false));
+        let now = event::now() + 1.0;
+        let c = ob.claim(&[(ep, 10, 100.0)], "me", now).unwrap();
+        assert_eq!(c.len(), 1);
+        finish(&mut ob, &c[0], Decision::Delivered);
+        let c2 = ob.claim(&[(ep, 10, 100.0)], "me", now).unwrap();
+        assert_eq!(c2[0].event_id, second);
+        assert_eq!(ob.retry_event(&first).unwrap(), Some(true));
+        assert!(ob.claim(&[(ep, 10, 100.0)], "me", now).unwrap().is_empty());
+        finish(&mut ob, &c2[0], Decision::Delivered);
+        let c3 = ob.claim(&[(ep, 10, 100.0)], "me", now).unwrap();
+        assert_eq!(c3.len(), 1);
+        assert_eq!(c3[0].event_id, first);
+        assert!(ob.claim(&[(ep, 10, 100.0)], "me", now).unwrap().is_empty());
     }
 
     #[test]
@@ -615,7 +644,17 @@ mod event_ids {
             .conn()
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 3);
+        assert_eq!(version, 4);
+        // Schema 4: the open deliveries of a key indexed by state as well, in place of the old index.
+        let indexes: Vec<String> = ob
+            .conn()
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'deliveries_key%'")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(indexes, ["deliveries_key_state"]);
         let new = dispatch(&mut ob, Some("k"), "{}");
         assert_eq!(ob.event(&new).unwrap().unwrap().seq, 2);
         let old = ob.event("evt_01KB0000000000000000000000").unwrap().unwrap();
@@ -799,6 +838,22 @@ mod plans {
         let text = query_plan(&c, OLDEST_OPEN_SQL);
         assert!(text.contains("deliveries_open"), "{text}");
         assert!(!text.contains("TEMP B-TREE"), "{text}");
+    }
+
+    /// A promotion and the routing of a keyed event read a few index entries of the key, never
+    /// its open deliveries' rows (a deep backlog on one key made each of them read all).
+    #[test]
+    fn key_queries_are_index_lookups() {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(&format!("{SCHEMA}{SCHEMA_V2}{SCHEMA_V3}{SCHEMA_V4}"))
+            .unwrap();
+        for sql in [KEY_BUSY_SQL, KEY_HEAD_SQL, KEY_NEWEST_SQL] {
+            let text = query_plan(&c, sql);
+            let seek = "COVERING INDEX deliveries_key_state (endpoint_id=? AND key=? AND state=?)";
+            assert!(text.contains(seek), "{text}");
+            assert!(!text.contains("state<"), "{text}");
+            assert!(!text.contains("TEMP B-TREE"), "{text}");
+        }
     }
 }
 
