@@ -25,6 +25,15 @@ function bench_envelope(string $id, int $i): string {
     $ts = gmdate('Y-m-d\TH:i:s') . sprintf('.%03dZ', (int)(fmod(microtime(true), 1) * 1000));
     return json_encode(['id' => $id, 'type' => 'order.updated', 'timestamp' => $ts, 'key' => "order:$i", 'sequence' => 1, 'data' => bench_payload($i)]);
 }
+// CPU seconds (user + sys) of this process, and of its main (PHP) thread alone: their difference is what
+// the extension's own threads (sender, delivery threads, checkpointer) used, exited threads included.
+function bench_cpu_s(): array {
+    $r = getrusage();
+    $all = $r['ru_utime.tv_sec'] + $r['ru_utime.tv_usec'] / 1e6 + $r['ru_stime.tv_sec'] + $r['ru_stime.tv_usec'] / 1e6;
+    $s = (string)file_get_contents('/proc/self/task/' . getmypid() . '/stat');
+    $f = explode(' ', substr($s, strrpos($s, ')') + 2));
+    return ['process' => $all, 'main' => ((int)$f[11] + (int)$f[12]) / 100.0];  // USER_HZ = 100 on Linux
+}
 function bench_rss_kb(): array {
     $s = file_get_contents('/proc/self/status');
     preg_match('/VmRSS:\s+(\d+)/', $s, $a); preg_match('/VmHWM:\s+(\d+)/', $s, $b);
