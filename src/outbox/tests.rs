@@ -15,6 +15,18 @@ fn tmp(name: &str) -> PathBuf {
     dir.join("sub").join("outbox.sqlite")
 }
 
+/// Names of the indexes that match an SQL condition on `sqlite_master`.
+fn index_names(c: &Connection, condition: &str) -> Vec<String> {
+    c.prepare(&format!(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND {condition}"
+    ))
+    .unwrap()
+    .query_map([], |r| r.get(0))
+    .unwrap()
+    .collect::<rusqlite::Result<_>>()
+    .unwrap()
+}
+
 /// SQLite's query plan of a statement, its steps joined by " | " (parameters left unbound).
 fn query_plan(c: &Connection, sql: &str) -> String {
     let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
@@ -56,6 +68,15 @@ mod unit {
         pub(super) fn record_default_endpoint_plain(&mut self, d: &DefaultEndpoint) -> Result<()> {
             self.record_default_endpoint(d, None)
         }
+    }
+
+    /// A sender's outbox for one test, with the default endpoint; the endpoint's id.
+    fn sender_with_endpoint(name: &str) -> (Outbox, i64) {
+        let mut ob = Outbox::open(&tmp(name), Role::Sender).unwrap();
+        ob.record_default_endpoint_plain(&default_ep("http://127.0.0.1:9/x"))
+            .unwrap();
+        let ep = ob.endpoints().unwrap()[0].id;
+        (ob, ep)
     }
 
     fn put(ob: &mut Outbox, e: &NewEvent<'_>) -> String {
@@ -263,11 +284,7 @@ mod unit {
     /// next.
     #[test]
     fn retried_old_event_waits_for_the_key_in_flight() {
-        let p = tmp("retry-behind");
-        let mut ob = Outbox::open(&p, Role::Sender).unwrap();
-        ob.record_default_endpoint_plain(&default_ep("http://127.0.0.1:9/x"))
-            .unwrap();
-        let ep = ob.endpoints().unwrap()[0].id;
+        let (mut ob, ep) = sender_with_endpoint("retry-behind");
         let first = put(&mut ob, &ev("a.b", Some("k"), false));
         let second = put(&mut ob, &ev("a.b", Some("k"), false));
         let now = event::now() + 1.0;
@@ -377,11 +394,7 @@ mod unit {
 
     #[test]
     fn replay_and_retry_dead() {
-        let p = tmp("replay");
-        let mut ob = Outbox::open(&p, Role::Sender).unwrap();
-        ob.record_default_endpoint_plain(&default_ep("http://127.0.0.1:9/x"))
-            .unwrap();
-        let ep = ob.endpoints().unwrap()[0].id;
+        let (mut ob, ep) = sender_with_endpoint("replay");
         let id = put(&mut ob, &ev("a.b", Some("k"), false));
         let now = event::now() + 1.0;
         let c = ob.claim(&[(ep, 10, 100.0)], "me", now).unwrap();
@@ -552,15 +565,10 @@ mod event_ids {
         assert!(ob.event("evt_nope").unwrap().is_none());
         assert_eq!(ob.retry_event(&other).unwrap(), None);
         // no index on the ids of dispatched events; only the foreign ones are indexed
-        let indexes: Vec<String> = ob
-            .conn()
-            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
-        assert_eq!(indexes, vec!["events_foreign_id".to_string()]);
+        assert_eq!(
+            index_names(ob.conn(), "tbl_name = 'events'"),
+            ["events_foreign_id"]
+        );
         let text = query_plan(
             ob.conn(),
             "SELECT id FROM events WHERE id = ?1 AND event_id = ?2
@@ -646,15 +654,10 @@ mod event_ids {
             .unwrap();
         assert_eq!(version, 4);
         // Schema 4: the open deliveries of a key indexed by state as well, in place of the old index.
-        let indexes: Vec<String> = ob
-            .conn()
-            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'deliveries_key%'")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
-        assert_eq!(indexes, ["deliveries_key_state"]);
+        assert_eq!(
+            index_names(ob.conn(), "name LIKE 'deliveries_key%'"),
+            ["deliveries_key_state"]
+        );
         let new = dispatch(&mut ob, Some("k"), "{}");
         assert_eq!(ob.event(&new).unwrap().unwrap().seq, 2);
         let old = ob.event("evt_01KB0000000000000000000000").unwrap().unwrap();
