@@ -387,12 +387,13 @@ pub trait Engine: Send {
 
     // ---- deliveries ----
     fn open_deliveries_of_key(&mut self, endpoint_id: i64, key: &str) -> Result<Vec<OpenDelivery>>;
-    /// The key's next delivery to make ready: its lowest (seq, id) queued one, when none of the
-    /// key is ready or in flight. Index lookups: reading every open delivery of the key made a
-    /// deep backlog on one key cost each promotion all of it.
-    fn promotable(&mut self, endpoint_id: i64, key: &str) -> Result<Option<i64>>;
-    /// The highest sequence number among the key's open deliveries, `None` when it has none
-    /// (index lookups, as `promotable`).
+    /// Whether a delivery of (endpoint, key) is ready or in flight. This and the two below are
+    /// index lookups: reading every open delivery of the key made a deep backlog on one key cost
+    /// each promotion and each routed event all of it.
+    fn key_busy(&mut self, endpoint_id: i64, key: &str) -> Result<bool>;
+    /// The key's lowest (seq, id) queued delivery.
+    fn first_queued(&mut self, endpoint_id: i64, key: &str) -> Result<Option<i64>>;
+    /// The highest sequence number among the key's open deliveries, `None` when it has none.
     fn newest_open_seq(&mut self, endpoint_id: i64, key: &str) -> Result<Option<i64>>;
     fn insert_delivery(
         &mut self,

@@ -940,7 +940,10 @@ fn take_head_from_newer(
 /// Makes the lowest-sequence queued delivery of (endpoint, key) ready when nothing of that key
 /// is ready or in flight.
 fn promote(tx: &mut Tx<'_>, endpoint_id: i64, key: &str, now: f64) -> Result<()> {
-    if let Some(head) = tx.eng.promotable(endpoint_id, key)? {
+    if tx.eng.key_busy(endpoint_id, key)? {
+        return Ok(());
+    }
+    if let Some(head) = tx.eng.first_queued(endpoint_id, key)? {
         let n = tx
             .eng
             .set_delivery_state(&[head], state::QUEUED, state::READY, now)?;

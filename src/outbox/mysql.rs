@@ -1619,20 +1619,22 @@ impl Engine for Mysql {
         )
     }
 
-    fn promotable(&mut self, endpoint_id: i64, key: &str) -> Result<Option<i64>> {
-        // `by_key (endpoint_id, key, state, seq)`: index lookups, not every open delivery.
-        let busy = self.row(
-            "read open deliveries",
-            &format!(
-                "SELECT 1 FROM {} WHERE endpoint_id = ? AND `key` = ? AND state IN (1, 2) LIMIT 1",
-                self.t.deliveries
-            ),
-            (endpoint_id, key),
-            |r| col::<i64>(&r, 0),
-        )?;
-        if busy.is_some() {
-            return Ok(None);
-        }
+    // `by_key (endpoint_id, key, state, seq)`: index lookups, not every open delivery of the key.
+    fn key_busy(&mut self, endpoint_id: i64, key: &str) -> Result<bool> {
+        Ok(self
+            .row(
+                "read open deliveries",
+                &format!(
+                    "SELECT 1 FROM {} WHERE endpoint_id = ? AND `key` = ? AND state IN (1, 2) LIMIT 1",
+                    self.t.deliveries
+                ),
+                (endpoint_id, key),
+                |r| col::<i64>(&r, 0),
+            )?
+            .is_some())
+    }
+
+    fn first_queued(&mut self, endpoint_id: i64, key: &str) -> Result<Option<i64>> {
         self.row(
             "read open deliveries",
             &format!(

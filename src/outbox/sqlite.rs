@@ -1279,16 +1279,18 @@ impl Engine for Sqlite {
         )
     }
 
-    fn promotable(&mut self, endpoint_id: i64, key: &str) -> Result<Option<i64>> {
-        let busy: Option<i64> = self.row(
-            "read open deliveries",
-            KEY_BUSY_SQL,
-            params![endpoint_id, key],
-            |r| r.get(0),
-        )?;
-        if busy.is_some() {
-            return Ok(None);
-        }
+    fn key_busy(&mut self, endpoint_id: i64, key: &str) -> Result<bool> {
+        Ok(self
+            .row(
+                "read open deliveries",
+                KEY_BUSY_SQL,
+                params![endpoint_id, key],
+                |r| r.get::<_, i64>(0),
+            )?
+            .is_some())
+    }
+
+    fn first_queued(&mut self, endpoint_id: i64, key: &str) -> Result<Option<i64>> {
         self.row(
             "read open deliveries",
             KEY_HEAD_SQL,
