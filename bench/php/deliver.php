@@ -23,17 +23,13 @@ for ($i = 0; $i < $n; $i++) {
     $log[] = $id . ' ' . sprintf('%.6f', microtime(true));
 }
 $t1 = microtime(true);
-$ru0 = getrusage();
 $ok = woosync_flush($a['flush_timeout'] ?? 60.0);
 $t2 = microtime(true);
-$ru1 = getrusage();
 $c1 = bench_cpu_s();
-// CPU (user + sys, every thread of this process) while it delivered: the sender's cost per event
-$cpu = fn($r) => $r['ru_utime.tv_sec'] + $r['ru_utime.tv_usec'] / 1e6 + $r['ru_stime.tv_sec'] + $r['ru_stime.tv_usec'] / 1e6;
 if (!empty($a['idlog'])) file_put_contents($a['idlog'], implode("\n", $log) . "\n");
 $st = woosync_status();
 echo json_encode(['t0' => $t0, 't_dispatched' => $t1, 't_end' => $t2, 'flushed' => $ok, 'pid' => getmypid(),
-    'worker' => $st['worker'], 'sender_pid' => $st['sender_pid'] ?? null, 'delivered' => $st['delivered'], 'pending' => $st['pending'], 'dead' => $st['dead'], 'flush_cpu_s' => $cpu($ru1) - $cpu($ru0),
+    'worker' => $st['worker'], 'sender_pid' => $st['sender_pid'] ?? null, 'delivered' => $st['delivered'], 'pending' => $st['pending'], 'dead' => $st['dead'],
     // the extension's threads over the whole run: routing, delivering and recording every event (delivery
     // starts during the dispatch loop, so the flush alone would miss part of it)
     'sender_cpu_s' => ($c1['process'] - $c0['process']) - ($c1['main'] - $c0['main'])] + bench_rss_kb());
